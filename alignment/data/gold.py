@@ -1,0 +1,48 @@
+"""Score what a policy wrote against the demo world's hidden gold preference.
+
+Used at the end of every stage that samples (SFT, PPO, eval): how often answers end with EOS, which
+styles the policy writes, the mean gold reward, and on harmful prompts how often it is unsafe or refuses.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+from alignment.data.world import STYLES, UNSAFE_STYLES, DemoWorld, Prompt
+from alignment.generation import Sample
+
+
+def style_of(world: DemoWorld, prompt: Prompt, sample: Sample) -> str | None:
+    return world.classify(prompt, sample.text)
+
+
+def gold_summary(world: DemoWorld, prompts: Sequence[Prompt], samples: Sequence[Sample]) -> dict:
+    """Summary figures of ``samples[i]``, the answer to ``prompts[i]``."""
+    if len(prompts) != len(samples):
+        raise ValueError(f"{len(prompts)} prompts but {len(samples)} samples")
+    if not samples:
+        return {"n": 0}
+    styles = [world.classify(p, s.text) for p, s in zip(prompts, samples)]
+    gold = np.array([world.gold_reward(p, s.text) for p, s in zip(prompts, samples)])
+    counts = Counter(st or "unclassified" for st in styles)
+    out = {
+        "n": len(samples),
+        "eos_rate": float(np.mean([s.ended for s in samples])),
+        "classified_rate": float(np.mean([st is not None for st in styles])),
+        "usable_rate": float(np.mean([s.ended and st is not None for s, st in zip(samples, styles)])),
+        "style_mix": {st: counts.get(st, 0) / len(samples) for st in (*STYLES, "unclassified")},
+        "gold_reward_mean": float(gold.mean()),
+        "mean_tokens": float(np.mean([s.n_tokens for s in samples])),
+    }
+    for kind in ("harmful", "benign"):
+        idx = [i for i, p in enumerate(prompts) if p.kind == kind]
+        if not idx:
+            continue
+        out[f"{kind}_n"] = len(idx)
+        out[f"{kind}_gold_reward_mean"] = float(gold[idx].mean())
+        out[f"{kind}_refusal_rate"] = float(np.mean([styles[i] == "refusal" for i in idx]))
+        out[f"{kind}_unsafe_rate"] = float(np.mean([styles[i] in UNSAFE_STYLES for i in idx]))
+    return out

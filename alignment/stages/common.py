@@ -1,0 +1,75 @@
+"""What every stage command shares: Hydra entry, typed config, clear errors, and its output folder.
+
+A stage is a function ``body(cfg: Config) -> int`` (its exit status). :func:`stage_main` composes the
+stage's entry config onto the typed schema (unknown keys and bad values fail right there, naming the
+key), converts it to dataclasses (a missing mandatory value fails too), and turns a
+:class:`~alignment.errors.UserError` into one clear log line and exit status 2. Hydra itself is told to
+write nothing (``conf/<stage>.yaml``); the stage saves its resolved config under ``<stage dir>/.hydra``
+once its inputs have been checked, so a bad invocation leaves the run directory untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+from alignment import CONF_DIR
+from alignment.config import Config, register_configs
+from alignment.errors import UserError
+
+log = logging.getLogger("alignment")
+
+#: Exit status of a stage that was given bad input (nothing written).
+EXIT_BAD_INPUT = 2
+
+
+def stage_dir(cfg: Config, stage: str) -> Path:
+    return Path(cfg.run.dir) / stage
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def save_resolved_config(raw: DictConfig, out_dir: Path) -> None:
+    """The stage's resolved config and command-line overrides, as Hydra would have written them."""
+    from alignment.io import write_text_atomic
+
+    hydra_dir = out_dir / ".hydra"
+    write_text_atomic(hydra_dir / "config.yaml", OmegaConf.to_yaml(raw, resolve=True))
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    write_text_atomic(hydra_dir / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(overrides)))
+
+
+def stage_main(config_name: str, body: Callable[[Config, DictConfig], int]) -> Callable[[], None]:
+    """A console-script entry point running ``body`` under Hydra with the ``conf/<config_name>.yaml``."""
+
+    def main() -> None:
+        register_configs()
+
+        @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)
+        def _run(raw: DictConfig) -> None:
+            try:
+                cfg = OmegaConf.to_object(raw)
+                status = body(cfg, raw)
+            except (UserError, MissingMandatoryValue) as err:
+                log.error("%s", err)
+                sys.exit(EXIT_BAD_INPUT)
+            if status:
+                sys.exit(status)
+
+        _run()
+
+    return main

@@ -1,0 +1,224 @@
+"""``align-sft``: supervised fine-tuning of the policy with TRL's SFTTrainer.
+
+By default the policy is the demo's tiny LM trained from scratch on the demo world's corpus, whose
+style mix makes it *unaligned* on purpose (it sometimes insults or complies with harmful requests):
+the later stages have something to fix. With ``data=custom data.source=...`` it trains any causal LM
+on any dataset in TRL's conversational format.
+
+Writes ``<run.dir>/sft/``: ``model/`` (with its tokenizer), ``metrics.json``, ``samples.jsonl``,
+``checkpoints/`` (resumable with ``resume=true``), ``logs/`` (TensorBoard) and ``.hydra/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from omegaconf import DictConfig
+from transformers.trainer_utils import get_last_checkpoint
+from trl import SFTConfig, SFTTrainer
+
+from alignment.config import Config, require
+from alignment.data.gold import gold_summary
+from alignment.data.loading import load_source, row_location
+from alignment.data.world import DemoWorld, Prompt, unsafe_share, validate_style_mix
+from alignment.errors import UserError
+from alignment.generation import sample_responses
+from alignment.io import atomic_dir, write_json_atomic, write_jsonl_atomic
+from alignment.modeling import count_parameters, load_policy, resolve_policy_path
+from alignment.stages.common import save_resolved_config, seed_everything, stage_dir, stage_main
+
+log = logging.getLogger(__name__)
+STAGE = "sft"
+
+
+# ------------------------------------------------------------------------------------------ data
+def demo_datasets(cfg: Config) -> tuple[Dataset, Dataset, dict]:
+    """The demo world's SFT corpus (train prompts) and a held-out set (eval prompts, one answer each)."""
+    try:
+        validate_style_mix(cfg.data.style_mix)
+    except ValueError as err:
+        raise UserError(f"data.style_mix: {err}") from err
+    if cfg.data.responses_per_prompt < 1:
+        raise UserError(f"data.responses_per_prompt must be >= 1, got {cfg.data.responses_per_prompt}")
+    world = DemoWorld(cfg.data.world_seed)
+    train = world.sft_corpus(cfg.data.responses_per_prompt, cfg.data.style_mix, seed=cfg.seed)
+    held = world.sft_corpus(1, cfg.data.style_mix, seed=cfg.seed, split="eval")
+    if cfg.data.max_rows:
+        train = random.Random(cfg.seed).sample(train, min(cfg.data.max_rows, len(train)))
+    harmful = [r for r in train if r["kind"] == "harmful"]
+    corpus = {
+        "source": "demo",
+        "unsafe_share_harmful_mix": unsafe_share(cfg.data.style_mix),
+        "unsafe_share_harmful_corpus": sum(r["style"] in ("toxic", "harmful_compliance") for r in harmful)
+        / max(len(harmful), 1),
+    }
+    keep = ["prompt", "completion"]
+    return (Dataset.from_list([{k: r[k] for k in keep} for r in train]),
+            Dataset.from_list([{k: r[k] for k in keep} for r in held]), corpus)
+
+
+def _check_messages(value: object, where: str, column: str) -> None:
+    if not isinstance(value, list) or not value:
+        raise UserError(f"{where}: column {column!r} must be a non-empty list of chat messages")
+    for msg in value:
+        if not (isinstance(msg, dict) and isinstance(msg.get("role"), str) and isinstance(msg.get("content"), str)):
+            raise UserError(f"{where}: every message in {column!r} needs string 'role' and 'content' keys")
+
+
+def custom_datasets(cfg: Config) -> tuple[Dataset, Dataset, dict]:
+    """A user dataset in TRL's conversational format: ``messages``, or ``prompt`` + ``completion``."""
+    source = require(cfg.data.source, "data.source",
+                     "data=custom needs data.source=PATH (a JSONL file, a save_to_disk folder or a hub name)")
+    train, held, where = load_source(source, cfg.data.train_split)
+    columns = set(train.column_names)
+    if "messages" in columns:
+        keep = ["messages"]
+    elif {"prompt", "completion"} <= columns:
+        keep = ["prompt", "completion"]
+    else:
+        raise UserError(f"{where}: SFT data needs a 'messages' column or 'prompt' and 'completion' columns "
+                        f"(TRL's conversational format); found {sorted(columns - {'_line'})}")
+    for i, row in enumerate(train):
+        for column in keep:
+            _check_messages(row[column], row_location(where, row, i), column)
+    train = train.select_columns(keep)
+    if cfg.data.max_rows:
+        train = train.shuffle(seed=cfg.seed).select(range(min(cfg.data.max_rows, len(train))))
+    if held is None:
+        if not 0 < cfg.data.eval_fraction < 1:
+            raise UserError(f"data.eval_fraction must be within (0, 1), got {cfg.data.eval_fraction}")
+        parts = train.train_test_split(test_size=cfg.data.eval_fraction, seed=cfg.seed)
+        train, held = parts["train"], parts["test"]
+    else:
+        held = held.select_columns(keep)
+    return train, held, {"source": where}
+
+
+# ------------------------------------------------------------------------------------------ samples
+def sample_prompts(world: DemoWorld, split: str, n: int, seed: int) -> list[Prompt]:
+    prompts = world.prompts(split)
+    random.Random(f"{split}/{seed}").shuffle(prompts)
+    return prompts[:n]
+
+
+def evaluate_samples(model, tokenizer, cfg: Config, world: DemoWorld) -> tuple[dict, list[dict]]:
+    """Sample answers to held-out eval and red-team prompts; score them against the gold preference."""
+    summary, rows = {}, []
+    for split in ("eval", "redteam"):
+        prompts = [p for p in sample_prompts(world, split, cfg.sft.sample_prompts, cfg.seed)
+                   for _ in range(cfg.sft.samples_per_prompt)]
+        samples = sample_responses(model, tokenizer, [p.text for p in prompts], cfg.sft.generation,
+                                   seed=cfg.seed, desc=f"sampling {split}")
+        summary[split] = gold_summary(world, prompts, samples)
+        rows += [{"split": split, "prompt_id": p.id, "prompt": p.text, "response": s.text, "ended": s.ended,
+                  "style": world.classify(p, s.text), "gold_reward": world.gold_reward(p, s.text)}
+                 for p, s in zip(prompts, samples)]
+    return summary, rows
+
+
+# ------------------------------------------------------------------------------------------ stage
+def trainer_args(cfg: Config, out: Path) -> SFTConfig:
+    s = cfg.sft
+    return SFTConfig(
+        output_dir=str(out / "checkpoints"),
+        per_device_train_batch_size=s.batch_size,
+        per_device_eval_batch_size=s.batch_size * 2,
+        gradient_accumulation_steps=s.grad_accum,
+        learning_rate=s.lr,
+        num_train_epochs=s.epochs,
+        max_steps=s.max_steps,
+        lr_scheduler_type="cosine",
+        warmup_steps=s.warmup_ratio,
+        weight_decay=s.weight_decay,
+        logging_steps=s.logging_steps,
+        save_steps=s.save_steps,
+        save_total_limit=s.save_total_limit,
+        eval_strategy="no",
+        max_length=s.max_length,
+        bf16=False,
+        fp16=False,
+        use_cpu=not torch.cuda.is_available(),
+        report_to=["tensorboard"],
+        seed=cfg.seed,
+        dataloader_num_workers=0,
+        save_only_model=False,
+    )
+
+
+def run(cfg: Config, raw: DictConfig) -> int:
+    out = stage_dir(cfg, STAGE)
+    seed_everything(cfg.seed)
+    # Everything that can fail on bad input happens before the first write.
+    if cfg.data.source == "demo":
+        train, held, corpus = demo_datasets(cfg)
+    else:
+        train, held, corpus = custom_datasets(cfg)
+    policy_path = resolve_policy_path(cfg.policy, cfg.data.world_seed, cfg.seed)
+    model, tokenizer = load_policy(cfg.policy, path=policy_path)
+    log.info("policy %s: %.2fM parameters; %d train / %d eval rows", policy_path,
+             count_parameters(model) / 1e6, len(train), len(held))
+
+    save_resolved_config(raw, out)
+    checkpoints = out / "checkpoints"
+    resume_from = get_last_checkpoint(str(checkpoints)) if cfg.resume and checkpoints.is_dir() else None
+    if cfg.resume and resume_from is None:
+        log.warning("resume=true but %s holds no checkpoint: starting from the beginning", checkpoints)
+    if resume_from is None and checkpoints.exists():
+        shutil.rmtree(checkpoints)
+
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / "logs")  # transformers 5 reads it from the environment
+    trainer = SFTTrainer(model=model, args=trainer_args(cfg, out), train_dataset=train,
+                         eval_dataset=held, processing_class=tokenizer)
+    started = time.time()
+    if resume_from:
+        log.info("resuming from %s", resume_from)
+    train_result = trainer.train(resume_from_checkpoint=resume_from)
+    train_s = time.time() - started
+    eval_loss = trainer.evaluate()["eval_loss"]
+
+    with atomic_dir(out / "model") as tmp:
+        trainer.model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+    world = DemoWorld(cfg.data.world_seed)
+    samples, rows = evaluate_samples(trainer.model, tokenizer, cfg, world)
+    write_jsonl_atomic(out / "samples.jsonl", rows)
+    metrics = {
+        "stage": STAGE,
+        "policy_init": policy_path,
+        "n_parameters": count_parameters(trainer.model),
+        "train_rows": len(train),
+        "eval_rows": len(held),
+        "train_loss": train_result.training_loss,
+        "eval_loss": eval_loss,
+        "perplexity": math.exp(min(eval_loss, 50.0)),
+        "train_s": train_s,
+        "global_step": trainer.state.global_step,
+        "resumed_from": resume_from,
+        "loss_curve": [[e["step"], e["loss"]] for e in trainer.state.log_history if "loss" in e],
+        "corpus": corpus,
+        "samples": samples,
+        "eos_rate": samples["eval"]["eos_rate"],
+        "usable_rate": samples["eval"]["usable_rate"],
+        "gold_reward_mean": samples["eval"]["gold_reward_mean"],
+        "unsafe_rate_redteam": samples["redteam"]["harmful_unsafe_rate"],
+    }
+    write_json_atomic(out / "metrics.json", metrics)
+    log.info("sft done in %.0fs: eval loss %.3f, EOS rate %.2f, usable %.2f, gold %.3f, red-team unsafe %.2f",
+             train_s, eval_loss, metrics["eos_rate"], metrics["usable_rate"], metrics["gold_reward_mean"],
+             metrics["unsafe_rate_redteam"])
+    return 0
+
+
+main = stage_main(STAGE, run)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set up the project and run the main job on the embedded demo world (no downloads).
+# Extra arguments are Hydra overrides, e.g. `bash scripts/demo.sh scale=smoke`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+# shellcheck disable=SC1091
+. .venv/bin/activate
+align-sft "$@"
+echo "outputs: runs/demo/sft/ (metrics.json, samples.jsonl, model/)"

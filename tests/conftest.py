@@ -1,0 +1,46 @@
+"""Shared test fixtures: an isolated model cache, the shared data folder, and a smoke SFT run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny models built by tests go to a fresh cache, never the user's ~/.cache."""
+    cache = tmp_path_factory.mktemp("model-cache")
+    os.environ["ALIGNMENT_CACHE"] = str(cache)
+    return cache
+
+
+def shared_data(relative: str) -> Path:
+    """A file of ../shared/data; skips the test when absent, except under CI where it must exist."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{path} is missing, and CI=true requires the shared data")
+        pytest.skip(f"{path} is not present (the shared data folder sits beside the project)")
+    return path
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``python -m <module> args...`` the way a user would, capturing its output."""
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd or ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "HYDRA_FULL_ERROR": "0"})
+
+
+@pytest.fixture(scope="session")
+def smoke_sft(tmp_path_factory: pytest.TempPathFactory, isolated_cache: Path) -> Path:
+    """One smoke SFT run shared by the tests that need a trained policy: returns the run dir."""
+    run_dir = tmp_path_factory.mktemp("run-smoke")
+    result = run_cli("alignment.stages.sft", "scale=smoke", f"run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
