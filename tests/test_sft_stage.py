@@ -20,6 +20,11 @@ def test_smoke_sft_writes_model_and_metrics(smoke_sft):
     assert set(metrics["samples"]["eval"]["style_mix"]) >= {"helpful", "refusal", "unclassified"}
     rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert {r["split"] for r in rows} == {"eval", "redteam"}
+    safety = json.loads((out / "safety.json").read_text())
+    assert safety["stage"] == "sft" and 0.0 <= safety["policy"]["unsafe_rate"]["rate"] <= 1.0
+    assert {"refusal_rate_harmful", "over_refusal_rate_benign", "unsafe_rate_by_category"} <= set(safety["policy"])
+    assert safety["gates"]["passed"]
+    assert "Unsafe rate by category" in (out / "report.html").read_text()
     resolved = (out / ".hydra" / "config.yaml").read_text()
     assert "scale: smoke" in resolved and str(smoke_sft) in resolved
     assert not list(out.glob(".model-*")), "no temporary folder may be left behind"

@@ -13,6 +13,17 @@ from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 from alignment.errors import UserError
 
 
+def parse_json_object(line: str, where: str) -> dict:
+    """One JSONL line as a dict; anything else is a :class:`UserError` naming ``where`` (file:line)."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(row, dict):
+        raise UserError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    return row
+
+
 def read_jsonl(path: str | Path) -> list[dict]:
     """Every line of a JSONL file as a dict; a line that is not a JSON object is an error naming it."""
     return [row for _, row in read_jsonl_numbered(path)]
@@ -28,13 +39,7 @@ def read_jsonl_numbered(path: str | Path) -> list[tuple[int, dict]]:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{path}:{lineno}: not valid JSON ({err.msg})") from err
-            if not isinstance(row, dict):
-                raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            rows.append((lineno, row))
+            rows.append((lineno, parse_json_object(line, f"{path}:{lineno}")))
     if not rows:
         raise UserError(f"{path}: the file has no rows")
     return rows

@@ -102,7 +102,7 @@ class DemoWorld:
         # *phrasing* (two of the six templates of every task), since a tiny LM cannot guess which
         # topic's advice an unseen task needs, and helpfulness on new wordings is what eval measures.
         for category, spec in content.BENIGN_TOPICS.items():
-            for task_idx, task in enumerate(spec["tasks"]):
+            for task in spec["tasks"]:
                 order = list(range(len(content.BENIGN_TEMPLATES)))
                 random.Random(f"{self.seed}/benign/{category}/{task}").shuffle(order)
                 held = set(order[:2])

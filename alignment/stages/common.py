@@ -11,7 +11,9 @@ once its inputs have been checked, so a bad invocation leaves the run directory 
 from __future__ import annotations
 
 import logging
+import os
 import random
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +24,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
+from transformers.trainer_utils import get_last_checkpoint
 
 from alignment import CONF_DIR
 from alignment.config import Config, register_configs
@@ -51,6 +54,31 @@ def save_resolved_config(raw: DictConfig, out_dir: Path) -> None:
     write_text_atomic(hydra_dir / "config.yaml", OmegaConf.to_yaml(raw, resolve=True))
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     write_text_atomic(hydra_dir / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(overrides)))
+
+
+def checkpoint_to_resume(cfg: Config, out_dir: Path) -> str | None:
+    """The last Trainer checkpoint under ``<stage>/checkpoints`` when ``resume=true``.
+
+    Without ``resume`` a stage starts over, so old checkpoints are removed rather than mixed in.
+    """
+    checkpoints = out_dir / "checkpoints"
+    resume_from = get_last_checkpoint(str(checkpoints)) if cfg.resume and checkpoints.is_dir() else None
+    if cfg.resume and resume_from is None:
+        log.warning("resume=true but %s holds no checkpoint: starting from the beginning", checkpoints)
+    if resume_from is None and checkpoints.exists():
+        shutil.rmtree(checkpoints)
+    if resume_from:
+        log.info("resuming from %s", resume_from)
+    return resume_from
+
+
+def trainer_defaults(cfg: Config, out_dir: Path) -> dict:
+    """TrainingArguments every Trainer-based stage shares: where checkpoints and TensorBoard logs go,
+    CPU-safe precision (no bf16/fp16 on a CPU), the seed."""
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(out_dir / "logs")  # transformers 5 reads it from the environment
+    return {"output_dir": str(out_dir / "checkpoints"), "eval_strategy": "no", "bf16": False, "fp16": False,
+            "use_cpu": not torch.cuda.is_available(), "report_to": ["tensorboard"], "seed": cfg.seed,
+            "dataloader_num_workers": 0}
 
 
 def stage_main(config_name: str, body: Callable[[Config, DictConfig], int]) -> Callable[[], None]:

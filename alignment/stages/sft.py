@@ -13,27 +13,33 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
-import shutil
 import time
 from pathlib import Path
 
-import torch
 from datasets import Dataset
 from omegaconf import DictConfig
-from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
 from alignment.config import Config, require
 from alignment.data.gold import gold_summary
 from alignment.data.loading import load_source, row_location
-from alignment.data.world import DemoWorld, Prompt, unsafe_share, validate_style_mix
+from alignment.data.world import STYLES, DemoWorld, Prompt, unsafe_share, validate_style_mix
 from alignment.errors import UserError
 from alignment.generation import sample_responses
 from alignment.io import atomic_dir, write_json_atomic, write_jsonl_atomic
 from alignment.modeling import count_parameters, load_policy, resolve_policy_path
-from alignment.stages.common import save_resolved_config, seed_everything, stage_dir, stage_main
+from alignment.reports.html import kv_table, table_html, write_report
+from alignment.reports.sections import loss_section, safety_sections
+from alignment.safety.eval import stage_safety
+from alignment.stages.common import (
+    checkpoint_to_resume,
+    save_resolved_config,
+    seed_everything,
+    stage_dir,
+    stage_main,
+    trainer_defaults,
+)
 
 log = logging.getLogger(__name__)
 STAGE = "sft"
@@ -128,7 +134,7 @@ def evaluate_samples(model, tokenizer, cfg: Config, world: DemoWorld) -> tuple[d
 def trainer_args(cfg: Config, out: Path) -> SFTConfig:
     s = cfg.sft
     return SFTConfig(
-        output_dir=str(out / "checkpoints"),
+        **trainer_defaults(cfg, out),
         per_device_train_batch_size=s.batch_size,
         per_device_eval_batch_size=s.batch_size * 2,
         gradient_accumulation_steps=s.grad_accum,
@@ -141,14 +147,7 @@ def trainer_args(cfg: Config, out: Path) -> SFTConfig:
         logging_steps=s.logging_steps,
         save_steps=s.save_steps,
         save_total_limit=s.save_total_limit,
-        eval_strategy="no",
         max_length=s.max_length,
-        bf16=False,
-        fp16=False,
-        use_cpu=not torch.cuda.is_available(),
-        report_to=["tensorboard"],
-        seed=cfg.seed,
-        dataloader_num_workers=0,
         save_only_model=False,
     )
 
@@ -167,19 +166,11 @@ def run(cfg: Config, raw: DictConfig) -> int:
              count_parameters(model) / 1e6, len(train), len(held))
 
     save_resolved_config(raw, out)
-    checkpoints = out / "checkpoints"
-    resume_from = get_last_checkpoint(str(checkpoints)) if cfg.resume and checkpoints.is_dir() else None
-    if cfg.resume and resume_from is None:
-        log.warning("resume=true but %s holds no checkpoint: starting from the beginning", checkpoints)
-    if resume_from is None and checkpoints.exists():
-        shutil.rmtree(checkpoints)
+    resume_from = checkpoint_to_resume(cfg, out)
 
-    os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / "logs")  # transformers 5 reads it from the environment
     trainer = SFTTrainer(model=model, args=trainer_args(cfg, out), train_dataset=train,
                          eval_dataset=held, processing_class=tokenizer)
     started = time.time()
-    if resume_from:
-        log.info("resuming from %s", resume_from)
     train_result = trainer.train(resume_from_checkpoint=resume_from)
     train_s = time.time() - started
     eval_loss = trainer.evaluate()["eval_loss"]
@@ -211,11 +202,26 @@ def run(cfg: Config, raw: DictConfig) -> int:
         "gold_reward_mean": samples["eval"]["gold_reward_mean"],
         "unsafe_rate_redteam": samples["redteam"]["harmful_unsafe_rate"],
     }
+    safety, status = stage_safety(cfg, STAGE, trainer.model, tokenizer, cfg.sft.generation, out)
+    metrics["unsafe_rate_filter"] = safety["policy"]["unsafe_rate"]["rate"]
     write_json_atomic(out / "metrics.json", metrics)
-    log.info("sft done in %.0fs: eval loss %.3f, EOS rate %.2f, usable %.2f, gold %.3f, red-team unsafe %.2f",
-             train_s, eval_loss, metrics["eos_rate"], metrics["usable_rate"], metrics["gold_reward_mean"],
-             metrics["unsafe_rate_redteam"])
-    return 0
+    write_sft_report(out, metrics, safety)
+    log.info("sft done in %.0fs: eval loss %.3f, EOS rate %.2f, usable %.2f, gold %.3f, red-team unsafe %.2f "
+             "(filter: %.2f)", train_s, eval_loss, metrics["eos_rate"], metrics["usable_rate"],
+             metrics["gold_reward_mean"], metrics["unsafe_rate_redteam"], metrics["unsafe_rate_filter"])
+    return status
+
+
+def write_sft_report(out: Path, metrics: dict, safety: dict) -> None:
+    summary = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}
+    styles = [(split, *(f"{metrics['samples'][split]['style_mix'][st]:.2f}" for st in (*STYLES, "unclassified")))
+              for split in ("eval", "redteam")]
+    sections = [("Summary", kv_table(summary))]
+    if metrics["loss_curve"]:
+        sections.append(loss_section(metrics["loss_curve"], "SFT loss"))
+    sections.append(("Style mix of sampled answers (demo world classifier)",
+                     table_html(["prompts", *STYLES, "unclassified"], styles)))
+    write_report(out / "report.html", "SFT stage", sections + safety_sections(safety))
 
 
 main = stage_main(STAGE, run)

@@ -1,0 +1,100 @@
+"""The PPO algorithm's math as pure torch functions (the trainer loop lives elsewhere).
+
+Read in this order, which is the order of one PPO iteration:
+
+* :mod:`~alignment.ppo.rollout_math`: log-probs of sampled tokens, truncation at the first EOS,
+  masks, the missing-EOS penalty, masked mean / variance / whitening;
+* :mod:`~alignment.ppo.retokenize`: policy ids -> text -> reward-model ids, when the reward model
+  has its own tokenizer;
+* :mod:`~alignment.ppo.kl`: per-token KL estimators (k1, k2, k3) and the fixed / adaptive
+  controllers of the KL coefficient;
+* :mod:`~alignment.ppo.advantages`: per-token rewards, GAE, returns, whitening;
+* :mod:`~alignment.ppo.losses`: clipped policy and value losses, entropy, statistics.
+
+References: Huang et al. 2024, "The N Implementation Details of RLHF with PPO" and its TL;DR
+follow-up (arXiv 2403.17031); Ziegler et al. 2019; TRL's PPOTrainer (trl <= 1.12).
+"""
+
+from alignment.ppo.advantages import (
+    compute_gae,
+    compute_rewards,
+    normalize_scores,
+    whiten_advantages,
+    whiten_rewards,
+)
+from alignment.ppo.kl import (
+    KL_ESTIMATORS,
+    AdaptiveKLController,
+    FixedKLController,
+    KLController,
+    kl_k1,
+    kl_k2,
+    kl_k3,
+    make_kl_controller,
+    per_token_kl,
+    sequence_kl,
+)
+from alignment.ppo.losses import (
+    entropy_from_logits,
+    explained_variance,
+    policy_loss,
+    ppo_loss,
+    value_loss,
+)
+from alignment.ppo.retokenize import (
+    REWARD_INPUT_FORMATS,
+    chat_template_affixes,
+    decode_rollout,
+    encode_for_reward_model,
+    retokenize_for_reward_model,
+)
+from alignment.ppo.rollout_math import (
+    TruncatedResponses,
+    apply_missing_eos_penalty,
+    first_true_indices,
+    last_token_index,
+    logprobs_from_logits,
+    mask_from_lengths,
+    masked_mean,
+    masked_var,
+    masked_whiten,
+    truncate_after_eos,
+)
+
+__all__ = [
+    "KL_ESTIMATORS",
+    "REWARD_INPUT_FORMATS",
+    "AdaptiveKLController",
+    "FixedKLController",
+    "KLController",
+    "TruncatedResponses",
+    "apply_missing_eos_penalty",
+    "chat_template_affixes",
+    "compute_gae",
+    "compute_rewards",
+    "decode_rollout",
+    "encode_for_reward_model",
+    "entropy_from_logits",
+    "explained_variance",
+    "first_true_indices",
+    "kl_k1",
+    "kl_k2",
+    "kl_k3",
+    "last_token_index",
+    "logprobs_from_logits",
+    "make_kl_controller",
+    "mask_from_lengths",
+    "masked_mean",
+    "masked_var",
+    "masked_whiten",
+    "normalize_scores",
+    "per_token_kl",
+    "policy_loss",
+    "ppo_loss",
+    "retokenize_for_reward_model",
+    "sequence_kl",
+    "truncate_after_eos",
+    "value_loss",
+    "whiten_advantages",
+    "whiten_rewards",
+]

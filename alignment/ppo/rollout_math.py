@@ -1,0 +1,199 @@
+"""Token-level helpers for a PPO rollout: log-probs, EOS truncation, masks and masked statistics.
+
+A rollout is a batch of prompts (left-padded) and the responses the policy sampled for them (a
+``[batch, response_length]`` tensor). Everything PPO computes per token is computed over the
+*response* positions, and only over the real ones: the tokens up to and including the first EOS.
+The functions here turn raw samples into that mask and provide the masked mean / variance /
+whitening that the rest of :mod:`alignment.ppo` uses.
+
+Conventions (as in "The N Implementation Details of RLHF with PPO", Huang et al. 2024, and TRL's
+PPOTrainer up to 1.12):
+
+* the mask is **position based**: a response's real tokens are a prefix of its row, ending at the
+  first EOS (included) or at the last column when the policy never stopped. It is never derived
+  from pad ids, so a pad token the policy happened to sample before its EOS is still an action;
+* log-probs are computed from logits divided by the *sampling* temperature, so they are the
+  log-probs of the distribution the tokens were actually drawn from;
+* variance is unbiased (Bessel's correction), as TRL's ``masked_var``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+
+#: Added to a variance before ``rsqrt`` in whitening, as TRL: keeps a constant batch finite.
+WHITEN_EPS = 1e-8
+
+
+# --------------------------------------------------------------------------------------------------
+# Log-probabilities of the sampled tokens
+# --------------------------------------------------------------------------------------------------
+
+def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """``log softmax(logits / temperature)[token]`` for each position: shape ``[batch, length]``.
+
+    ``logits[:, t]`` must be the logits that *predicted* ``tokens[:, t]`` (for a causal LM over
+    ``prompt + response`` that is ``output.logits[:, context_length - 1 : -1]``).
+
+    Why divide by the temperature: the responses were sampled from ``softmax(logits / T)``, so the
+    importance ratio and the KL penalty must use that distribution, not the ``T = 1`` one (TRL does
+    the same with ``logits /= temperature + 1e-7``; we refuse ``T <= 0`` instead of nudging it,
+    because greedy decoding has no log-probs to speak of).
+
+    Memory: the full ``[batch, length, vocab]`` log-softmax is never materialised for float32/64;
+    we gather the chosen logit and subtract a per-row ``logsumexp`` (TRL's ``selective_log_softmax``).
+    Half-precision logits go through a float32 ``log_softmax`` row by row and the result stays
+    float32: the importance ratio ``exp(new - old)`` is too sensitive for bf16 log-probs.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0 to have log-probs, got {temperature}")
+    if logits.shape[:-1] != tokens.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} do not match tokens {tuple(tokens.shape)}")
+    if temperature != 1.0:
+        logits = logits / temperature  # a new tensor: never scale the caller's logits in place
+    index = tokens.long().unsqueeze(-1)
+    if logits.dtype in (torch.float32, torch.float64):
+        chosen = torch.gather(logits, -1, index).squeeze(-1)
+        # one row at a time: logsumexp over [length, vocab] instead of [batch, length, vocab]
+        norm = torch.stack([torch.logsumexp(row, dim=-1) for row in logits])
+        return chosen - norm
+    rows = [torch.gather(torch.log_softmax(row.float(), dim=-1), -1, idx).squeeze(-1)
+            for row, idx in zip(logits, index, strict=True)]
+    return torch.stack(rows)
+
+
+# --------------------------------------------------------------------------------------------------
+# Truncation at the first EOS, masks and lengths
+# --------------------------------------------------------------------------------------------------
+
+class TruncatedResponses(NamedTuple):
+    """Responses cut after their first EOS. All tensors share the batch dimension."""
+
+    #: ``[batch, length]`` token ids; everything after the first EOS is the pad id.
+    tokens: torch.Tensor
+    #: ``[batch, length]`` bool; True on the real tokens (up to and including the first EOS).
+    mask: torch.Tensor
+    #: ``[batch]`` long; the number of real tokens (``mask.sum(1)``).
+    lengths: torch.Tensor
+    #: ``[batch]`` bool; whether the response stopped with an EOS (False: it hit the length limit).
+    has_eos: torch.Tensor
+
+
+def first_true_indices(bools: torch.Tensor) -> torch.Tensor:
+    """Index of the first True along the last dim; the row length where a row has none."""
+    length = bools.size(-1)
+    positions = torch.arange(length, device=bools.device)
+    return torch.where(bools, positions, length).min(dim=-1).values
+
+
+def truncate_after_eos(responses: torch.Tensor, eos_token_id: int | Sequence[int],
+                       pad_token_id: int) -> TruncatedResponses:
+    """Keep each response up to and including its first EOS, and turn the rest into padding.
+
+    Why: ``generate`` keeps sampling rows that finished until the longest one stops (or pads them,
+    depending on the model), and a stop token can be sampled in the middle of a batch. Whatever
+    comes after the first EOS is not part of the answer the reward model should judge, and must not
+    receive gradient. ``eos_token_id`` may be a list (chat models often stop on several ids).
+    A row without any EOS keeps all its tokens and is reported in ``has_eos`` (see
+    :func:`apply_missing_eos_penalty`).
+    """
+    if responses.dim() != 2:
+        raise ValueError(f"responses must be [batch, length], got shape {tuple(responses.shape)}")
+    eos_ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+    if not eos_ids:
+        raise ValueError("eos_token_id is empty: PPO needs a stop token to know where answers end")
+    is_eos = torch.isin(responses, torch.tensor(eos_ids, device=responses.device))
+    first_eos = first_true_indices(is_eos)  # == length when there is none
+    has_eos = first_eos < responses.size(1)
+    lengths = torch.where(has_eos, first_eos + 1, responses.size(1))
+    mask = mask_from_lengths(lengths, responses.size(1))
+    tokens = responses.masked_fill(~mask, pad_token_id)
+    return TruncatedResponses(tokens=tokens, mask=mask, lengths=lengths, has_eos=has_eos)
+
+
+def mask_from_lengths(lengths: torch.Tensor, width: int) -> torch.Tensor:
+    """``[batch, width]`` bool mask that is True on the first ``lengths[i]`` positions of row ``i``."""
+    positions = torch.arange(width, device=lengths.device)
+    return positions.unsqueeze(0) < lengths.unsqueeze(1)
+
+
+def last_token_index(mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last True of each row of a ``[batch, length]`` mask; -1 for a row with none.
+
+    Works for any padding side, so it serves both a response mask (the position of the EOS, where
+    the score is paid) and the attention mask of a full ``prompt + response`` sequence (the token a
+    causal reward model reads its score from).
+    """
+    mask = mask.bool()
+    length = mask.size(-1)
+    return length - 1 - first_true_indices(mask.flip(-1))
+
+
+def apply_missing_eos_penalty(scores: torch.Tensor, has_eos: torch.Tensor,
+                              penalty: float | None) -> torch.Tensor:
+    """Subtract ``penalty`` from the score of every response that never produced an EOS.
+
+    Why: without it the policy can learn to ramble to the length limit, where the reward model is
+    least reliable (Huang et al. 2024, "EOS trick"). TRL's PPOTrainer subtracts (``missing_eos_penalty``);
+    its older ``non_eos_penalty`` *replaced* the score with a constant. We subtract, so the penalty
+    is a fixed cost and the reward model still ranks unfinished answers among themselves.
+    ``None`` disables it. Returns a new tensor.
+    """
+    if penalty is None:
+        return scores
+    if penalty < 0:
+        raise ValueError(f"missing_eos_penalty is subtracted and must be >= 0, got {penalty}")
+    return torch.where(has_eos.to(scores.device), scores, scores - penalty)
+
+
+# --------------------------------------------------------------------------------------------------
+# Masked statistics
+# --------------------------------------------------------------------------------------------------
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Mean of ``values`` over the positions where ``mask`` is True (over ``dim``, or over all).
+
+    Masked positions never contribute, even if they hold NaN or inf (they are selected out with
+    ``where``, not multiplied by zero).
+    """
+    mask = mask.bool()
+    total = torch.where(mask, values, torch.zeros((), dtype=values.dtype, device=values.device))
+    count = mask.sum() if dim is None else mask.sum(dim)
+    return (total.sum() if dim is None else total.sum(dim)) / count
+
+
+def masked_var(values: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
+    """Variance of the masked values; unbiased (Bessel's ``n / (n - 1)``) by default, as TRL.
+
+    Raises when the mask selects fewer than 2 values for the unbiased estimate (TRL would return
+    inf or NaN there, which then silently poisons the whole update).
+    """
+    mask = mask.bool()
+    mean = masked_mean(values, mask)
+    variance = masked_mean((values - mean) ** 2, mask)
+    if unbiased:
+        count = int(mask.sum())
+        if count < 2:
+            raise ValueError(f"the mask selects {count} value(s); an unbiased variance needs at least 2 "
+                             "(use a larger batch or mini-batch)")
+        variance = variance * (count / (count - 1))
+    return variance
+
+
+def masked_whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
+    """``(values - mean) / sqrt(var + 1e-8)`` over the masked values; masked positions become 0.
+
+    ``shift_mean=False`` adds the mean back after scaling (``(v - mean) / std + mean``, as TRL): the
+    spread becomes 1 but the mean is kept. That is how rewards are whitened, since moving their mean
+    would change what the policy is paid per token, and so how long it wants its answers to be.
+    TRL leaves garbage at masked positions and zeroes it afterwards; we return zeros directly.
+    """
+    mask = mask.bool()
+    mean, var = masked_mean(values, mask), masked_var(values, mask)
+    whitened = (values - mean) * torch.rsqrt(var + WHITEN_EPS)
+    if not shift_mean:
+        whitened = whitened + mean
+    return torch.where(mask, whitened, torch.zeros((), dtype=whitened.dtype, device=whitened.device))

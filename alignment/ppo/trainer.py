@@ -1,0 +1,321 @@
+"""The PPO loop for language models, on accelerate: rollout, score, advantages, clipped updates.
+
+One update, top to bottom (Huang et al. 2024, "The N Implementation Details of RLHF with PPO"):
+
+1. **Rollout**: sample a response to each prompt of the batch (left-padded prompts, stop at EOS),
+   cut everything after the first EOS, and record the policy's and the frozen reference's per-token
+   log-probs and the value model's per-token values.
+2. **Score**: decode the responses and score (prompt, response) text with the reward model (which may
+   have its own tokenizer), normalise with the statistics saved by the reward stage, clip, and
+   subtract the missing-EOS penalty.
+3. **Advantages**: per-token reward ``-beta * KL`` plus the score at the last real token; GAE; whitened
+   advantages.
+4. **Update**: ``ppo_epochs`` passes over shuffled minibatches with the clipped policy and value losses.
+5. **KL control**: the adaptive controller moves ``beta`` towards the KL target.
+
+Everything that makes a run resumable (models, optimizer, scheduler, RNG states through
+``accelerator.save_state``, plus the KL controller and the progress registered for checkpointing)
+is saved every ``save_every`` updates, so a run killed at any point continues to the same result.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import random
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase, get_scheduler
+
+from alignment.config import PPOStageConfig
+from alignment.generation import chat_prompt_ids
+from alignment.ppo.advantages import (
+    compute_gae,
+    compute_rewards,
+    normalize_scores,
+    whiten_advantages,
+    whiten_rewards,
+)
+from alignment.ppo.kl import make_kl_controller, per_token_kl, sequence_kl
+from alignment.ppo.losses import explained_variance, ppo_loss
+from alignment.ppo.rollout_math import (
+    apply_missing_eos_penalty,
+    logprobs_from_logits,
+    masked_mean,
+    truncate_after_eos,
+)
+
+log = logging.getLogger(__name__)
+
+#: ``scorer(prompts, responses) -> raw reward-model scores``, one float per pair.
+Scorer = Callable[[list[str], list[str]], np.ndarray]
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite: the run stops, keeping its last good checkpoint."""
+
+
+class PolicyAndValue(nn.Module):
+    """The policy and the value model as one module, so one optimizer and one ``prepare`` cover both.
+
+    ``value_model="separate"``: the value model is its own backbone (initialised from the policy)
+    with a scalar head, as in TRL's PPOTrainer. ``"head"``: the scalar head reads the policy's own
+    last hidden states (less memory; value gradients also shape the policy).
+    """
+
+    def __init__(self, policy: PreTrainedModel, value_backbone: nn.Module | None) -> None:
+        super().__init__()
+        self.policy = policy
+        self.value_backbone = value_backbone
+        self.value_head = nn.Linear(policy.config.hidden_size, 1)
+        nn.init.zeros_(self.value_head.weight)
+        nn.init.zeros_(self.value_head.bias)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits [B, T, V], values [B, T])``."""
+        shared = self.value_backbone is None
+        out = self.policy(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                          output_hidden_states=shared, use_cache=False)
+        if shared:
+            hidden = out.hidden_states[-1]
+        else:
+            hidden = self.value_backbone(input_ids=input_ids, attention_mask=attention_mask,
+                                         position_ids=position_ids, use_cache=False).last_hidden_state
+        return out.logits, self.value_head(hidden).squeeze(-1)
+
+
+def build_policy_and_value(policy: PreTrainedModel, policy_path: str, value_model: str) -> PolicyAndValue:
+    if value_model == "separate":
+        return PolicyAndValue(policy, AutoModel.from_pretrained(policy_path, dtype=policy.dtype))
+    if value_model == "head":
+        return PolicyAndValue(policy, None)
+    raise ValueError(f"ppo.value_model={value_model!r}: expected 'separate' or 'head'")
+
+
+@dataclass
+class Progress:
+    """Where the run is: registered for checkpointing so resume continues from the same place."""
+
+    update: int = 0
+    history: list[dict] = field(default_factory=list)
+    evals: list[dict] = field(default_factory=list)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"update": self.update, "history": self.history, "evals": self.evals}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.update, self.history, self.evals = state["update"], state["history"], state["evals"]
+
+
+@dataclass
+class Rollout:
+    query: torch.Tensor          # [B, P] left-padded prompt ids
+    query_mask: torch.Tensor     # [B, P]
+    tokens: torch.Tensor         # [B, R] response ids, pad after the first EOS
+    mask: torch.Tensor           # [B, R] real response tokens
+    has_eos: torch.Tensor        # [B]
+    logprobs: torch.Tensor       # [B, R]
+    ref_logprobs: torch.Tensor   # [B, R]
+    values: torch.Tensor         # [B, R]
+    scores: torch.Tensor         # [B] raw reward-model scores
+    texts: list[str]
+
+
+def full_inputs(query: torch.Tensor, query_mask: torch.Tensor, tokens: torch.Tensor,
+                mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Prompt + response ids, attention mask, and position ids that skip the left padding."""
+    ids = torch.cat([query, tokens], dim=1)
+    attention = torch.cat([query_mask, mask.long()], dim=1)
+    positions = (attention.cumsum(dim=1) - 1).clamp(min=0)
+    return ids, attention, positions
+
+
+class PPOTrainer:
+    """Runs PPO updates over a stream of prompts. The stage module loads models and writes outputs."""
+
+    def __init__(self, cfg: PPOStageConfig, accelerator: Accelerator, policy: PreTrainedModel, policy_path: str,
+                 tokenizer: PreTrainedTokenizerBase, scorer: Scorer, reward_mean: float, reward_std: float,
+                 prompts: list[str], seed: int, num_updates: int) -> None:
+        if cfg.generation.temperature <= 0:
+            raise ValueError("ppo.generation.temperature must be > 0: PPO samples its rollouts")
+        if cfg.batch_size % cfg.mini_batch_size:
+            raise ValueError(f"ppo.batch_size={cfg.batch_size} is not a multiple of ppo.mini_batch_size={cfg.mini_batch_size}")
+        self.cfg, self.accelerator, self.tokenizer, self.scorer = cfg, accelerator, tokenizer, scorer
+        self.reward_mean, self.reward_std = reward_mean, reward_std
+        self.prompts, self.seed, self.num_updates = prompts, seed, num_updates
+        self.reference = copy.deepcopy(policy).eval().requires_grad_(False).to(accelerator.device)
+        model = build_policy_and_value(policy, policy_path, cfg.value_model)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, eps=1e-5)
+        scheduler = get_scheduler("linear", optimizer, num_warmup_steps=0,
+                                  num_training_steps=num_updates * cfg.ppo_epochs * (cfg.batch_size // cfg.mini_batch_size))
+        self.model, self.optimizer, self.scheduler = accelerator.prepare(model, optimizer, scheduler)
+        self.kl_ctl = make_kl_controller(cfg.kl.beta, cfg.kl.adaptive, cfg.kl.target, cfg.kl.horizon)
+        self.progress = Progress()
+        accelerator.register_for_checkpointing(self.kl_ctl)
+        accelerator.register_for_checkpointing(self.progress)
+
+    # ------------------------------------------------------------------ data
+    def batch_prompts(self, update: int) -> list[str]:
+        """This process's prompts for an update: a seeded shuffle per pass over the prompt set."""
+        per_update = self.cfg.batch_size * self.accelerator.num_processes
+        start = update * per_update + self.accelerator.process_index * self.cfg.batch_size
+        out = []
+        for i in range(start, start + self.cfg.batch_size):
+            epoch, pos = divmod(i, len(self.prompts))
+            order = list(range(len(self.prompts)))
+            random.Random(f"ppo-prompts/{self.seed}/{epoch}").shuffle(order)
+            out.append(self.prompts[order[pos]])
+        return out
+
+    # ------------------------------------------------------------------ 1-2. rollout and score
+    @torch.no_grad()
+    def rollout(self, prompts: list[str]) -> Rollout:
+        tok, gen, device = self.tokenizer, self.cfg.generation, self.accelerator.device
+        encoded = [chat_prompt_ids(tok, p) for p in prompts]
+        width = max(len(e) for e in encoded)
+        query = torch.full((len(prompts), width), tok.pad_token_id, dtype=torch.long)
+        query_mask = torch.zeros_like(query)
+        for i, ids in enumerate(encoded):
+            query[i, width - len(ids):] = torch.tensor(ids)
+            query_mask[i, width - len(ids):] = 1
+        query, query_mask = query.to(device), query_mask.to(device)
+        policy = self.accelerator.unwrap_model(self.model).policy
+        policy.eval()
+        out = policy.generate(input_ids=query, attention_mask=query_mask, do_sample=True,
+                              temperature=gen.temperature, top_k=gen.top_k or None,
+                              top_p=gen.top_p if gen.top_p < 1.0 else None, max_new_tokens=gen.max_new_tokens,
+                              pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        cut = truncate_after_eos(out[:, width:], tok.eos_token_id, tok.pad_token_id)
+        ids, attention, positions = full_inputs(query, query_mask, cut.tokens, cut.mask)
+        logits, values = self.model(ids, attention, positions)
+        response_logits = logits[:, width - 1:-1]
+        logprobs = logprobs_from_logits(response_logits, cut.tokens, gen.temperature)
+        ref_logits = self.reference(input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=False).logits
+        ref_logprobs = logprobs_from_logits(ref_logits[:, width - 1:-1], cut.tokens, gen.temperature)
+        texts = [tok.decode(row[:n], skip_special_tokens=True).strip()
+                 for row, n in zip(cut.tokens.tolist(), cut.lengths.tolist())]
+        scores = torch.as_tensor(self.scorer(prompts, texts), dtype=torch.float32, device=device)
+        return Rollout(query, query_mask, cut.tokens, cut.mask, cut.has_eos, logprobs, ref_logprobs,
+                       values[:, width - 1:-1].float(), scores, texts)
+
+    # ------------------------------------------------------------------ 3. rewards and advantages
+    def advantages(self, r: Rollout) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        cfg = self.cfg
+        scores = normalize_scores(r.scores, self.reward_mean, self.reward_std, cfg.reward_clip)
+        scores = apply_missing_eos_penalty(scores, r.has_eos, cfg.missing_eos_penalty)
+        kl = per_token_kl(r.logprobs, r.ref_logprobs, cfg.kl.estimator, r.mask)
+        rewards, non_score = compute_rewards(scores, kl, r.mask, self.kl_ctl.value)
+        if cfg.whiten_rewards:
+            rewards = whiten_rewards(rewards, r.mask)
+        adv, returns = compute_gae(rewards, r.values, r.mask, cfg.gamma, cfg.lam)
+        adv = whiten_advantages(adv, r.mask)
+        seq_kl = sequence_kl(kl, r.mask)
+        gathered = lambda t: self.accelerator.gather_for_metrics(t.detach()).float()  # noqa: E731
+        stats = {
+            "reward/raw": gathered(r.scores).mean().item(),
+            "reward/normalised": gathered(scores).mean().item(),
+            "objective/kl": gathered(seq_kl).mean().item(),
+            "objective/non_score_reward": gathered(non_score.sum(1)).mean().item(),
+            "objective/rlhf_reward": gathered(scores + non_score.sum(1)).mean().item(),
+            "response/length": gathered(r.mask.sum(1).float()).mean().item(),
+            "response/eos_rate": gathered(r.has_eos.float()).mean().item(),
+        }
+        return adv, returns, stats
+
+    # ------------------------------------------------------------------ 4. update
+    def optimise(self, r: Rollout, adv: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
+        cfg = self.cfg
+        ids, attention, positions = full_inputs(r.query, r.query_mask, r.tokens, r.mask)
+        width = r.query.size(1)
+        self.model.train()
+        sums: dict[str, float] = {}
+        steps = 0
+        for _ in range(cfg.ppo_epochs):
+            order = torch.randperm(len(ids), device=ids.device)
+            for start in range(0, len(ids), cfg.mini_batch_size):
+                mb = order[start:start + cfg.mini_batch_size]
+                logits, values = self.model(ids[mb], attention[mb], positions[mb])
+                scaled = logits[:, width - 1:-1] / cfg.generation.temperature
+                logprobs = logprobs_from_logits(scaled, r.tokens[mb])
+                loss, stats = ppo_loss(logprobs, r.logprobs[mb], adv[mb], values[:, width - 1:-1], r.values[mb],
+                                       returns[mb], r.mask[mb], cfg.cliprange, cfg.cliprange_value, cfg.vf_coef,
+                                       logits=scaled, entropy_coef=cfg.entropy_coef)
+                if not torch.isfinite(loss):
+                    raise NonFiniteLossError(f"the PPO loss became {loss.item()} at update {self.progress.update + 1}")
+                self.accelerator.backward(loss)
+                if cfg.max_grad_norm:
+                    self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad()
+                for k, v in stats.items():
+                    sums[k] = sums.get(k, 0.0) + v.item()
+                steps += 1
+        out = {k: v / steps for k, v in sums.items()}
+        out["value/explained_variance"] = explained_variance(r.values, returns, r.mask).item()
+        out["value/mean"] = masked_mean(r.values, r.mask).item()
+        out["lr"] = self.scheduler.get_last_lr()[0]
+        return out
+
+    # ------------------------------------------------------------------ the loop
+    def step(self) -> dict[str, float]:
+        """One PPO update; returns its statistics (also appended to the progress history)."""
+        update = self.progress.update
+        rollout = self.rollout(self.batch_prompts(update))
+        adv, returns, stats = self.advantages(rollout)
+        stats.update(self.optimise(rollout, adv, returns))
+        stats["objective/beta"] = self.kl_ctl.value
+        self.kl_ctl.update(stats["objective/kl"], self.cfg.batch_size * self.accelerator.num_processes)
+        stats["update"] = update + 1
+        stats["episodes"] = (update + 1) * self.cfg.batch_size * self.accelerator.num_processes
+        for k, v in stats.items():
+            if isinstance(v, float) and not math.isfinite(v) and k != "value/explained_variance":
+                raise NonFiniteLossError(f"{k} became {v} at update {update + 1}")
+        self.progress.history.append(stats)
+        self.progress.update = update + 1
+        return stats
+
+    def train(self, checkpoint_dir: Path, on_eval: Callable[[int], dict] | None = None) -> None:
+        """Run the remaining updates, evaluating and checkpointing on schedule."""
+        cfg = self.cfg
+        bar = tqdm(total=self.num_updates, initial=self.progress.update, desc="PPO updates",
+                   disable=not self.accelerator.is_main_process)
+        while self.progress.update < self.num_updates:
+            stats = self.step()
+            self.accelerator.log({k: v for k, v in stats.items() if isinstance(v, float)}, step=self.progress.update)
+            bar.update(1)
+            bar.set_postfix(reward=f"{stats['reward/raw']:.3f}", kl=f"{stats['objective/kl']:.2f}",
+                            beta=f"{stats['objective/beta']:.3f}")
+            done = self.progress.update == self.num_updates
+            if on_eval is not None and (self.progress.update % cfg.eval_every == 0 or done):
+                with torch.random.fork_rng(devices=[]):
+                    self.progress.evals.append(on_eval(self.progress.update))
+            if self.progress.update % cfg.save_every == 0 or done:
+                self.save_checkpoint(checkpoint_dir)
+        bar.close()
+
+    def save_checkpoint(self, checkpoint_dir: Path) -> None:
+        target = checkpoint_dir / f"update-{self.progress.update:06d}"
+        self.accelerator.save_state(str(target), safe_serialization=False)  # tied embeddings: no safetensors warning
+        if self.accelerator.is_main_process:
+            done = sorted(checkpoint_dir.glob("update-*"))
+            for old in done[:-self.cfg.save_total_limit]:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def load_checkpoint(self, path: Path) -> None:
+        self.accelerator.load_state(str(path))
+        log.info("resumed from %s at update %d (beta %.4f)", path, self.progress.update, self.kl_ctl.value)
+
+    def policy(self) -> PreTrainedModel:
+        return self.accelerator.unwrap_model(self.model).policy

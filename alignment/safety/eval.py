@@ -1,0 +1,156 @@
+"""Safety evaluation of what a stage produced, and the safety gates: the same code after every stage.
+
+* :func:`evaluate_policy_safety`: sample answers to red-team (harmful) and benign eval prompts, score
+  them with the safety filter, and report unsafe rates (overall and per category), refusal rate on
+  harmful prompts, over-refusal rate on benign prompts, mean scores, bootstrap confidence intervals
+  and the worst examples; on the demo world also the gold classifier's unsafe rate.
+* :func:`evaluate_preferences_safety`: for a preferences dataset, how often the chosen response is
+  flagged compared with the rejected one.
+* :func:`safety_gates`: ``safety.gate.max_unsafe_rate`` and ``safety.gate.max_regression`` (against
+  the previous stage's ``safety.json`` in the same run).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from pathlib import Path
+
+import numpy as np
+
+from alignment.config import Config, GateConfig, GenerationConfig
+from alignment.data.world import UNSAFE_STYLES, DemoWorld, Prompt
+from alignment.gates import GateVerdict, check_max, exit_status, summarise
+from alignment.generation import sample_responses
+from alignment.io import write_json_atomic
+from alignment.safety.categories import CATEGORIES
+from alignment.safety.filter import ANY_INDEX, SCORE_COLUMNS, Verdict, verdicts
+from alignment.safety.refusal import is_refusal
+
+log = logging.getLogger(__name__)
+N_BOOTSTRAP = 1000
+N_WORST = 5
+
+
+def bootstrap_ci(values: np.ndarray, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean (resampling the rows)."""
+    if len(values) == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = rng.choice(values, size=(N_BOOTSTRAP, len(values)), replace=True).mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def rate(values: np.ndarray, seed: int = 0) -> dict:
+    return {"rate": float(values.mean()) if len(values) else float("nan"), "ci95": bootstrap_ci(values, seed)}
+
+
+def judge(safety_filter, texts: list[str], prompts: list[str]) -> tuple[np.ndarray, list[Verdict]]:
+    """The filter's ``score_all`` (categories then any) and its verdicts, from one scoring pass."""
+    scores = np.asarray(safety_filter.score_all(texts, prompts=prompts), dtype=float)
+    if scores.shape != (len(texts), len(SCORE_COLUMNS)):
+        raise ValueError(f"the safety filter returned shape {scores.shape}, expected {(len(texts), len(SCORE_COLUMNS))}")
+    return scores, verdicts(scores, safety_filter.thresholds)
+
+
+def summarise_answers(prompts: list[Prompt], texts: list[str], scores: np.ndarray, judged: list[Verdict],
+                      world: DemoWorld | None, seed: int) -> dict:
+    """The safety figures of answers to harmful (red-team) and benign prompts.
+
+    ``scores`` are ``[n, categories + any]`` (``score_all``), ``judged`` the matching verdicts.
+    """
+    unsafe = np.array([v.unsafe for v in judged])
+    flags = np.array([[c in v.categories for c in CATEGORIES] for v in judged])
+    harmful = np.array([p.kind == "harmful" for p in prompts])
+    refusals = np.array([is_refusal(t) for t in texts])
+    out: dict = {"n": len(texts)}
+    if harmful.any():
+        out["unsafe_rate"] = rate(unsafe[harmful], seed)
+        out["unsafe_rate_by_category"] = {c: float(flags[harmful, i].mean()) for i, c in enumerate(CATEGORIES)}
+        out["unsafe_rate_by_prompt_category"] = {
+            c: float(unsafe[[i for i, p in enumerate(prompts) if p.kind == "harmful" and p.category == c]].mean())
+            for c in sorted({p.category for p in prompts if p.kind == "harmful"})}
+        out["refusal_rate_harmful"] = rate(refusals[harmful], seed)
+        out["mean_any_score_harmful"] = float(scores[harmful, ANY_INDEX].mean())
+    if (~harmful).any():
+        out["unsafe_rate_benign"] = rate(unsafe[~harmful], seed)
+        out["over_refusal_rate_benign"] = rate(refusals[~harmful], seed)
+        out["mean_any_score_benign"] = float(scores[~harmful, ANY_INDEX].mean())
+    if world is not None and harmful.any():
+        gold_unsafe = np.array([world.classify(p, t) in UNSAFE_STYLES for p, t in zip(prompts, texts)])
+        out["gold_unsafe_rate"] = rate(gold_unsafe[harmful], seed)
+    worst = np.argsort(-scores.max(axis=1), kind="stable")[:N_WORST]
+    out["worst_examples"] = [{"prompt": prompts[i].text, "response": texts[i], "max_score": judged[i].max_score,
+                              "categories": list(judged[i].categories)} for i in worst]
+    return out
+
+
+def eval_prompts(world: DemoWorld, n_prompts: int, seed: int) -> list[Prompt]:
+    """``n_prompts`` red-team prompts and ``n_prompts`` benign eval prompts (fixed for a seed)."""
+    rng = random.Random(f"safety-eval/{seed}")
+    redteam = world.prompts("redteam")
+    benign = world.prompts("eval", kind="benign")
+    rng.shuffle(redteam)
+    rng.shuffle(benign)
+    return redteam[:n_prompts] + benign[:n_prompts]
+
+
+def evaluate_policy_safety(model, tokenizer, safety_filter, world: DemoWorld, gen: GenerationConfig,
+                           n_prompts: int, samples_per_prompt: int, seed: int = 0) -> dict:
+    """Sample from a policy and report its safety (the ``policy`` section of a stage's ``safety.json``)."""
+    prompts = [p for p in eval_prompts(world, n_prompts, seed) for _ in range(samples_per_prompt)]
+    samples = sample_responses(model, tokenizer, [p.text for p in prompts], gen, seed=seed, desc="safety eval")
+    texts = [s.text for s in samples]
+    scores, judged = judge(safety_filter, texts, [p.text for p in prompts])
+    return summarise_answers(prompts, texts, scores, judged, world, seed)
+
+
+def evaluate_preferences_safety(rows: list[dict], safety_filter) -> dict:
+    """How often the chosen and the rejected responses of preference pairs are flagged."""
+    prompts = [r["prompt"] for r in rows]
+    chosen = np.array([v.unsafe for v in judge(safety_filter, [r["chosen"] for r in rows], prompts)[1]])
+    rejected = np.array([v.unsafe for v in judge(safety_filter, [r["rejected"] for r in rows], prompts)[1]])
+    return {"n": len(rows), "chosen_flagged_rate": rate(chosen), "rejected_flagged_rate": rate(rejected),
+            "chosen_flagged_rejected_safe": float((chosen & ~rejected).mean()) if len(rows) else float("nan")}
+
+
+def previous_unsafe_rate(path: Path | None) -> float | None:
+    """The red-team unsafe rate recorded in an earlier stage's ``safety.json``, when there is one."""
+    if path is None or not path.is_file():
+        return None
+    policy = json.loads(path.read_text()).get("policy", {})
+    return policy.get("unsafe_rate", {}).get("rate")
+
+
+def stage_safety(cfg: Config, stage: str, model, tokenizer, gen: GenerationConfig, out_dir: Path,
+                 baseline: Path | None = None) -> tuple[dict, int]:
+    """The shared end of a stage that produced a policy: evaluate it, gate it, write ``safety.json``.
+
+    Returns the report and the exit status (0, or :data:`~alignment.gates.EXIT_GATE_FAILED`).
+    """
+    from alignment.safety import build_filter
+
+    safety_filter = build_filter(cfg.safety)
+    world = DemoWorld(cfg.data.world_seed)
+    policy = evaluate_policy_safety(model, tokenizer, safety_filter, world, gen, cfg.safety.eval.n_prompts,
+                                    cfg.safety.eval.samples_per_prompt, cfg.seed)
+    previous = previous_unsafe_rate(baseline)
+    gates = summarise(safety_gates(cfg.safety.gate, policy["unsafe_rate"]["rate"], previous))
+    report = {"stage": stage, "filter": cfg.safety.backend, "policy": policy, "baseline": str(baseline) if baseline else None,
+              "previous_unsafe_rate": previous, "gates": gates}
+    write_json_atomic(out_dir / "safety.json", report)
+    log.info("%s safety: unsafe rate on red-team prompts %.3f (CI %.3f-%.3f), refusal %.3f, over-refusal %.3f",
+             stage, policy["unsafe_rate"]["rate"], *policy["unsafe_rate"]["ci95"], policy["refusal_rate_harmful"]["rate"],
+             policy["over_refusal_rate_benign"]["rate"])
+    return report, exit_status(gates)
+
+
+def safety_gates(gate: GateConfig, unsafe_rate: float, previous: float | None) -> list[GateVerdict | None]:
+    verdicts = [check_max("safety.gate.max_unsafe_rate", unsafe_rate, gate.max_unsafe_rate)]
+    if previous is not None:
+        verdicts.append(check_max("safety.gate.max_regression", unsafe_rate - previous, gate.max_regression))
+    elif gate.max_regression is not None:
+        log.info("safety.gate.max_regression: no earlier stage's safety.json in this run to compare with")
+    return verdicts

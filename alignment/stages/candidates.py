@@ -1,0 +1,117 @@
+"""``align-candidates``: sample answers from a policy, score them for safety, pair them, queue them.
+
+For each of ``candidates.n_prompts`` training prompts the policy writes ``responses_per_prompt``
+answers; the safety filter scores every answer; answers are paired (``random``, or
+``most_different``: the pair whose any-unsafe scores differ most) and the pairs go into the labeling
+database (``label.db``, project ``label.project``) with their safety scores, so annotators see which
+responses the filter flagged and the admin view can compare filter and annotators.
+
+Writes ``<run.dir>/candidates/``: ``samples.jsonl`` (every answer with its scores), ``metrics.json``
+(unsafe rate of what the policy wrote, pairs queued, pairs with a flagged side) and ``.hydra/``.
+Re-running adds nothing twice (items are identified by content).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from itertools import combinations
+
+import numpy as np
+from omegaconf import DictConfig
+
+from alignment.config import Config
+from alignment.data.world import DemoWorld, Prompt
+from alignment.errors import UserError
+from alignment.generation import sample_responses
+from alignment.io import write_json_atomic, write_jsonl_atomic
+from alignment.modeling import load_policy
+from alignment.safety import build_filter
+from alignment.safety.categories import CATEGORIES
+from alignment.safety.eval import judge
+from alignment.safety.filter import ANY_INDEX
+from alignment.stages.common import save_resolved_config, seed_everything, stage_dir, stage_main
+from labeling_ui.store import LabelStore
+
+log = logging.getLogger(__name__)
+STAGE = "candidates"
+PAIRINGS = ("random", "most_different")
+
+
+def pick_pairs(n_answers: int, any_scores: np.ndarray, pairing: str, k: int, rng: random.Random) -> list[tuple[int, int]]:
+    """``k`` distinct index pairs among one prompt's answers."""
+    pairs = list(combinations(range(n_answers), 2))
+    if pairing == "random":
+        rng.shuffle(pairs)
+    else:
+        pairs.sort(key=lambda ab: -abs(any_scores[ab[0]] - any_scores[ab[1]]))
+    return pairs[:k]
+
+
+def run(cfg: Config, raw: DictConfig) -> int:
+    c = cfg.candidates
+    out = stage_dir(cfg, STAGE)
+    if c.pairing not in PAIRINGS:
+        raise UserError(f"candidates.pairing={c.pairing!r} is not one of {PAIRINGS}")
+    if c.responses_per_prompt < 2:
+        raise UserError(f"candidates.responses_per_prompt must be >= 2 to form pairs, got {c.responses_per_prompt}")
+    if not 1 <= c.pairs_per_prompt <= c.responses_per_prompt * (c.responses_per_prompt - 1) // 2:
+        raise UserError(f"candidates.pairs_per_prompt={c.pairs_per_prompt} is not possible with "
+                        f"{c.responses_per_prompt} responses per prompt")
+    seed_everything(cfg.seed)
+    model, tokenizer = load_policy(cfg.policy, path=c.policy_path)
+    safety_filter = build_filter(cfg.safety)
+    store = LabelStore(cfg.label.db, synchronous=cfg.label.synchronous)
+    save_resolved_config(raw, out)
+
+    world = DemoWorld(cfg.data.world_seed)
+    prompts: list[Prompt] = world.prompts("train")
+    random.Random(f"candidates/{cfg.seed}").shuffle(prompts)
+    prompts = prompts[:c.n_prompts]
+    repeated = [p for p in prompts for _ in range(c.responses_per_prompt)]
+    samples = sample_responses(model, tokenizer, [p.text for p in repeated], c.generation, seed=cfg.seed,
+                               desc="sampling candidates")
+    texts = [s.text if s.text else "(empty answer)" for s in samples]
+    scores, judged = judge(safety_filter, texts, [p.text for p in repeated])
+
+    rng = random.Random(f"pairs/{cfg.seed}")
+    items, rows = [], []
+    for i, prompt in enumerate(prompts):
+        block = range(i * c.responses_per_prompt, (i + 1) * c.responses_per_prompt)
+        rows += [{"prompt_id": prompt.id, "prompt": prompt.text, "response": texts[j], "ended": samples[j].ended,
+                  "unsafe": judged[j].unsafe, "any_score": float(scores[j, ANY_INDEX]),
+                  "categories": list(judged[j].categories), "style": world.classify(prompt, texts[j])} for j in block]
+        answers = list(block)
+        for a, b in pick_pairs(len(answers), scores[answers, ANY_INDEX], c.pairing, c.pairs_per_prompt, rng):
+            ja, jb = answers[a], answers[b]
+            if texts[ja].strip() == texts[jb].strip():
+                continue  # identical answers make no comparison
+            items.append({
+                "prompt": prompt.text, "response_a": texts[ja], "response_b": texts[jb],
+                "source_a": c.policy_path, "source_b": c.policy_path,
+                "safety_a": {cat: float(scores[ja, k]) for k, cat in enumerate(CATEGORIES)},
+                "safety_b": {cat: float(scores[jb, k]) for k, cat in enumerate(CATEGORIES)},
+                "meta": {"prompt_id": prompt.id, "flagged_a": judged[ja].unsafe, "flagged_b": judged[jb].unsafe},
+            })
+    added = store.add_items(cfg.label.project, items, overlap=cfg.label.overlap, source=STAGE, skip_existing=True)
+    write_jsonl_atomic(out / "samples.jsonl", rows)
+    harmful = np.array([p.kind == "harmful" for p in repeated])
+    unsafe = np.array([v.unsafe for v in judged])
+    metrics = {
+        "stage": STAGE, "policy": c.policy_path, "prompts": len(prompts), "answers": len(texts),
+        "pairs": len(items), "pairs_added": len(added), "db": cfg.label.db, "project": cfg.label.project,
+        "unsafe_rate_harmful": float(unsafe[harmful].mean()) if harmful.any() else None,
+        "unsafe_rate_benign": float(unsafe[~harmful].mean()) if (~harmful).any() else None,
+        "pairs_with_flagged_side": sum(it["meta"]["flagged_a"] or it["meta"]["flagged_b"] for it in items),
+        "eos_rate": float(np.mean([s.ended for s in samples])),
+    }
+    write_json_atomic(out / "metrics.json", metrics)
+    log.info("queued %d new pairs (%d formed) in %s project %r; policy unsafe rate on harmful prompts %.2f",
+             len(added), len(items), cfg.label.db, cfg.label.project, metrics["unsafe_rate_harmful"] or 0.0)
+    return 0
+
+
+main = stage_main(STAGE, run)
+
+if __name__ == "__main__":
+    main()

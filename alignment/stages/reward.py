@@ -1,0 +1,374 @@
+"""``align-reward``: a Bradley-Terry reward model trained with TRL's RewardTrainer.
+
+Reads preference pairs (``data=demo``: simulated labels from the demo world; ``data=custom
+data.source=...``: the labeling app's export, any TRL preference dataset, or HH-RLHF transcripts),
+renders every pair with :func:`alignment.ppo.retokenize.encode_reward_row` (the same function PPO
+scores rollouts with) cutting over-long prompts from the left instead of letting TRL drop them, and
+trains ``reward_model=tiny|minilm|hf``.
+
+Writes ``<run.dir>/reward/``: ``model/`` (with its tokenizer and ``reward_config.json``: input
+format, max length and the reward normalisation statistics PPO needs), ``metrics.json``,
+``safety.json`` (does the RM prefer the safe answer on red-team and HH harmless pairs? plus the
+gate), ``report.html``, ``checkpoints/``, ``logs/`` and ``.hydra/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import Dataset
+from omegaconf import DictConfig
+from tqdm.auto import tqdm
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from trl import RewardConfig, RewardTrainer
+
+from alignment import PROJECT_ROOT
+from alignment.config import Config, require
+from alignment.data.loading import load_source, read_jsonl_numbered, row_location
+from alignment.data.preferences import demo_preferences, normalise_row
+from alignment.data.world import DemoWorld
+from alignment.errors import UserError
+from alignment.gates import check_min, exit_status, summarise
+from alignment.io import atomic_dir, write_json_atomic
+from alignment.modeling import load_tokenizer, resolve_policy_path, resolve_reward_backbone
+from alignment.ppo.retokenize import REWARD_INPUT_FORMATS, encode_for_reward_model, encode_reward_row
+from alignment.reports.html import figure_html, kv_table, table_html, write_report
+from alignment.reports.sections import gates_section, loss_section
+from alignment.stages.common import (
+    checkpoint_to_resume,
+    save_resolved_config,
+    seed_everything,
+    stage_dir,
+    stage_main,
+    trainer_defaults,
+)
+
+log = logging.getLogger(__name__)
+STAGE = "reward"
+REWARD_CONFIG_FILE = "reward_config.json"
+HH_SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "hh-rlhf-harmless" / "harmless-base-test.dev.jsonl"
+
+
+# ------------------------------------------------------------------------------------------ data
+def load_preference_rows(cfg: Config) -> tuple[list[dict], list[dict], dict]:
+    """``(train rows, eval rows, info)`` as prompt/chosen/rejected text with a margin."""
+    d = cfg.data
+    if d.source == "demo":
+        world = DemoWorld(d.world_seed)
+        kwargs = dict(noise=d.noise, position_bias=d.position_bias, seed=cfg.seed)
+        try:
+            train = demo_preferences(world, "train", d.pairs_per_prompt, **kwargs)
+            held = demo_preferences(world, "eval", 1, **kwargs)
+        except ValueError as err:
+            raise UserError(f"data: {err}") from err
+        for row in train + held:
+            row["margin"] = cfg.reward.margin_scale * (row["strength"] - 1) / 3
+        info = {"source": "demo", "noise": d.noise,
+                "label_gold_agreement_eval": float(np.mean([r["gold_chosen_better"] for r in held]))}
+    else:
+        source = require(d.source, "data.source", "data=custom needs data.source=PATH_OR_HUB_NAME")
+        train_ds, held_ds, where = load_source(source, d.train_split)
+        train, skipped = _normalise_all(train_ds, where, d.skip_invalid)
+        if d.eval_source:
+            held_ds, _, eval_where = load_source(d.eval_source, d.train_split)
+            where = f"{where} (eval: {eval_where})"
+        held, skipped_held = _normalise_all(held_ds, where, d.skip_invalid) if held_ds is not None else ([], 0)
+        if held_ds is None:
+            if not 0 < d.eval_fraction < 1:
+                raise UserError(f"data.eval_fraction must be within (0, 1), got {d.eval_fraction}")
+            random.Random(cfg.seed).shuffle(train)
+            n_eval = max(1, round(len(train) * d.eval_fraction))
+            train, held = train[n_eval:], train[:n_eval]
+        for row in train + held:
+            row["margin"] = cfg.reward.margin_scale * row["margin"]
+        info = {"source": where, "skipped_invalid": skipped + skipped_held}
+    if d.max_rows:
+        train = train[:d.max_rows]
+    if not train or not held:
+        raise UserError(f"data.source={d.source}: {len(train)} training and {len(held)} eval pairs; both must be non-empty")
+    return train, held, info
+
+
+def _normalise_all(ds: Dataset, where: str, skip_invalid: bool) -> tuple[list[dict], int]:
+    if len(ds) == 0:
+        raise UserError(f"{where}: the dataset is empty")
+    rows, skipped = [], 0
+    for i, row in enumerate(ds):
+        try:
+            rows.append(normalise_row(row, row_location(where, row, i)))
+        except UserError as err:
+            if not skip_invalid:
+                raise UserError(f"{err} (set data.skip_invalid=true to skip such rows)") from err
+            skipped += 1
+            log.warning("skipping %s", err)
+    return rows, skipped
+
+
+# ------------------------------------------------------------------------------------------ model
+def reward_model_path(cfg: Config) -> str:
+    name = require(cfg.reward_model.name_or_path, "reward_model.name_or_path",
+                   "reward_model=hf needs reward_model.name_or_path=HUB_NAME_OR_FOLDER")
+    if name == "tiny":
+        sft_model = stage_dir(cfg, "sft") / "model"
+        if cfg.reward.init_from_sft and (sft_model / "config.json").exists():
+            return str(sft_model)
+        log.warning("no SFT policy at %s: the tiny reward model starts from an untrained backbone", sft_model)
+        return resolve_policy_path(cfg.policy, cfg.data.world_seed, cfg.seed)
+    return resolve_reward_backbone(name)
+
+
+def load_reward_model(path: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A model with a scalar head, and its tokenizer; a head of another size is an error."""
+    try:
+        tokenizer = load_tokenizer(path, require_chat_template=False)
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot load a reward model from {path!r}: {err}") from err
+    # A base model gets a fresh scalar head; an existing classification head must already be scalar.
+    if any(a.endswith("ForSequenceClassification") for a in config.architectures or []) and config.num_labels != 1:
+        raise UserError(f"{path}: the reward model's head has {config.num_labels} outputs, not one scalar")
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot load a reward model from {path!r}: {err}") from err
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+class RewardScorer:
+    """Scores (prompt, response) text pairs with a trained reward model, as it was trained to read them."""
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, input_format: str,
+                 max_length: int, separator: str = "\n", batch_size: int = 64) -> None:
+        self.model, self.tokenizer = model, tokenizer
+        self.input_format, self.max_length, self.separator = input_format, max_length, separator
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, batch_size: int = 64) -> RewardScorer:
+        import json
+
+        info_file = Path(path) / REWARD_CONFIG_FILE
+        if not info_file.is_file():
+            raise UserError(f"{path}: no {REWARD_CONFIG_FILE}; is this a model written by align-reward?")
+        info = json.loads(info_file.read_text())
+        model, tokenizer = load_reward_model(str(path))
+        return cls(model, tokenizer, info["input_format"], info["max_length"], info["separator"], batch_size)
+
+    @torch.no_grad()
+    def score(self, prompts: list[str], responses: list[str], desc: str | None = None) -> np.ndarray:
+        was_training = self.model.training
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        out = []
+        starts = range(0, len(prompts), self.batch_size)
+        for start in tqdm(starts, desc=desc, leave=False, disable=desc is None):
+            batch = encode_for_reward_model(prompts[start:start + self.batch_size],
+                                            responses[start:start + self.batch_size], self.tokenizer,
+                                            self.max_length, self.input_format, self.separator, "right")
+            # TRL's collator feeds only ids and mask in training: score the same inputs.
+            logits = self.model(input_ids=batch["input_ids"].to(device),
+                                attention_mask=batch["attention_mask"].to(device)).logits
+            out.append(logits[:, 0].float().cpu())
+        self.model.train(was_training)
+        return torch.cat(out).numpy() if out else np.zeros(0)
+
+
+def tokenize_pairs(rows: list[dict], tokenizer: PreTrainedTokenizerBase, cfg: Config) -> tuple[Dataset, int]:
+    """TRL's processed format (``chosen_ids``, ``rejected_ids``, ``margin``) and how many pairs were cut."""
+    rm = cfg.reward_model
+    out, truncated = [], 0
+    for row in tqdm(rows, desc="tokenizing pairs", leave=False):
+        chosen, cut_c = encode_reward_row(row["prompt"], row["chosen"], tokenizer, rm.max_length, rm.input_format, rm.separator)
+        rejected, cut_r = encode_reward_row(row["prompt"], row["rejected"], tokenizer, rm.max_length, rm.input_format, rm.separator)
+        truncated += cut_c or cut_r
+        out.append({"chosen_ids": chosen["input_ids"], "rejected_ids": rejected["input_ids"], "margin": row["margin"]})
+    return Dataset.from_list(out), truncated
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+def pair_accuracy(scorer: RewardScorer, rows: list[dict], desc: str) -> dict:
+    """Accuracy, margins and calibration (accuracy per reward-gap bucket) of the RM on labeled pairs."""
+    prompts = [r["prompt"] for r in rows]
+    chosen = scorer.score(prompts, [r["chosen"] for r in rows], desc=f"{desc}: chosen")
+    rejected = scorer.score(prompts, [r["rejected"] for r in rows], desc=f"{desc}: rejected")
+    gap = chosen - rejected
+    correct = gap > 0
+    buckets = []
+    edges = np.quantile(np.abs(gap), np.linspace(0, 1, 6)) if len(gap) >= 10 else np.array([0, np.inf])
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (np.abs(gap) >= lo) & (np.abs(gap) <= hi)
+        if sel.any():
+            buckets.append({"gap_lo": float(lo), "gap_hi": float(hi), "n": int(sel.sum()),
+                            "accuracy": float(correct[sel].mean())})
+    return {"n": len(rows), "accuracy": float(correct.mean()), "mean_margin": float(gap.mean()),
+            "calibration": buckets, "chosen_rewards": chosen.tolist(), "rejected_rewards": rejected.tolist()}
+
+
+def demo_safety_pairs(world: DemoWorld, seed: int) -> list[dict]:
+    """One (refusal, unsafe answer) pair per red-team prompt, alternating toxic and compliant answers."""
+    rng = random.Random(f"rm-safety/{seed}")
+    rows = []
+    for i, prompt in enumerate(world.prompts("redteam")):
+        unsafe = ("harmful_compliance", "toxic")[i % 2]
+        rows.append({"prompt": prompt.text, "chosen": world.respond(prompt, "refusal", rng),
+                     "rejected": world.respond(prompt, unsafe, rng), "margin": 0.0})
+    return rows
+
+
+def hh_safety_pairs(cfg: Config) -> tuple[list[dict], str | None]:
+    path = cfg.reward.hh_safety_path
+    if path is None:
+        return [], None
+    path = HH_SAMPLE if path == "auto" else Path(path)
+    if not path.is_file():
+        if cfg.reward.hh_safety_path != "auto":
+            raise UserError(f"reward.hh_safety_path={path}: no such file")
+        log.info("no HH-RLHF sample at %s: the RM safety eval uses the demo world only", path)
+        return [], None
+    rows = []
+    for lineno, row in read_jsonl_numbered(path):
+        try:
+            rows.append(normalise_row(row, f"{path}:{lineno}"))
+        except UserError:
+            continue  # a handful of real pairs are empty or identical: not usable for this check
+        if len(rows) >= cfg.reward.hh_safety_pairs:
+            break
+    return rows, str(path)
+
+
+# ------------------------------------------------------------------------------------------ report
+def write_reward_report(out: Path, metrics: dict, safety: dict, loss_curve: list, eval_stats: dict) -> None:
+    import matplotlib.pyplot as plt
+
+    sections = [("Summary", kv_table({k: v for k, v in metrics.items() if k != "calibration"}))]
+    if loss_curve:
+        sections.append(loss_section(loss_curve, "Bradley-Terry loss"))
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.hist(eval_stats["chosen_rewards"], bins=30, alpha=0.6, label="chosen")
+    ax.hist(eval_stats["rejected_rewards"], bins=30, alpha=0.6, label="rejected")
+    ax.set_xlabel("reward"), ax.legend(), ax.set_title("Rewards on eval pairs")
+    sections.append(("Reward histograms", figure_html(fig, "reward histograms of chosen vs rejected")))
+    cal = eval_stats["calibration"]
+    if cal:
+        fig, ax = plt.subplots(figsize=(6, 3))
+        ax.plot([(b["gap_lo"] + b["gap_hi"]) / 2 for b in cal], [b["accuracy"] for b in cal], marker="o")
+        ax.set_xlabel("|reward gap| (bucket centre)"), ax.set_ylabel("accuracy"), ax.set_ylim(0, 1.05)
+        ax.set_title("Calibration: accuracy per reward-gap bucket")
+        sections.append(("Calibration", figure_html(fig, "calibration plot")
+                         + table_html(["gap from", "gap to", "pairs", "accuracy"],
+                                      [(b["gap_lo"], b["gap_hi"], b["n"], b["accuracy"]) for b in cal])))
+    sections.append(("Safety", kv_table({k: v for k, v in safety.items() if k != "gates"})))
+    sections.append(gates_section(safety["gates"]))
+    write_report(out / "report.html", "Reward model stage", sections)
+
+
+# ------------------------------------------------------------------------------------------ stage
+def trainer_args(cfg: Config, out: Path) -> RewardConfig:
+    r = cfg.reward
+    return RewardConfig(
+        **trainer_defaults(cfg, out),
+        per_device_train_batch_size=r.batch_size,
+        per_device_eval_batch_size=r.eval_batch_size,
+        gradient_accumulation_steps=r.grad_accum,
+        learning_rate=cfg.reward_model.lr,
+        num_train_epochs=r.epochs,
+        max_steps=r.max_steps,
+        lr_scheduler_type="linear",
+        warmup_steps=r.warmup_ratio,
+        weight_decay=r.weight_decay,
+        logging_steps=r.logging_steps,
+        save_steps=r.save_steps,
+        save_total_limit=r.save_total_limit,
+        max_length=cfg.reward_model.max_length,
+        center_rewards_coefficient=r.center_rewards_coefficient,
+        gradient_checkpointing=False,
+    )
+
+
+def run(cfg: Config, raw: DictConfig) -> int:
+    out = stage_dir(cfg, STAGE)
+    seed_everything(cfg.seed)
+    if cfg.reward_model.input_format not in REWARD_INPUT_FORMATS:
+        raise UserError(f"reward_model.input_format={cfg.reward_model.input_format!r} is not one of {REWARD_INPUT_FORMATS}")
+    train_rows, eval_rows, data_info = load_preference_rows(cfg)
+    hh_rows, hh_path = hh_safety_pairs(cfg)
+    path = reward_model_path(cfg)
+    model, tokenizer = load_reward_model(path)
+    train_ds, truncated_train = tokenize_pairs(train_rows, tokenizer, cfg)
+    _, truncated_eval = tokenize_pairs(eval_rows, tokenizer, cfg)
+    log.info("reward model from %s; %d train / %d eval pairs; %d + %d cut to %d tokens (prompt cut from the left)",
+             path, len(train_rows), len(eval_rows), truncated_train, truncated_eval, cfg.reward_model.max_length)
+
+    save_resolved_config(raw, out)
+    resume_from = checkpoint_to_resume(cfg, out)
+    trainer = RewardTrainer(model=model, args=trainer_args(cfg, out), train_dataset=train_ds,
+                            processing_class=tokenizer)
+    started = time.time()
+    trainer.train(resume_from_checkpoint=resume_from)
+    train_s = time.time() - started
+
+    rm = cfg.reward_model
+    scorer = RewardScorer(trainer.model, tokenizer, rm.input_format, rm.max_length, rm.separator, cfg.reward.eval_batch_size)
+    eval_stats = pair_accuracy(scorer, eval_rows, "eval pairs")
+    norm_rows = random.Random(cfg.seed).sample(train_rows, min(cfg.reward.norm_pairs, len(train_rows)))
+    norm = scorer.score([r["prompt"] for r in norm_rows] * 2,
+                        [r["chosen"] for r in norm_rows] + [r["rejected"] for r in norm_rows], desc="normalisation")
+    reward_info = {"input_format": rm.input_format, "separator": rm.separator, "max_length": rm.max_length,
+                   "mean": float(norm.mean()), "std": float(norm.std() + 1e-8), "norm_source": "train pairs",
+                   "norm_n": int(norm.size)}
+    with atomic_dir(out / "model") as tmp:
+        trainer.model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json_atomic(tmp / REWARD_CONFIG_FILE, reward_info)
+
+    world = DemoWorld(cfg.data.world_seed)
+    demo_safety = pair_accuracy(scorer, demo_safety_pairs(world, cfg.seed), "red-team safety pairs")
+    hh_safety = pair_accuracy(scorer, hh_rows, "HH harmless pairs") if hh_rows else None
+    gates = summarise([check_min("reward.gate.min_safety_accuracy", demo_safety["accuracy"],
+                                 cfg.reward.gate.min_safety_accuracy)])
+    safety = {"stage": STAGE, "safety_accuracy_redteam": demo_safety["accuracy"], "n_redteam_pairs": demo_safety["n"],
+              "safety_accuracy_hh_harmless": hh_safety["accuracy"] if hh_safety else None,
+              "n_hh_pairs": hh_safety["n"] if hh_safety else 0, "hh_path": hh_path, "gates": gates}
+    write_json_atomic(out / "safety.json", safety)
+
+    gold_acc = None
+    if data_info["source"] == "demo":
+        gap = np.array(eval_stats["chosen_rewards"]) - np.array(eval_stats["rejected_rewards"])
+        gold = np.array([r["gold_chosen_better"] for r in eval_rows])
+        gold_acc = float(((gap > 0) == gold).mean())
+    loss_curve = [[e["step"], e["loss"]] for e in trainer.state.log_history if "loss" in e]
+    metrics = {
+        "stage": STAGE, "reward_model_init": path, "train_pairs": len(train_rows), "eval_pairs": len(eval_rows),
+        "truncated_train_pairs": truncated_train, "truncated_eval_pairs": truncated_eval,
+        "eval_accuracy": eval_stats["accuracy"], "eval_mean_margin": eval_stats["mean_margin"],
+        "gold_accuracy": gold_acc, "label_ceiling": data_info.get("label_gold_agreement_eval"),
+        "calibration": eval_stats["calibration"], "train_s": train_s, "global_step": trainer.state.global_step,
+        "resumed_from": resume_from, "reward_mean": reward_info["mean"], "reward_std": reward_info["std"],
+        "safety_accuracy_redteam": safety["safety_accuracy_redteam"],
+        "safety_accuracy_hh_harmless": safety["safety_accuracy_hh_harmless"], "data": data_info,
+        "loss_curve": loss_curve,
+    }
+    write_json_atomic(out / "metrics.json", metrics)
+    write_reward_report(out, {k: v for k, v in metrics.items() if k not in ("loss_curve", "data")}, safety,
+                        loss_curve, eval_stats)
+    log.info("reward done in %.0fs: eval accuracy %.3f (ceiling %s), red-team safety accuracy %.3f, HH %s",
+             train_s, eval_stats["accuracy"], data_info.get("label_gold_agreement_eval"),
+             demo_safety["accuracy"], safety["safety_accuracy_hh_harmless"])
+    return exit_status(gates)
+
+
+main = stage_main(STAGE, run)
+
+if __name__ == "__main__":
+    main()

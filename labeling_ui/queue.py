@@ -1,0 +1,280 @@
+"""Who labels what next: overlap, leases, gold items, A/B order, skip and undo.
+
+Rules (all enforced inside one ``BEGIN IMMEDIATE`` transaction per call, so they hold across threads
+and across processes sharing the database file):
+
+* every item needs ``overlap`` labels from distinct annotators. ``items.slots_left`` counts what is
+  still open (``overlap - labels - active leases``); an item is handed out only by a conditional
+  ``UPDATE ... SET slots_left = slots_left - 1 WHERE slots_left > 0``, so no item ever gets more than
+  ``overlap`` labels (a trigger in the schema double-checks every insert);
+* an annotator never sees an item twice: ``UNIQUE (item_id, annotator_id)`` on assignments;
+* an assignment is a lease: it expires ``lease_seconds`` after it was handed out (or last renewed),
+  and its slot goes back to the pool. A label sent on an expired lease is still accepted when the item
+  has a free slot, else refused (the caller gets the next item instead);
+* gold items (known answers) are mixed in at ``gold_rate``; they never run out of slots;
+* the A/B order is drawn per assignment and stored (``shown_first``); callers speak in *display* terms
+  (``A`` = the response shown first), the store in *stored* terms;
+* ``skip`` releases the slot (the annotator never gets the item again); ``undo`` deletes the
+  annotator's last label and re-opens its assignment, which becomes the current item again.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from alignment.safety.categories import CATEGORIES
+from labeling_ui.store import CHOICES, Annotator, LabelStore, Project
+
+
+class QueueError(Exception):
+    """A request the queue refuses (not yours, already closed, bad choice); the message is user-safe."""
+
+
+@dataclass
+class Shown:
+    """An item as one annotator sees it: ``response_left`` is the one shown first (display ``A``)."""
+
+    assignment_id: int
+    item_id: int
+    prompt: str
+    response_left: str
+    response_right: str
+    expires_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def to_stored(choice: str, shown_first: str) -> str:
+    """Map a display choice (``A`` = left) to the stored order."""
+    if choice not in CHOICES:
+        raise QueueError(f"choice must be one of {CHOICES}, got {choice!r}")
+    if shown_first == "A" or choice in ("tie", "both_bad"):
+        return choice
+    return "B" if choice == "A" else "A"
+
+
+class LabelQueue:
+    """The assignment logic of one project over a :class:`LabelStore`."""
+
+    def __init__(self, store: LabelStore, project: str, *, gold_rate: float = 0.1, lease_seconds: float = 600.0,
+                 seed: int = 0, clock: Callable[[], float] = time.time) -> None:
+        if not 0.0 <= gold_rate <= 1.0:
+            raise ValueError(f"label.gold_rate must be within [0, 1], got {gold_rate}")
+        if lease_seconds <= 0:
+            raise ValueError(f"label.lease_seconds must be > 0, got {lease_seconds}")
+        self.store = store
+        self.project_name = project
+        self.gold_rate = gold_rate
+        self.lease_seconds = lease_seconds
+        self.clock = clock
+        self._rng = random.Random(f"queue/{project}/{seed}")
+
+    @property
+    def project(self) -> Project:
+        return self.store.project(self.project_name)
+
+    # ------------------------------------------------------------------ internals (inside a transaction)
+    def _annotator_id(self, annotator: str | Annotator) -> int:
+        """The id of an annotator given by name (looked up) or as an :class:`Annotator` just looked up."""
+        if isinstance(annotator, Annotator):
+            return annotator.id
+        a = self.store.annotator(annotator)
+        if a is None:
+            raise QueueError("unknown or deactivated annotator")
+        return a.id
+
+    def _reclaim(self, c: sqlite3.Connection, now: float) -> int:
+        """Return the slots of expired leases to the pool."""
+        rows = c.execute("SELECT id, item_id FROM assignments WHERE status = 'active' AND expires_at < ?",
+                         (now,)).fetchall()
+        for r in rows:
+            c.execute("UPDATE assignments SET status = 'expired', closed_at = ? WHERE id = ?", (now, r[0]))
+            c.execute("UPDATE items SET slots_left = slots_left + 1 WHERE id = ?", (r[1],))
+        return len(rows)
+
+    def _shown(self, c: sqlite3.Connection, assignment_id: int) -> Shown:
+        r = c.execute("""SELECT a.id, a.item_id, a.shown_first, a.expires_at, i.prompt, i.response_a, i.response_b
+                         FROM assignments a JOIN items i ON i.id = a.item_id WHERE a.id = ?""",
+                      (assignment_id,)).fetchone()
+        left, right = ((r["response_a"], r["response_b"]) if r["shown_first"] == "A"
+                       else (r["response_b"], r["response_a"]))
+        return Shown(r["id"], r["item_id"], r["prompt"], left, right, r["expires_at"])
+
+    def _next(self, c: sqlite3.Connection, annotator_id: int, now: float) -> Shown | None:
+        project = self.project
+        self._reclaim(c, now)
+        # The annotator's own open lease first (a reload, or the item re-opened by undo).
+        r = c.execute("""SELECT a.id FROM assignments a JOIN items i ON i.id = a.item_id
+                         WHERE a.annotator_id = ? AND a.status = 'active' AND i.project_id = ?
+                         ORDER BY a.leased_at DESC, a.id DESC LIMIT 1""", (annotator_id, project.id)).fetchone()
+        if r is not None:
+            c.execute("UPDATE assignments SET expires_at = ? WHERE id = ?", (now + self.lease_seconds, r[0]))
+            return self._shown(c, r[0])
+        want_gold = self.gold_rate > 0 and self._rng.random() < self.gold_rate
+        for is_gold in ((1, 0) if want_gold else (0,)):
+            while True:
+                row = c.execute(
+                    """SELECT i.id FROM items i INDEXED BY items_open
+                       WHERE i.project_id = ? AND i.is_gold = ? AND i.slots_left > 0
+                         AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.item_id = i.id AND a.annotator_id = ?)
+                       ORDER BY i.id LIMIT 1""", (project.id, is_gold, annotator_id)).fetchone()
+                if row is None:
+                    break
+                item_id = row[0]
+                if c.execute("UPDATE items SET slots_left = slots_left - 1 WHERE id = ? AND slots_left > 0",
+                             (item_id,)).rowcount != 1:
+                    continue        # cannot happen under BEGIN IMMEDIATE; kept as a belt-and-braces retry
+                shown_first = "A" if self._rng.random() < 0.5 else "B"
+                cur = c.execute(
+                    """INSERT INTO assignments (item_id, annotator_id, shown_first, status, leased_at, expires_at)
+                       VALUES (?, ?, ?, 'active', ?, ?)""",
+                    (item_id, annotator_id, shown_first, now, now + self.lease_seconds))
+                return self._shown(c, cur.lastrowid)
+        return None
+
+    def _own_assignment(self, c: sqlite3.Connection, annotator_id: int, assignment_id: Any) -> sqlite3.Row:
+        try:
+            assignment_id = int(assignment_id)
+        except (TypeError, ValueError):
+            raise QueueError("no such assignment") from None
+        r = c.execute("""SELECT a.*, i.project_id FROM assignments a JOIN items i ON i.id = a.item_id
+                         WHERE a.id = ?""", (assignment_id,)).fetchone()
+        # Someone else's assignment reads exactly like a missing one: nothing leaks.
+        if r is None or r["annotator_id"] != annotator_id or r["project_id"] != self.project.id:
+            raise QueueError("no such assignment")
+        return r
+
+    # ------------------------------------------------------------------ public API
+    def next_item(self, annotator: str | Annotator) -> Shown | None:
+        """The annotator's current item (leasing a new one when needed), or ``None`` when nothing is left."""
+        with self.store.write() as c:
+            return self._next(c, self._annotator_id(annotator), self.clock())
+
+    def submit(self, annotator: str | Annotator, assignment_id: int, choice: str, strength: int | None = None,
+               flags_left: Iterable[str] = (), flags_right: Iterable[str] = (), note: str = "",
+               time_ms: int | None = None) -> tuple[int, Shown | None]:
+        """Store a label given in display terms; returns ``(label_id, next item)``.
+
+        Idempotent: re-sending a label for an assignment that is already labeled returns the same
+        label id (a client retrying after a lost response never creates a second label).
+        """
+        choice = str(choice)
+        if choice not in CHOICES:
+            raise QueueError(f"choice must be one of {CHOICES}, got {choice!r}")
+        if choice in ("A", "B"):
+            try:
+                strength = int(strength)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                raise QueueError("choose how much better (strength 1-4) before picking A or B") from None
+            if not 1 <= strength <= 4:
+                raise QueueError(f"strength must be 1-4, got {strength}")
+        else:
+            strength = None
+        flags_left, flags_right = _flags(flags_left), _flags(flags_right)
+        note = str(note or "")[:5000]
+        annotator_id = self._annotator_id(annotator)
+        with self.store.write() as c:
+            now = self.clock()
+            a = self._own_assignment(c, annotator_id, assignment_id)
+            if a["status"] == "labeled":
+                label = c.execute("SELECT id FROM labels WHERE assignment_id = ?", (a["id"],)).fetchone()
+                return label[0], self._next(c, annotator_id, now)
+            if a["status"] == "skipped":
+                raise QueueError("this item was skipped")
+            if a["status"] == "expired":
+                # The lease ran out and its slot went back to the pool: take it again if still free.
+                if c.execute("UPDATE items SET slots_left = slots_left - 1 WHERE id = ? AND slots_left > 0",
+                             (a["item_id"],)).rowcount != 1:
+                    c.execute("UPDATE assignments SET closed_at = ? WHERE id = ?", (now, a["id"]))
+                    raise QueueError("the lease on this item expired and it has all its labels now")
+            stored = to_stored(choice, a["shown_first"])
+            flags_a, flags_b = (flags_left, flags_right) if a["shown_first"] == "A" else (flags_right, flags_left)
+            if time_ms is None:
+                time_ms = int(max(0.0, now - a["leased_at"]) * 1000)
+            time_ms = max(0, min(int(time_ms), 86_400_000))
+            try:
+                cur = c.execute(
+                    """INSERT INTO labels (item_id, annotator_id, assignment_id, choice, shown_first, strength,
+                       flags_a, flags_b, note, time_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    (a["item_id"], annotator_id, a["id"], stored, a["shown_first"], strength,
+                     json.dumps(flags_a), json.dumps(flags_b), note, int(time_ms), now))
+            except sqlite3.IntegrityError as e:     # the overlap trigger: never expected, never silent
+                raise QueueError(f"label refused: {e}") from None
+            c.execute("UPDATE assignments SET status = 'labeled', closed_at = ? WHERE id = ?", (now, a["id"]))
+            c.execute("UPDATE items SET n_labels = n_labels + 1 WHERE id = ?", (a["item_id"],))
+            return cur.lastrowid, self._next(c, annotator_id, now)
+
+    def skip(self, annotator: str | Annotator, assignment_id: int) -> Shown | None:
+        """Give the item back to the pool (this annotator will not get it again); returns the next item."""
+        annotator_id = self._annotator_id(annotator)
+        with self.store.write() as c:
+            now = self.clock()
+            a = self._own_assignment(c, annotator_id, assignment_id)
+            if a["status"] == "active":
+                c.execute("UPDATE assignments SET status = 'skipped', closed_at = ? WHERE id = ?", (now, a["id"]))
+                c.execute("UPDATE items SET slots_left = slots_left + 1 WHERE id = ?", (a["item_id"],))
+            elif a["status"] == "expired":
+                c.execute("UPDATE assignments SET status = 'skipped', closed_at = ? WHERE id = ?", (now, a["id"]))
+            elif a["status"] == "labeled":
+                raise QueueError("this item is already labeled (use undo to change the label)")
+            return self._next(c, annotator_id, now)
+
+    def undo(self, annotator: str | Annotator) -> Shown | None:
+        """Delete the annotator's last label in this project; its item becomes the current one again.
+
+        Returns that item, or the current item unchanged when there is nothing to undo.
+        """
+        annotator_id = self._annotator_id(annotator)
+        with self.store.write() as c:
+            now = self.clock()
+            r = c.execute("""SELECT l.id, l.item_id, l.assignment_id FROM labels l JOIN items i ON i.id = l.item_id
+                             WHERE l.annotator_id = ? AND i.project_id = ? ORDER BY l.id DESC LIMIT 1""",
+                          (annotator_id, self.project.id)).fetchone()
+            if r is None:
+                return self._next(c, annotator_id, now)
+            c.execute("DELETE FROM labels WHERE id = ?", (r["id"],))
+            c.execute("UPDATE items SET n_labels = n_labels - 1 WHERE id = ?", (r["item_id"],))
+            # The label's slot becomes the re-opened lease's slot: slots_left does not move.
+            c.execute("""UPDATE assignments SET status = 'active', leased_at = ?, expires_at = ?, closed_at = NULL
+                         WHERE id = ?""", (now, now + self.lease_seconds, r["assignment_id"]))
+            return self._shown(c, r["assignment_id"])
+
+    def progress(self, annotator: str | Annotator) -> dict[str, int]:
+        """The annotator's own counts, and the project's open/complete item counts (no one else's data)."""
+        annotator_id = self._annotator_id(annotator)
+        project = self.project
+        with self.store.read() as c:
+            mine = c.execute("""SELECT COUNT(*) FROM labels l JOIN items i ON i.id = l.item_id
+                                WHERE l.annotator_id = ? AND i.project_id = ?""", (annotator_id, project.id)).fetchone()[0]
+            today = c.execute("""SELECT COUNT(*) FROM labels l JOIN items i ON i.id = l.item_id
+                                 WHERE l.annotator_id = ? AND i.project_id = ? AND l.created_at >= ?""",
+                              (annotator_id, project.id, time.time() - 86400)).fetchone()[0]
+            skipped = c.execute("""SELECT COUNT(*) FROM assignments a JOIN items i ON i.id = a.item_id
+                                   WHERE a.annotator_id = ? AND a.status = 'skipped' AND i.project_id = ?""",
+                                (annotator_id, project.id)).fetchone()[0]
+            total, complete = c.execute("""SELECT COUNT(*), COALESCE(SUM(n_labels >= ?), 0) FROM items
+                                           WHERE project_id = ? AND is_gold = 0""",
+                                        (project.overlap, project.id)).fetchone()
+        return {"labeled": mine, "labeled_24h": today, "skipped": skipped,
+                "project_items": total, "project_complete": complete}
+
+
+def _flags(flags: Iterable[str] | None) -> list[str]:
+    if flags is None:
+        return []
+    if isinstance(flags, str):
+        flags = [flags] if flags else []
+    out = []
+    for f in flags:
+        if f not in CATEGORIES:
+            raise QueueError(f"unknown safety category {f!r}; expected some of {list(CATEGORIES)}")
+        if f not in out:
+            out.append(f)
+    return out

@@ -1,0 +1,82 @@
+"""Helpers for tests and benchmarks: a free port, an app running in this process, a logged-in client."""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from labeling_ui.store import LabelStore
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(url: str, timeout: float = 60.0) -> None:
+    """Wait until the server answers (401 for the config is an answer: it is up and wants a login)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url.rstrip("/") + "/gradio_api/app_id", timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not come up within {timeout} s")
+
+
+@dataclass
+class RunningApp:
+    url: str
+    store: LabelStore
+    demo: Any
+
+    def close(self) -> None:
+        self.demo.close()
+
+
+def start_app(db: str | Path, project: str = "p", *, overlap: int = 3, gold_rate: float = 0.0, lease_seconds: float = 600.0,
+              export_dir: str | Path | None = None, guidelines: str = "Be kind.") -> RunningApp:
+    """The real app on 127.0.0.1 (a free port) in this process, serving ``project`` of ``db``."""
+    from labeling_ui.app import launch
+    from labeling_ui.export import export_preferences
+    from labeling_ui.queue import LabelQueue
+
+    store = LabelStore(db)
+    store.ensure_project(project, overlap)
+    queue = LabelQueue(store, project, gold_rate=gold_rate, lease_seconds=lease_seconds)
+    export_fn = (lambda: export_preferences(store, project, export_dir)) if export_dir else None
+    port = free_port()
+    demo = launch(store, queue, port=port, guidelines=guidelines, export_fn=export_fn, block=False)
+    url = f"http://127.0.0.1:{port}"
+    wait_until_up(url)
+    return RunningApp(url, store, demo)
+
+
+class ApiClient:
+    """A logged-in client of the bot API (``POST /gradio_api/run/<name>``)."""
+
+    def __init__(self, url: str, name: str | None = None, password: str | None = None) -> None:
+        self.http = httpx.Client(base_url=url, timeout=30, headers={"accept-encoding": "identity"})
+        self.session_hash = f"api-{name or 'anon'}-{id(self):x}"
+        if name is not None:
+            r = self.http.post("/login", data={"username": name, "password": password})
+            r.raise_for_status()
+
+    def raw(self, api_name: str, *data: Any) -> httpx.Response:
+        return self.http.post(f"/gradio_api/run/{api_name}", json={"data": list(data), "session_hash": self.session_hash})
+
+    def call(self, api_name: str, *data: Any) -> Any:
+        r = self.raw(api_name, *data)
+        r.raise_for_status()
+        return r.json()["data"][0]
+
+    def close(self) -> None:
+        self.http.close()

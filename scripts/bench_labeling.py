@@ -1,0 +1,358 @@
+"""Benchmark the labeling app end to end: latency at human pace, throughput at saturation, durability.
+
+Starts the real app (``python -m labeling_ui serve``) on 127.0.0.1 with a fresh database in a
+subprocess, and drives it with N concurrent bot annotators through its real HTTP API (login cookie,
+``POST /gradio_api/run/submit_label``, which returns the next item: one round trip from "submit" to
+"next item shown") using one light asyncio ``httpx.AsyncClient`` per bot. Phases:
+
+1. human pace: every bot submits one label every ``--interval`` seconds (random phase) for
+   ``--human-seconds``; reports the p50/p95/p99 latency of submit -> next item;
+2. saturation: every bot submits as fast as it can for ``--saturation-seconds``; reports labels/s;
+3. kill: bots keep labeling while the server is SIGKILLed ``--kill-trials`` times and restarted; bots
+   re-login and retry (a retried submit is idempotent on the server).
+
+Afterwards the database is opened directly: ``lost`` counts labels the server acknowledged (HTTP 200,
+``ok``) that are not in it (``lost_after_kill``: those acknowledged during the kill phase),
+``over_assigned`` counts items with more labels than the overlap. The last line printed is one JSON
+object with the figures.
+
+    python scripts/bench_labeling.py                  # 50 bots, 40 s human pace, 20 s saturation, 3 kills
+    python scripts/bench_labeling.py --bots 10 --human-seconds 10 --saturation-seconds 5 --kill-trials 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from alignment.data.world import DemoWorld  # noqa: E402
+from labeling_ui.demo import demo_items  # noqa: E402
+from labeling_ui.store import LabelStore, hash_password  # noqa: E402
+from labeling_ui.testing import free_port  # noqa: E402
+
+log = logging.getLogger("bench_labeling")
+PROJECT = "bench"
+CHOICES = ("A", "B", "tie", "both_bad")
+
+
+class Server:
+    """The app in a subprocess; ``kill()`` is SIGKILL, ``start()`` waits until it answers."""
+
+    def __init__(self, db: Path, port: int, workdir: Path, extra: list[str]) -> None:
+        self.db, self.port, self.workdir, self.extra = db, port, workdir, extra
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self, timeout: float = 120.0) -> float:
+        t0 = time.monotonic()
+        self.starts += 1
+        logf = open(self.workdir / f"server-{self.starts}.log", "w")  # noqa: SIM115 - lives with the process
+        cmd = [sys.executable, "-m", "labeling_ui", "serve", f"label.db={self.db}", f"label.port={self.port}",
+               f"label.project={PROJECT}", f"run.dir={self.workdir}", *self.extra]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT,
+                                     env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+        while time.monotonic() - t0 < timeout:
+            if self.proc.poll() is not None:
+                # a port still held by the killed process: try again
+                time.sleep(0.5)
+                self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT)
+                continue
+            try:
+                if httpx.get(self.url + "/gradio_api/app_id", timeout=2).status_code < 500:
+                    return time.monotonic() - t0
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"server did not start; see {self.workdir}")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process so far (Linux /proc), load-independent."""
+        assert self.proc is not None
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Bot:
+    """One annotator over the HTTP API; survives server restarts (re-login, retry)."""
+
+    def __init__(self, url: str, name: str, password: str, rng: random.Random) -> None:
+        self.name, self.password, self.rng = name, password, rng
+        self.http = httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(30.0, connect=5.0),
+                                      headers={"accept-encoding": "identity"},
+                                      limits=httpx.Limits(max_connections=2, max_keepalive_connections=1))
+        self.session_hash = f"bench-{name}"
+        self.item: dict | None = None
+        self.acked: dict[int, str] = {}          # label id -> phase it was acknowledged in
+        self.phase = "setup"
+        self.errors = 0
+
+    async def login(self) -> None:
+        while True:
+            try:
+                r = await self.http.post("/login", data={"username": self.name, "password": self.password})
+                if r.status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.2)
+
+    async def call(self, api_name: str, *data) -> dict:
+        """POST with retries across server restarts: 401 -> login again; connection errors -> wait."""
+        while True:
+            try:
+                r = await self.http.post(f"/gradio_api/run/{api_name}",
+                                         json={"data": list(data), "session_hash": self.session_hash})
+            except httpx.HTTPError:
+                self.errors += 1
+                await asyncio.sleep(0.2)
+                continue
+            if r.status_code == 401:
+                await self.login()
+                continue
+            if r.status_code != 200:
+                self.errors += 1
+                await asyncio.sleep(0.2)
+                continue
+            return r.json()["data"][0]
+
+    async def submit(self) -> bool:
+        """Label the current item (random answer); False when there is nothing left."""
+        if self.item is None or self.item.get("assignment") is None:
+            self.item = await self.call("next_item")
+            if self.item.get("assignment") is None:
+                return False
+        choice = self.rng.choice(CHOICES)
+        strength = self.rng.randint(1, 4) if choice in ("A", "B") else None
+        result = await self.call("submit_label", self.item["assignment"], choice, strength, [], [], "", None)
+        if result.get("ok"):
+            self.acked[result["label_id"]] = self.phase
+        self.item = result["next"]
+        return True
+
+
+async def human_pace(bots: list[Bot], seconds: float, interval: float) -> list[float]:
+    latencies: list[float] = []
+    end = time.monotonic() + seconds
+
+    async def run(bot: Bot) -> None:
+        await asyncio.sleep(bot.rng.uniform(0, interval))
+        while time.monotonic() < end:
+            t0 = time.perf_counter()
+            if not await bot.submit():
+                return
+            latencies.append((time.perf_counter() - t0) * 1000)
+            await asyncio.sleep(max(0.0, interval - (time.perf_counter() - t0)))
+
+    await asyncio.gather(*(run(b) for b in bots))
+    return latencies
+
+
+async def saturate(bots: list[Bot], seconds: float) -> tuple[int, float]:
+    end = time.monotonic() + seconds
+    counts = [0]
+    t0 = time.monotonic()
+
+    async def run(bot: Bot) -> None:
+        before = len(bot.acked)
+        while time.monotonic() < end:
+            if not await bot.submit():
+                break
+        counts[0] += len(bot.acked) - before
+
+    await asyncio.gather(*(run(b) for b in bots))
+    return counts[0], time.monotonic() - t0
+
+
+async def kill_phase(bots: list[Bot], server: Server, trials: int, rng: random.Random,
+                     min_labels_between: int = 100) -> list[float]:
+    stop = asyncio.Event()
+    restarts: list[float] = []
+
+    async def run(bot: Bot) -> None:
+        while not stop.is_set():
+            if not await bot.submit():
+                return
+            await asyncio.sleep(bot.rng.uniform(0.0, 0.2))    # busy, not saturated
+
+    def acked_now() -> int:
+        return sum(len(b.acked) for b in bots)
+
+    async def killer() -> None:
+        for trial in range(trials):
+            # Kill mid-load: only once the bots are back at work (re-logged in, labeling) after a restart.
+            start, deadline = acked_now(), time.monotonic() + 60
+            while acked_now() - start < min_labels_between and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(rng.uniform(0.2, 1.0))
+            acked = acked_now()
+            server.kill()
+            log.info("kill %d/%d: SIGKILL with %d labels acknowledged so far; restarting", trial + 1, trials, acked)
+            restarts.append(await asyncio.to_thread(server.start))
+            log.info("kill %d/%d: server back after %.1f s", trial + 1, trials, restarts[-1])
+        start, deadline = acked_now(), time.monotonic() + 60
+        while acked_now() - start < min_labels_between and time.monotonic() < deadline:   # works after restart
+            await asyncio.sleep(0.1)
+        stop.set()
+
+    await asyncio.gather(killer(), *(run(b) for b in bots))
+    return restarts
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
+
+
+async def main_async(args: argparse.Namespace) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="bench-labeling-"))
+    db = workdir / "labels.db"
+    store = LabelStore(db)
+    world = DemoWorld(0)
+    store.add_items(PROJECT, demo_items(world, args.items, seed=1), overlap=args.overlap)
+    # Bot accounts: one salted scrypt hash, written directly (hashing 50 passwords is not what we measure).
+    password = "bench-password"
+    shared_hash = hash_password(password)
+    with store.write() as c:
+        for i in range(args.bots):
+            c.execute("INSERT INTO annotators (name, role, pw_hash, created_at) VALUES (?, 'annotator', ?, ?)",
+                      (f"bench{i:03d}", shared_hash, time.time()))
+    store.close()
+    log.info("workdir %s: %d items (overlap %d), %d bots", workdir, args.items, args.overlap, args.bots)
+
+    server = Server(db, args.port or free_port(), workdir,
+                    [f"label.synchronous={args.synchronous}", "label.gold_rate=0.0"])
+    log.info("server up in %.1f s at %s", server.start(), server.url)
+    rng = random.Random(args.seed)
+    bots = [Bot(server.url, f"bench{i:03d}", password, random.Random(rng.random())) for i in range(args.bots)]
+    try:
+        await asyncio.gather(*(b.login() for b in bots))
+        await asyncio.gather(*(b.call("next_item") for b in bots))
+
+        for b in bots:
+            b.phase = "human"
+        log.info("phase 1: human pace, one label per bot every %.1f s for %.0f s", args.interval, args.human_seconds)
+        latencies = await human_pace(bots, args.human_seconds, args.interval)
+        log.info("human pace: %d labels, latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms", len(latencies),
+                 pct(latencies, 50) or 0, pct(latencies, 95) or 0, pct(latencies, 99) or 0)
+
+        for b in bots:
+            b.phase = "saturation"
+        log.info("phase 2: saturation for %.0f s", args.saturation_seconds)
+        cpu0, client0 = server.cpu_seconds(), time.process_time()
+        n_sat, elapsed = await saturate(bots, args.saturation_seconds)
+        cpu_ms = (server.cpu_seconds() - cpu0) * 1000 / max(1, n_sat)
+        client_ms = (time.process_time() - client0) * 1000 / max(1, n_sat)
+        log.info("saturation: %d labels in %.1f s = %.1f labels/s; CPU per label: server %.2f ms (%.0f%% of a core), "
+                 "bench client %.2f ms", n_sat, elapsed, n_sat / elapsed, cpu_ms, cpu_ms * n_sat / elapsed / 10, client_ms)
+
+        for b in bots:
+            b.phase = "kill"
+        restarts: list[float] = []
+        if args.kill_trials:
+            log.info("phase 3: %d SIGKILLs of the server under load", args.kill_trials)
+            restarts = await kill_phase(bots, server, args.kill_trials, rng)
+    finally:
+        await asyncio.gather(*(b.http.aclose() for b in bots))
+        server.stop()
+
+    with sqlite3.connect(db) as c:
+        stored = {r[0] for r in c.execute("SELECT id FROM labels")}
+        over = c.execute("""SELECT COUNT(*) FROM (SELECT l.item_id FROM labels l JOIN items i ON i.id = l.item_id
+                            WHERE i.is_gold = 0 GROUP BY l.item_id HAVING COUNT(*) > ?)""",
+                         (args.overlap,)).fetchone()[0]
+        twice = c.execute("""SELECT COUNT(*) FROM (SELECT 1 FROM labels GROUP BY item_id, annotator_id
+                             HAVING COUNT(*) > 1)""").fetchone()[0]
+    check = LabelStore(db)
+    problems = check.check_invariants(PROJECT)
+    check.close()
+    acked = {lid: phase for b in bots for lid, phase in b.acked.items()}
+    lost = [lid for lid in acked if lid not in stored]
+    log.info("acknowledged %d labels, %d in the database, %d lost (%d of them acknowledged in the kill phase); "
+             "%d over-assigned items, %d annotator-item repeats, %d invariant problems",
+             len(acked), len(stored), len(lost), sum(acked[lid] == "kill" for lid in lost), over, twice, len(problems))
+    for p in problems[:10]:
+        log.warning("invariant: %s", p)
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return {
+        "bots": args.bots,
+        "p50_ms_human_pace": round(pct(latencies, 50) or 0, 1),
+        "p95_ms_human_pace": round(pct(latencies, 95) or 0, 1),
+        "p99_ms_human_pace": round(pct(latencies, 99) or 0, 1),
+        "labels_human_pace": len(latencies),
+        "labels_per_s_saturation": round(n_sat / elapsed, 1),
+        "server_cpu_ms_per_label": round(cpu_ms, 2),
+        "client_cpu_ms_per_label": round(client_ms, 2),
+        "load_average_1m": round(os.getloadavg()[0], 1),
+        "lost": len(lost),
+        "over_assigned": over,
+        "kill_trials": len(restarts),
+        "lost_after_kill": sum(acked[lid] == "kill" for lid in lost),
+        "acked_in_kill_phase": sum(p == "kill" for p in acked.values()),
+        "restart_s_mean": round(statistics.mean(restarts), 1) if restarts else None,
+        "invariant_problems": len(problems),
+        "synchronous": args.synchronous,
+        "client_retries": sum(b.errors for b in bots),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bots", type=int, default=50)
+    parser.add_argument("--items", type=int, default=6000)
+    parser.add_argument("--overlap", type=int, default=3)
+    parser.add_argument("--human-seconds", type=float, default=40.0)
+    parser.add_argument("--interval", type=float, default=5.0)
+    parser.add_argument("--saturation-seconds", type=float, default=20.0)
+    parser.add_argument("--kill-trials", type=int, default=3)
+    parser.add_argument("--synchronous", default="NORMAL", choices=["NORMAL", "FULL"])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (database, server logs)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    figures = asyncio.run(main_async(args))
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""The reward stage at scale=smoke: outputs, normalisation stats, the RM safety eval, gate and errors."""
+
+import json
+
+import pytest
+from transformers import AutoModelForSequenceClassification
+
+from alignment.errors import UserError
+from alignment.stages.reward import RewardScorer, load_reward_model
+from conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def smoke_reward(smoke_sft):
+    result = run_cli("alignment.stages.reward", "scale=smoke", f"run.dir={smoke_sft}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return smoke_sft / "reward"
+
+
+def test_smoke_reward_writes_model_metrics_and_reports(smoke_reward):
+    model_dir = smoke_reward / "model"
+    assert (model_dir / "config.json").is_file() and (model_dir / "tokenizer.json").is_file()
+    info = json.loads((model_dir / "reward_config.json").read_text())
+    assert info["input_format"] == "chat" and info["std"] > 0 and info["norm_n"] == 64
+    metrics = json.loads((smoke_reward / "metrics.json").read_text())
+    assert metrics["global_step"] == 8 and 0 <= metrics["eval_accuracy"] <= 1
+    assert metrics["reward_model_init"].endswith("sft/model"), "tiny RM starts from the run's SFT policy"
+    assert 0 <= metrics["truncated_train_pairs"] < metrics["train_pairs"]  # smoke vocab: a few long pairs get cut
+    safety = json.loads((smoke_reward / "safety.json").read_text())
+    assert safety["n_redteam_pairs"] == 100 and safety["gates"]["passed"]
+    html = (smoke_reward / "report.html").read_text()
+    assert "Calibration" in html and "data:image/png;base64," in html
+
+
+def test_scorer_reloads_the_saved_model_alone(smoke_reward):
+    scorer = RewardScorer.from_pretrained(smoke_reward / "model")
+    scores = scorer.score(["How do I bake bread?"] * 2, ["Start by preheating the oven.", "You idiot."])
+    assert scores.shape == (2,) and all(abs(s) < 1e3 for s in scores)
+
+
+def test_failed_gate_exits_nonzero_and_still_reports(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("alignment.stages.reward", "scale=smoke", f"run.dir={run_dir}",
+                     "reward.gate.min_safety_accuracy=1.01")
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert "reward.gate.min_safety_accuracy" in result.stderr and "FAILED" in result.stderr
+    safety = json.loads((run_dir / "reward" / "safety.json").read_text())
+    assert not safety["gates"]["passed"]
+    assert safety["gates"]["verdicts"][0]["threshold"] == pytest.approx(1.01)
+    assert (run_dir / "reward" / "report.html").is_file()
+
+
+def test_bad_preference_file_names_file_and_row(tmp_path):
+    data = tmp_path / "prefs.jsonl"
+    data.write_text(json.dumps({"prompt": "Q", "chosen": "a", "rejected": "b"}) + "\n"
+                    + json.dumps({"prompt": "Q", "chosen": "same", "rejected": "same"}) + "\n")
+    result = run_cli("alignment.stages.reward", "scale=smoke", f"run.dir={tmp_path / 'run'}", "data=custom",
+                     f"data.source={data}", timeout=120)
+    assert result.returncode == 2
+    assert f"{data}:2: the chosen response equals the rejected one" in result.stderr
+    assert not (tmp_path / "run").exists()
+    data.write_text("")
+    result = run_cli("alignment.stages.reward", "scale=smoke", f"run.dir={tmp_path / 'run'}", "data=custom",
+                     f"data.source={data}", timeout=120)
+    assert result.returncode == 2 and "no rows" in result.stderr
+
+
+def test_hh_transcripts_train_with_skip_invalid(tmp_path):
+    rows = [{"chosen": f"\n\nHuman: question {i}?\n\nAssistant: a kind answer {i}",
+             "rejected": f"\n\nHuman: question {i}?\n\nAssistant: a rude answer {i}"} for i in range(20)]
+    rows.append({"chosen": "\n\nHuman: q\n\nAssistant: same", "rejected": "\n\nHuman: q\n\nAssistant: same"})
+    data = tmp_path / "hh.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = run_cli("alignment.stages.reward", "scale=smoke", f"run.dir={tmp_path / 'run'}", "data=custom",
+                     f"data.source={data}", "data.skip_invalid=true", "reward.max_steps=2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tmp_path / "run" / "reward" / "metrics.json").read_text())
+    assert metrics["data"]["skipped_invalid"] == 1
+    assert metrics["train_pairs"] + metrics["eval_pairs"] == 20
+
+
+def test_non_scalar_head_is_rejected(tmp_path, smoke_sft):
+    model = AutoModelForSequenceClassification.from_pretrained(smoke_sft / "sft" / "model", num_labels=3)
+    model.save_pretrained(tmp_path / "three")
+    for f in (smoke_sft / "sft" / "model").glob("*"):
+        if f.name.startswith(("tokenizer", "chat_template")):
+            (tmp_path / "three" / f.name).write_bytes(f.read_bytes())
+    with pytest.raises(UserError, match="3 outputs, not one scalar"):
+        load_reward_model(str(tmp_path / "three"))
