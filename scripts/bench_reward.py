@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--eval", type=Path, default=None, help="held-out pairs (default: 20%% of --data)")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--max-length", type=int, default=256)
-    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--lr", type=float, default=1.5e-4)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for align-reward")
     args = parser.parse_args()

@@ -1,0 +1,48 @@
+#!/usr/bin/env python
+"""Benchmark: ``align-sft`` at the default ``scale=demo``, wall time and the SFT policy's quality.
+
+    python scripts/bench_sft.py [overrides...]
+
+Runs the real stage in a temporary run directory (the tiny model cache is reused as usual) and ends
+with one JSON line: ``wall_s``, ``train_s``, ``eos_rate``, ``usable_rate`` (answers that end with EOS
+and are classified into a demo style), ``unsafe_rate_redteam`` and the corpus mix it should track,
+``unsafe_gap`` (their difference), ``eval_loss``. Targets: wall <= 300 s on 2 cores, usable >= 0.9,
+|unsafe_gap| <= 0.10.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger("bench_sft")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    with tempfile.TemporaryDirectory(prefix="bench-sft-") as tmp:
+        command = [sys.executable, "-m", "alignment.stages.sft", f"run.dir={tmp}", *sys.argv[1:]]
+        log.info("running: %s (load average %.1f)", " ".join(command), os.getloadavg()[0])
+        started = time.time()
+        subprocess.run(command, check=True, cwd=ROOT)
+        wall_s = time.time() - started
+        m = json.loads((Path(tmp) / "sft" / "metrics.json").read_text())
+    corpus = m["corpus"].get("unsafe_share_harmful_corpus")
+    print(json.dumps({
+        "wall_s": round(wall_s, 1), "train_s": round(m["train_s"], 1), "eval_loss": round(m["eval_loss"], 4),
+        "eos_rate": m["eos_rate"], "usable_rate": m["usable_rate"], "unsafe_rate_redteam": m["unsafe_rate_redteam"],
+        "unsafe_share_corpus": corpus, "unsafe_gap": None if corpus is None else round(m["unsafe_rate_redteam"] - corpus, 4),
+        "unsafe_rate_filter": m.get("unsafe_rate_filter"), "gold_reward_mean": m["gold_reward_mean"],
+        "n_parameters": m["n_parameters"], "load_average_end": round(os.getloadavg()[0], 2),
+    }))
+
+
+if __name__ == "__main__":
+    main()
