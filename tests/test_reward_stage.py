@@ -87,3 +87,33 @@ def test_non_scalar_head_is_rejected(tmp_path, smoke_sft):
             (tmp_path / "three" / f.name).write_bytes(f.read_bytes())
     with pytest.raises(UserError, match="3 outputs, not one scalar"):
         load_reward_model(str(tmp_path / "three"))
+
+
+def test_labeling_export_trains_the_reward_model(tmp_path):
+    """Labels collected in the app, exported in TRL's format, train the reward stage as they are."""
+    from datasets import load_from_disk
+
+    from alignment.data.world import DemoWorld, SimulatedAnnotator
+    from labeling_ui.demo import demo_items
+    from labeling_ui.export import export_preferences
+    from labeling_ui.queue import LabelQueue
+    from labeling_ui.store import LabelStore
+
+    world = DemoWorld(0)
+    store = LabelStore(tmp_path / "labels.db")
+    store.add_items("round1", demo_items(world, 24), overlap=2)
+    queue = LabelQueue(store, "round1", gold_rate=0.0)
+    for i in range(2):
+        store.add_annotator(f"bot{i}", "secret-password", "annotator")
+        annotator = SimulatedAnnotator(world, noise=0.0, seed=i)
+        while (shown := queue.next_item(f"bot{i}")) is not None:  # A/B as displayed to this annotator
+            label = annotator.label(world.find(shown.prompt), shown.response_left, shown.response_right)
+            queue.submit(f"bot{i}", shown.assignment_id, label.choice,
+                         label.strength if label.choice != "tie" else None)
+    export_preferences(store, "round1", tmp_path / "prefs")
+    assert len(load_from_disk(str(tmp_path / "prefs"))) > 10
+    result = run_cli("alignment.stages.reward", "scale=smoke", f"run.dir={tmp_path / 'run'}", "data=custom",
+                     f"data.source={tmp_path / 'prefs'}", "reward.max_steps=2", "reward.margin_scale=1.0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "run" / "reward" / "metrics.json").read_text())
+    assert metrics["train_pairs"] + metrics["eval_pairs"] == len(load_from_disk(str(tmp_path / "prefs")))
