@@ -57,6 +57,9 @@ def save_head(head: Head, path: str | Path) -> Path:
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={"head": json.dumps(meta, sort_keys=True)})
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make a shipped head unreadable to others
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from alignment.errors import UserError
-from alignment.safety.data import LabelledTexts, demo_labelled, load_moderation_jsonl
+from alignment.safety.data import DEMO_WEIGHT, LabelledTexts, demo_labelled, load_moderation_jsonl
 from alignment.safety.head import Head, TrainSettings, train_head
 from alignment.safety.headfile import save_head
 from alignment.safety.lexical import LexicalBatch, LexicalFeaturizer
@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", action="append", default=[], metavar="FILE.jsonl",
                    help="labelled JSONL (OpenAI-moderation layout); repeatable")
     p.add_argument("--demo", action="store_true", help="add the demo world's labelled texts")
-    p.add_argument("--demo-weight", type=float, default=1.0, help="training weight of a demo row (default 1)")
+    p.add_argument("--demo-weight", type=float, default=DEMO_WEIGHT,
+                   help=f"training weight of a demo row (default {DEMO_WEIGHT})")
     p.add_argument("--limit", type=int, default=None, help="read at most N rows of each --data file")
     p.add_argument("--out", required=True, help="the head file to write (safetensors)")
     p.add_argument("--backends", default="fast,default",
