@@ -40,7 +40,18 @@ from conftest import shared_data  # noqa: E402
 MODERATION = "openai-moderation/samples.dev.jsonl"
 
 
-# ------------------------------------------------------------------ fixtures: demo texts by style
+# ------------------------------------------------------------------ fixtures
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and on a busy shared CPU OpenMP's spinning threads made
+    one of these tests 50x slower; restored afterwards for the other test modules."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# demo texts by style
 @pytest.fixture(scope="module")
 def demo_texts() -> dict[str, list[str]]:
     """A few demo-world responses per style, to harmful (unsafe styles) and benign prompts."""
@@ -241,6 +252,22 @@ def test_fast_backend_with_packaged_head(demo_texts) -> None:
     assert "harassment" in flt.flag(demo_texts["toxic"][:1])[0].categories
     scores = flt.score(["I am going to kill myself tonight."])
     assert scores[0].argmax() == CATEGORIES.index("self-harm")
+
+
+def test_default_backend_with_packaged_head(demo_texts) -> None:
+    from alignment.safety import build_filter
+
+    flt = build_filter(SafetyConfig(backend="default", batch_size=8))
+    texts = demo_texts["toxic"][:3] + demo_texts["harmful_compliance"][:3] + demo_texts["helpful"][:3] + \
+        demo_texts["refusal"][:3]
+    scores = flt.score_all(texts, prompts=["q"] * len(texts))
+    assert scores[:6, ANY_INDEX].min() > scores[6:, ANY_INDEX].max()
+    assert [v.unsafe for v in flt.flag(texts)] == [True] * 6 + [False] * 6
+    assert flt.encoder.settings()["quantize"] is True
+    # a text's score does not depend on its batch-mates (int8 activations are scaled text by text)
+    other = build_filter(SafetyConfig(backend="default", batch_size=3, cache_size=0))
+    alone = np.concatenate([other.score_all([t]) for t in texts[::4]])
+    np.testing.assert_allclose(alone, scores[::4], atol=0.03)
 
 
 def test_rules_only_fallback(demo_texts) -> None:

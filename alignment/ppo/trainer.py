@@ -7,11 +7,15 @@ One update, top to bottom (Huang et al. 2024, "The N Implementation Details of R
    log-probs and the value model's per-token values.
 2. **Score**: decode the responses and score (prompt, response) text with the reward model (which may
    have its own tokenizer), normalise with the statistics saved by the reward stage, clip, and
-   subtract the missing-EOS penalty.
+   subtract the missing-EOS penalty and, when ``safety_penalty > 0``, ``safety_penalty * P(unsafe)``
+   from the safety filter.
 3. **Advantages**: per-token reward ``-beta * KL`` plus the score at the last real token; GAE; whitened
    advantages.
 4. **Update**: ``ppo_epochs`` passes over shuffled minibatches with the clipped policy and value losses.
 5. **KL control**: the adaptive controller moves ``beta`` towards the KL target.
+
+With ``lora.enabled`` the policy (and a separate value backbone) carry LoRA adapters and the
+reference is the same policy with its adapters disabled: one copy of the base weights in memory.
 
 Everything that makes a run resumable (models, optimizer, scheduler, RNG states through
 ``accelerator.save_state``, plus the KL controller and the progress registered for checkpointing)
@@ -25,7 +29,8 @@ import logging
 import math
 import random
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,9 +42,11 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase, get_scheduler
 
-from alignment.config import PPOStageConfig
+from alignment.config import LoRAConfig, PPOStageConfig
 from alignment.generation import chat_prompt_ids
+from alignment.modeling import add_lora
 from alignment.ppo.advantages import (
+    apply_safety_penalty,
     compute_gae,
     compute_rewards,
     normalize_scores,
@@ -54,6 +61,7 @@ from alignment.ppo.rollout_math import (
     masked_mean,
     truncate_after_eos,
 )
+from alignment.safety.filter import ANY_INDEX, SafetyFilter
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +103,13 @@ class PolicyAndValue(nn.Module):
         return out.logits, self.value_head(hidden).squeeze(-1)
 
 
-def build_policy_and_value(policy: PreTrainedModel, policy_path: str, value_model: str) -> PolicyAndValue:
+def build_policy_and_value(policy: PreTrainedModel, policy_path: str, value_model: str,
+                           lora: LoRAConfig | None = None) -> PolicyAndValue:
+    """The trained module; with ``lora`` a separate value backbone gets adapters too (the policy
+    already has them), so no full copy of the weights is optimised."""
     if value_model == "separate":
-        return PolicyAndValue(policy, AutoModel.from_pretrained(policy_path, dtype=policy.dtype))
+        backbone = AutoModel.from_pretrained(policy_path, dtype=policy.dtype)
+        return PolicyAndValue(policy, backbone if lora is None else add_lora(backbone, lora, task_type=None))
     if value_model == "head":
         return PolicyAndValue(policy, None)
     raise ValueError(f"ppo.value_model={value_model!r}: expected 'separate' or 'head'")
@@ -130,6 +142,8 @@ class Rollout:
     values: torch.Tensor         # [B, R]
     scores: torch.Tensor         # [B] raw reward-model scores
     texts: list[str]
+    p_unsafe: torch.Tensor | None = None  # [B] safety filter's any-unsafe probability (penalty on)
+    flagged: torch.Tensor | None = None   # [B] the filter's verdict at its thresholds
 
 
 def full_inputs(query: torch.Tensor, query_mask: torch.Tensor, tokens: torch.Tensor,
@@ -142,28 +156,80 @@ def full_inputs(query: torch.Tensor, query_mask: torch.Tensor, tokens: torch.Ten
 
 
 class PPOTrainer:
-    """Runs PPO updates over a stream of prompts. The stage module loads models and writes outputs."""
+    """Runs PPO updates over a stream of prompts. The stage module loads models and writes outputs.
+
+    Under ``accelerate launch`` every process samples its own ``batch_size`` prompts per update
+    (disjoint slices of one seeded order), whitens its own advantages (as TRL), and DDP averages the
+    gradients; the logged statistics are averaged over all processes, so every process records the
+    same history and moves the KL coefficient the same way.
+    """
 
     def __init__(self, cfg: PPOStageConfig, accelerator: Accelerator, policy: PreTrainedModel, policy_path: str,
                  tokenizer: PreTrainedTokenizerBase, scorer: Scorer, reward_mean: float, reward_std: float,
-                 prompts: list[str], seed: int, num_updates: int) -> None:
+                 prompts: list[str], seed: int, num_updates: int, safety_filter: SafetyFilter | None = None) -> None:
         if cfg.generation.temperature <= 0:
             raise ValueError("ppo.generation.temperature must be > 0: PPO samples its rollouts")
         if cfg.batch_size % cfg.mini_batch_size:
             raise ValueError(f"ppo.batch_size={cfg.batch_size} is not a multiple of ppo.mini_batch_size={cfg.mini_batch_size}")
+        if cfg.safety_penalty < 0:
+            raise ValueError(f"ppo.safety_penalty={cfg.safety_penalty}: the penalty is subtracted and must be >= 0")
+        if cfg.safety_penalty > 0 and safety_filter is None:
+            raise ValueError("ppo.safety_penalty > 0 needs a safety filter to score the responses")
         self.cfg, self.accelerator, self.tokenizer, self.scorer = cfg, accelerator, tokenizer, scorer
+        self.safety_filter = safety_filter if cfg.safety_penalty > 0 else None
         self.reward_mean, self.reward_std = reward_mean, reward_std
         self.prompts, self.seed, self.num_updates = prompts, seed, num_updates
-        self.reference = copy.deepcopy(policy).eval().requires_grad_(False).to(accelerator.device)
-        model = build_policy_and_value(policy, policy_path, cfg.value_model)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, eps=1e-5)
+        if cfg.lora.enabled:
+            policy = add_lora(policy, cfg.lora)
+            #: ``None`` with LoRA: the reference is the policy with its adapters disabled (:meth:`reference_model`).
+            self.reference: PreTrainedModel | None = None
+        else:
+            self.reference = copy.deepcopy(policy).eval().requires_grad_(False).to(accelerator.device)
+        model = build_policy_and_value(policy, policy_path, cfg.value_model, cfg.lora if cfg.lora.enabled else None)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, eps=1e-5)
+        # accelerate's prepared scheduler steps once per process at each optimizer step (it assumes each
+        # process saw 1/N of a data set); give it N times our per-process steps so the decay spans the run.
+        steps = num_updates * cfg.ppo_epochs * (cfg.batch_size // cfg.mini_batch_size)
         scheduler = get_scheduler("linear", optimizer, num_warmup_steps=0,
-                                  num_training_steps=num_updates * cfg.ppo_epochs * (cfg.batch_size // cfg.mini_batch_size))
+                                  num_training_steps=steps * accelerator.num_processes)
         self.model, self.optimizer, self.scheduler = accelerator.prepare(model, optimizer, scheduler)
         self.kl_ctl = make_kl_controller(cfg.kl.beta, cfg.kl.adaptive, cfg.kl.target, cfg.kl.horizon)
         self.progress = Progress()
         accelerator.register_for_checkpointing(self.kl_ctl)
         accelerator.register_for_checkpointing(self.progress)
+
+    # ------------------------------------------------------------------ models
+    def policy(self) -> PreTrainedModel:
+        """The policy being trained (a ``peft.PeftModel`` with LoRA): sample from it, do not save it."""
+        return self.accelerator.unwrap_model(self.model).policy
+
+    @contextmanager
+    def reference_model(self) -> Iterator[PreTrainedModel]:
+        """The frozen reference policy, for the duration of the ``with`` block.
+
+        Without LoRA it is the copy made at the start; with LoRA it is the policy itself with its
+        adapters disabled, which is exactly the starting policy (the base weights are frozen).
+        """
+        if self.reference is not None:
+            yield self.reference
+            return
+        policy = self.policy()
+        with policy.disable_adapter():
+            yield policy
+
+    def export_policy(self) -> PreTrainedModel:
+        """The trained policy as a plain transformers model, for ``save_pretrained``.
+
+        With LoRA, a copy with the adapters merged into the weights (``merge_and_unload``), so
+        ``AutoModelForCausalLM.from_pretrained`` loads it without peft; the live policy keeps its
+        adapters (the copy is transient memory at the end of a run, never during training).
+        """
+        policy = self.policy()
+        return copy.deepcopy(policy).merge_and_unload() if self.cfg.lora.enabled else policy
+
+    def save_adapter(self, path: Path) -> None:
+        """The LoRA adapters alone (peft's ``adapter_config.json`` + weights), to reapply on the base policy."""
+        self.policy().save_pretrained(str(path))
 
     # ------------------------------------------------------------------ data
     def batch_prompts(self, update: int) -> list[str]:
@@ -190,7 +256,7 @@ class PPOTrainer:
             query[i, width - len(ids):] = torch.tensor(ids)
             query_mask[i, width - len(ids):] = 1
         query, query_mask = query.to(device), query_mask.to(device)
-        policy = self.accelerator.unwrap_model(self.model).policy
+        policy = self.policy()
         policy.eval()
         out = policy.generate(input_ids=query, attention_mask=query_mask, do_sample=True,
                               temperature=gen.temperature, top_k=gen.top_k or None,
@@ -201,37 +267,50 @@ class PPOTrainer:
         logits, values = self.model(ids, attention, positions)
         response_logits = logits[:, width - 1:-1]
         logprobs = logprobs_from_logits(response_logits, cut.tokens, gen.temperature)
-        ref_logits = self.reference(input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=False).logits
+        with self.reference_model() as reference:
+            ref_logits = reference(input_ids=ids, attention_mask=attention, position_ids=positions,
+                                   use_cache=False).logits
         ref_logprobs = logprobs_from_logits(ref_logits[:, width - 1:-1], cut.tokens, gen.temperature)
         texts = [tok.decode(row[:n], skip_special_tokens=True).strip()
                  for row, n in zip(cut.tokens.tolist(), cut.lengths.tolist())]
         scores = torch.as_tensor(self.scorer(prompts, texts), dtype=torch.float32, device=device)
+        p_unsafe = flagged = None
+        if self.safety_filter is not None:
+            safety = self.safety_filter.score_all(texts, prompts)
+            p_unsafe = torch.as_tensor(safety[:, ANY_INDEX], dtype=torch.float32, device=device)
+            flagged = torch.as_tensor((safety >= self.safety_filter.thresholds).any(axis=1), device=device)
         return Rollout(query, query_mask, cut.tokens, cut.mask, cut.has_eos, logprobs, ref_logprobs,
-                       values[:, width - 1:-1].float(), scores, texts)
+                       values[:, width - 1:-1].float(), scores, texts, p_unsafe, flagged)
 
     # ------------------------------------------------------------------ 3. rewards and advantages
     def advantages(self, r: Rollout) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         cfg = self.cfg
         scores = normalize_scores(r.scores, self.reward_mean, self.reward_std, cfg.reward_clip)
         scores = apply_missing_eos_penalty(scores, r.has_eos, cfg.missing_eos_penalty)
+        per_row = {}
+        if r.p_unsafe is not None:
+            scores, penalty = apply_safety_penalty(scores, r.p_unsafe, cfg.safety_penalty)
+            per_row = {"reward/safety_penalty": penalty, "safety/p_unsafe": r.p_unsafe,
+                       "safety/flagged_fraction": r.flagged.float()}
         kl = per_token_kl(r.logprobs, r.ref_logprobs, cfg.kl.estimator, r.mask)
         rewards, non_score = compute_rewards(scores, kl, r.mask, self.kl_ctl.value)
         if cfg.whiten_rewards:
             rewards = whiten_rewards(rewards, r.mask)
         adv, returns = compute_gae(rewards, r.values, r.mask, cfg.gamma, cfg.lam)
         adv = whiten_advantages(adv, r.mask)
-        seq_kl = sequence_kl(kl, r.mask)
-        gathered = lambda t: self.accelerator.gather_for_metrics(t.detach()).float()  # noqa: E731
-        stats = {
-            "reward/raw": gathered(r.scores).mean().item(),
-            "reward/normalised": gathered(scores).mean().item(),
-            "objective/kl": gathered(seq_kl).mean().item(),
-            "objective/non_score_reward": gathered(non_score.sum(1)).mean().item(),
-            "objective/rlhf_reward": gathered(scores + non_score.sum(1)).mean().item(),
-            "response/length": gathered(r.mask.sum(1).float()).mean().item(),
-            "response/eos_rate": gathered(r.has_eos.float()).mean().item(),
-        }
-        return adv, returns, stats
+        per_row.update({
+            "reward/raw": r.scores,
+            "reward/normalised": scores,
+            "objective/kl": sequence_kl(kl, r.mask),
+            "objective/non_score_reward": non_score.sum(1),
+            "objective/rlhf_reward": scores + non_score.sum(1),
+            "response/length": r.mask.sum(1),
+            "response/eos_rate": r.has_eos,
+        })
+        # one gather for all per-response statistics: [B, K] rows of every process, then column means
+        columns = torch.stack([v.detach().float() for v in per_row.values()], dim=1)
+        means = self.accelerator.gather_for_metrics(columns).mean(0).tolist()
+        return adv, returns, dict(zip(per_row, means))
 
     # ------------------------------------------------------------------ 4. update
     def optimise(self, r: Rollout, adv: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
@@ -239,7 +318,8 @@ class PPOTrainer:
         ids, attention, positions = full_inputs(r.query, r.query_mask, r.tokens, r.mask)
         width = r.query.size(1)
         self.model.train()
-        sums: dict[str, float] = {}
+        totals: torch.Tensor | None = None
+        names: list[str] = []
         steps = 0
         for _ in range(cfg.ppo_epochs):
             order = torch.randperm(len(ids), device=ids.device)
@@ -259,12 +339,14 @@ class PPOTrainer:
                 self.optimizer.step()
                 self.scheduler.step()
                 self.optimizer.zero_grad()
-                for k, v in stats.items():
-                    sums[k] = sums.get(k, 0.0) + v.item()
+                names = list(stats)
+                step_stats = torch.stack(list(stats.values()))
+                totals = step_stats if totals is None else totals + step_stats
                 steps += 1
-        out = {k: v / steps for k, v in sums.items()}
-        out["value/explained_variance"] = explained_variance(r.values, returns, r.mask).item()
-        out["value/mean"] = masked_mean(r.values, r.mask).item()
+        extra = {"value/explained_variance": explained_variance(r.values, returns, r.mask),
+                 "value/mean": masked_mean(r.values, r.mask)}
+        local = torch.cat([totals / steps, torch.stack(list(extra.values())).to(totals)])
+        out = dict(zip(names + list(extra), self.accelerator.reduce(local, "mean").tolist()))
         out["lr"] = self.scheduler.get_last_lr()[0]
         return out
 
@@ -287,7 +369,11 @@ class PPOTrainer:
         return stats
 
     def train(self, checkpoint_dir: Path, on_eval: Callable[[int], dict] | None = None) -> None:
-        """Run the remaining updates, evaluating and checkpointing on schedule."""
+        """Run the remaining updates, evaluating and checkpointing on schedule.
+
+        Pass ``on_eval`` on the main process only: its results live in the progress that the main
+        process checkpoints, and sampling the same eval prompts on every process would only cost time.
+        """
         cfg = self.cfg
         bar = tqdm(total=self.num_updates, initial=self.progress.update, desc="PPO updates",
                    disable=not self.accelerator.is_main_process)
@@ -306,16 +392,28 @@ class PPOTrainer:
         bar.close()
 
     def save_checkpoint(self, checkpoint_dir: Path) -> None:
-        target = checkpoint_dir / f"update-{self.progress.update:06d}"
-        self.accelerator.save_state(str(target), safe_serialization=False)  # tied embeddings: no safetensors warning
+        """Write the checkpoint under a hidden name and rename it when complete, so a run killed mid-write
+        leaves only finished ``update-*`` folders for ``resume=true`` to pick from.
+
+        Every process writes into the same folder (its RNG states; the main process the rest), so the
+        rename waits for all of them, and the others wait for the rename before going on.
+        """
+        name = f"update-{self.progress.update:06d}"
+        partial, target = checkpoint_dir / f".partial-{name}", checkpoint_dir / name
         if self.accelerator.is_main_process:
+            for stale in checkpoint_dir.glob(".partial-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        self.accelerator.save_state(str(partial), safe_serialization=False)  # tied embeddings: no safetensors warning
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            shutil.rmtree(target, ignore_errors=True)
+            partial.rename(target)
             done = sorted(checkpoint_dir.glob("update-*"))
             for old in done[:-self.cfg.save_total_limit]:
                 shutil.rmtree(old, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
 
     def load_checkpoint(self, path: Path) -> None:
         self.accelerator.load_state(str(path))
         log.info("resumed from %s at update %d (beta %.4f)", path, self.progress.update, self.kl_ctl.value)
-
-    def policy(self) -> PreTrainedModel:
-        return self.accelerator.unwrap_model(self.model).policy

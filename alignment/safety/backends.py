@@ -17,6 +17,7 @@ backends (``llama_guard``) read prompt and response together.
 from __future__ import annotations
 
 import logging
+
 import numpy as np
 from tqdm.auto import tqdm
 

@@ -120,8 +120,15 @@ _MEMO: dict[str, tuple[tuple[int, ...], bool] | None] = {}
 _MEMO_LIMIT = 500_000
 
 
+#: All word patterns in one: most words match none, and one regex call rejects them (a new word's
+#: cost matters: a batch of unseen text is mostly new words until the memo below warms up).
+_ANY_WORD = re.compile("|".join(f"(?:{p})" for pats in WORDS.values() for p in pats))
+
+
 def word_tags(word: str) -> tuple[int, ...]:
     """The tag indices of one lowercased word (full match against each tag's patterns)."""
+    if not _ANY_WORD.fullmatch(word):
+        return ()
     return tuple(idx for pattern, idx in _WORD_PATTERNS if pattern.fullmatch(word))
 
 

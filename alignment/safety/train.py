@@ -22,7 +22,6 @@ import sys
 import time
 from collections import Counter
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 
