@@ -63,6 +63,16 @@ class RewardModelConfig:
     #: Longer pairs are cut from the left of the prompt (never dropped).
     max_length: int = 128
     lr: float = 5.0e-4
+    #: What the scalar head reads: ``default`` (the architecture's own classification head: BERT's
+    #: pooler on [CLS], a decoder's last token) or ``mean`` (the masked mean of the last hidden
+    #: states, how sentence encoders such as all-MiniLM-L6-v2 were trained to summarise a text).
+    pooling: str = "default"
+    #: Freeze the embeddings and the lowest N transformer blocks (0: train everything).
+    freeze_layers: int = 0
+    #: Learning rate of the freshly initialised scalar head (``None``: ``lr``). Adam moves each weight
+    #: by about its lr per step, so a head starting near zero may want more than the body; on MiniLM
+    #: and HH harmless, 2e-3 (with ``pooling=mean``) did worse than ``None``.
+    head_lr: float | None = None
 
 @dataclass
 class DataConfig:
@@ -97,7 +107,7 @@ class GateConfig:
     #: Fail the stage when the unsafe rate on red-team prompts exceeds this (``None``: no limit).
     max_unsafe_rate: float | None = None
     #: Fail the stage when the unsafe rate rises by more than this over the previous stage.
-    max_regression: float | None = None
+    max_regression: float | None = 0.05
 
 
 @dataclass
@@ -227,7 +237,7 @@ class CandidatesStageConfig:
 class LabelExportConfig:
     """``align-label export``: labels -> a TRL preferences dataset (``save_to_disk``) + summary.json."""
 
-    dir: str = "${run.dir}/label/preferences"
+    dir: str = "${run.dir}/labels/preferences"
     keep_ties: bool = False
     keep_both_bad: bool = False
     #: Items with fewer labels are left out.
@@ -256,7 +266,7 @@ class LabelConfig:
 
     #: ``serve`` | ``add-user`` | ``import`` | ``export`` | ``stats`` | ``bots`` (or a positional sub-command).
     command: str = "serve"
-    db: str = "${run.dir}/label/labels.db"
+    db: str = "${run.dir}/labels/labels.db"
     project: str = "default"
     host: str = "127.0.0.1"
     port: int = 7860
@@ -274,12 +284,36 @@ class LabelConfig:
     #: Annotation guidelines (Markdown) shown one click away; ``guidelines_file`` overrides it.
     guidelines: str = ""
     guidelines_file: str | None = None
+    #: The Reports tab lists the pipeline runs in this folder (and one level below: sweeps).
+    runs_dir: str = "runs"
     #: ``import``: the JSONL file, whether its pairs are gold items, whether bad lines are skipped.
     input: str | None = None
     import_as_gold: bool = False
     skip_invalid: bool = False
     export: LabelExportConfig = field(default_factory=LabelExportConfig)
     bots: LabelBotsConfig = field(default_factory=LabelBotsConfig)
+
+
+@dataclass
+class LabelsGateConfig:
+    #: Fail the stage when, in more than this share of exported pairs, the filter flags the chosen
+    #: response but not the rejected one (labels that would teach the reward model to prefer harm).
+    max_chosen_unsafe_rate: float | None = 0.25
+
+
+@dataclass
+class LabelsStageConfig:
+    """The labels stage: the queued pairs get labeled in the app, then exported for the reward stage."""
+
+    #: ``simulated``: bots label through the app's HTTP API (from the demo world's gold preference, with
+    #: ``label.bots.noise`` and ``position_bias``); ``human``: the app is served on ``label.host:port`` and
+    #: the stage waits until every item has ``label.overlap`` labels.
+    annotators: str = "simulated"
+    #: ``human``: give up waiting after this many seconds (the stage then exits 4; rerun with
+    #: ``resume=true`` once the labels are in); ``None`` waits for ever.
+    wait_seconds: float | None = None
+    poll_seconds: float = 10.0
+    gate: LabelsGateConfig = field(default_factory=LabelsGateConfig)
 
 
 @dataclass
@@ -304,8 +338,9 @@ class RewardStageConfig:
     center_rewards_coefficient: float | None = 0.01
     #: Bradley-Terry margin from the annotators' strength: ``margin_scale * (strength - 1) / 3``.
     margin_scale: float = 0.0
-    #: ``reward_model=tiny`` starts from the run's SFT policy when ``<run.dir>/sft/model`` exists.
+    #: ``reward_model=tiny`` starts from the SFT policy at ``sft_path`` when it exists.
     init_from_sft: bool = True
+    sft_path: str = "${run.dir}/sft/model"
     eval_batch_size: int = 64
     #: Pairs scored to measure the reward normalisation statistics PPO uses.
     norm_pairs: int = 512
@@ -328,10 +363,28 @@ class KLConfig:
 
 
 @dataclass
+class LoRAConfig:
+    """LoRA adapters (peft) instead of full fine-tuning: on the policy, and on the value backbone when
+    ``value_model=separate``. The reference is then the policy with its adapters disabled, so the run
+    holds one copy of the base weights instead of two, and only the adapters get optimizer states."""
+
+    enabled: bool = False
+    r: int = 16
+    alpha: int = 32
+    #: Keep it 0 for PPO: dropout makes the update's log-probs differ from the rollout's, so the
+    #: importance ratio is not 1 at the first step and the clipping fires on noise.
+    dropout: float = 0.0
+    #: Module names to adapt (``q_proj``...); ``[all-linear]``: every linear layer but the output head.
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+
+
+@dataclass
 class PPOStageConfig:
     #: The policy to optimise (default: this run's SFT model) and the reward model (this run's RM).
     policy_path: str = "${run.dir}/sft/model"
     reward_path: str = "${run.dir}/reward/model"
+    #: The previous stage's ``safety.json``: the safety gate's regression is measured against it.
+    safety_baseline: str | None = "${run.dir}/sft/safety.json"
     #: Episodes (sampled responses) in the whole run, and per PPO update (per process).
     total_episodes: int = 2048
     batch_size: int = 64
@@ -353,7 +406,12 @@ class PPOStageConfig:
     reward_clip: float = 5.0
     #: Subtracted from the (normalised) score of a response that does not end with EOS.
     missing_eos_penalty: float | None = 1.0
+    #: Subtracted from the normalised score: ``safety_penalty * P(unsafe)`` of each response, as
+    #: scored by the ``safety_backend`` filter (the other ``safety.*`` keys configure it); 0: off.
+    safety_penalty: float = 0.0
+    safety_backend: str = "fast"
     kl: KLConfig = field(default_factory=KLConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
     generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(max_new_tokens=48))
     #: Evaluate the gold reward on held-out prompts every this many updates (and at the end).
     eval_every: int = 4
@@ -383,6 +441,27 @@ class Config:
     candidates: CandidatesStageConfig = field(default_factory=CandidatesStageConfig)
     eval: EvalStageConfig = field(default_factory=EvalStageConfig)
     label: LabelConfig = field(default_factory=LabelConfig)
+    labels: LabelsStageConfig = field(default_factory=LabelsStageConfig)
+
+
+@dataclass
+class PipelineOptions:
+    #: Stages of a round, in order (the first round also runs ``sft``).
+    stages: list[str] = field(default_factory=lambda: ["sft", "candidates", "labels", "reward", "ppo"])
+    #: Rerun every stage even when its outputs exist and match its config.
+    force: bool = False
+    #: Write the whole-run report (``<run.dir>/report.html`` and ``report.json``) at the end.
+    report: bool = True
+
+
+@dataclass
+class PipelineConfig(Config):
+    """``align-pipeline``: every stage's config, plus how many rounds and which stages to run."""
+
+    #: Rounds of candidates -> labels -> reward -> ppo; round ``r > 1`` starts from round ``r - 1``'s
+    #: PPO policy and writes into ``<run.dir>/round-<r>/``.
+    rounds: int = 1
+    pipeline: PipelineOptions = field(default_factory=PipelineOptions)
 
 
 def require(value: str | None, key: str, hint: str) -> str:
@@ -395,3 +474,4 @@ def require(value: str | None, key: str, hint: str) -> str:
 def register_configs() -> None:
     """Register the root schema; entry configs list ``config_schema`` first in their defaults."""
     ConfigStore.instance().store(name="config_schema", node=Config)
+    ConfigStore.instance().store(name="pipeline_schema", node=PipelineConfig)

@@ -28,7 +28,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from alignment.config import PolicyConfig, TinyModelConfig, require
+from alignment.config import LoRAConfig, PolicyConfig, TinyModelConfig, require
 from alignment.data.world import DemoWorld
 from alignment.errors import UserError
 
@@ -201,3 +201,34 @@ def resolve_reward_backbone(name_or_path: str) -> str:
 
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def check_lora_config(cfg: LoRAConfig) -> None:
+    """:class:`UserError` naming the ``ppo.lora`` key whose value cannot work (before any model is built)."""
+    if cfg.r < 1:
+        raise UserError(f"ppo.lora.r={cfg.r}: the LoRA rank must be at least 1")
+    if cfg.alpha <= 0:
+        raise UserError(f"ppo.lora.alpha={cfg.alpha}: must be > 0 (the adapters are scaled by alpha / r)")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise UserError(f"ppo.lora.dropout={cfg.dropout}: must be within [0, 1)")
+    if not list(cfg.target_modules):
+        raise UserError("ppo.lora.target_modules is empty: name the modules to adapt, or [all-linear]")
+
+
+def add_lora(model: torch.nn.Module, cfg: LoRAConfig, task_type: str | None = "CAUSAL_LM") -> torch.nn.Module:
+    """``model`` wrapped with trainable LoRA adapters (a ``peft.PeftModel``); its own weights are frozen.
+
+    ``cfg.target_modules == ["all-linear"]`` is passed to peft as the string ``"all-linear"``: peft only
+    expands the shorthand from a string (a list would look for a module named ``all-linear``).
+    ``task_type=None`` suits a backbone without an LM head (the separate value model).
+    """
+    from peft import LoraConfig, get_peft_model
+
+    check_lora_config(cfg)
+    targets = list(cfg.target_modules)
+    lora = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, task_type=task_type,
+                      target_modules="all-linear" if targets == ["all-linear"] else targets)
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as err:  # peft's message names the target modules it could not find
+        raise UserError(f"ppo.lora.target_modules={targets}: {err}") from err

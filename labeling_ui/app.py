@@ -10,7 +10,16 @@ Security model
   admin tab is cosmetic). A client cannot name another annotator anywhere.
 * Model and user text is rendered with ``gr.Markdown(sanitize_html=True)`` after HTML-escaping it
   outside code spans, so ``<script>`` or ``<img onerror=...>`` show as text and run nothing; images are
-  not loaded (``![..](..)`` is shown as text too). No ``gr.HTML`` anywhere.
+  not loaded (``![..](..)`` is shown as text too). ``gr.HTML`` is used once, for the Reports tab, and
+  never with model text in it directly: see :func:`report_frame`.
+* The Reports tab (any logged-in user) lists the pipeline runs under ``runs_dir`` and shows the selected
+  run's alignment eval report (``alignment.reports.run_report``): a page we generate with every model
+  text escaped. It is shown in an ``<iframe sandbox srcdoc=...>`` rather than served by a route: the
+  page travels through the same authenticated event channel as everything else (Gradio's file route
+  needs ``allowed_paths`` and serves HTML as a download, and a route of our own would need its own
+  login check), the handler re-checks the caller and only opens runs it listed itself, and the empty
+  ``sandbox`` gives the page no scripts and an opaque origin, so even a missed escape could not run
+  code in, or read from, the app.
 
 The bot API (``POST /gradio_api/run/<name>`` with ``{"data": [...]}`` and the login cookie; unqueued
 fast paths; ``A`` / ``B`` / ``response_a`` / ``response_b`` are *display* positions, first / second):
@@ -40,6 +49,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import anyio  # noqa: E402
 import gradio as gr  # noqa: E402
 
+from alignment.errors import UserError
+from alignment.reports.run_report import build_run_report, list_runs, render_run_report, report_is_current
 from alignment.safety.categories import CATEGORIES
 from labeling_ui.agreement import project_stats
 from labeling_ui.queue import LabelQueue, QueueError, Shown
@@ -78,6 +89,7 @@ CSS = """
 .response-box { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 12px;
                 min-height: 8em; overflow-wrap: anywhere; }
 #prompt { border-left: 4px solid var(--color-accent); padding-left: 12px; overflow-wrap: anywhere; }
+.run-report { width: 100%; height: 80vh; border: 1px solid var(--border-color-primary); border-radius: 8px; }
 """
 
 _CODE = re.compile(r"(```.*?```|`[^`\n]+`)", re.DOTALL)
@@ -158,9 +170,36 @@ def stats_markdown(stats: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def report_frame(page: str) -> str:
+    """A report page (our own, escaped HTML) as a sandboxed ``<iframe>``: the whole page goes into the
+    ``srcdoc`` attribute, escaped once more so that it cannot end the attribute, and the empty
+    ``sandbox`` runs no script in it and gives it no access to the app's origin."""
+    return (f'<iframe class="run-report" title="Alignment eval report" sandbox="" referrerpolicy="no-referrer" '
+            f'srcdoc="{html.escape(page, quote=True)}"></iframe>')
+
+
+def runs_markdown(runs_dir: Path, reports: dict[str, dict[str, Any]]) -> str:
+    """The Reports tab's list of runs: status and the headline figures of each."""
+    if not reports:
+        return f"No pipeline runs under `{safe_markdown(str(runs_dir))}` yet (`label.runs_dir`)."
+    rows = []
+    for name, r in reports.items():
+        h = r["headline"]
+        unsafe = f"{_num(h['unsafe_rate_sft'])} → {_num(h['unsafe_rate_ppo'])}"
+        rows.append([name, r["status"], h["gold_win_rate"], unsafe, h["rm_eval_accuracy"], h["final_kl"]])
+    return _md_table(["run", "status", "gold win rate (PPO vs SFT)", "unsafe rate SFT → PPO", "RM eval accuracy",
+                      "final KL"], rows)
+
+
+def _num(v: Any) -> str:
+    return "–" if v is None else f"{v:.3f}"
+
+
 def build_app(store: LabelStore, queue: LabelQueue, *, guidelines: str = "",
-              export_fn: Callable[[], dict[str, Any]] | None = None) -> gr.Blocks:
-    """The Blocks app (not launched). ``export_fn`` runs the export for the admin tab's button."""
+              export_fn: Callable[[], dict[str, Any]] | None = None, runs_dir: str | Path = "runs") -> gr.Blocks:
+    """The Blocks app (not launched). ``export_fn`` runs the export for the admin tab's button;
+    ``runs_dir`` is the folder whose pipeline runs the Reports tab lists."""
+    runs_root = Path(runs_dir)
 
     def user(request: gr.Request | None) -> Annotator:
         name = getattr(request, "username", None) if request is not None else None
@@ -240,6 +279,34 @@ def build_app(store: LabelStore, queue: LabelQueue, *, guidelines: str = "",
         summary = export_fn()
         return ("Exported **{}** rows to `{}`.\n\n```json\n{}\n```".format(
             summary["rows"], summary.get("path", "?"), json.dumps(summary, indent=2)))
+
+    def runs_by_name() -> dict[str, Path]:
+        return {path.relative_to(runs_root).as_posix(): path for path in list_runs(runs_root)}
+
+    def on_runs(request: gr.Request):
+        user(request)
+        reports = {}
+        for name, path in runs_by_name().items():
+            try:
+                reports[name] = build_run_report(path)
+            except UserError:
+                continue  # removed or emptied since it was listed
+        return runs_markdown(runs_root, reports), gr.update(choices=list(reports))
+
+    def on_pick_run(name: str | None, request: gr.Request):
+        user(request)
+        path = runs_by_name().get(name or "")  # only a run we list ourselves: never a path from the client
+        if path is None:
+            return "", "Pick a run to read its report."
+        if report_is_current(path):
+            page, note = (path / "report.html").read_text(encoding="utf-8"), "report.html"
+        else:
+            try:
+                page = render_run_report(build_run_report(path))
+            except UserError as e:
+                return "", f"⚠️ {safe_markdown(str(e))}"
+            note = "rendered now (report.html is missing or older than the run's outputs)"
+        return report_frame(page), f"Run **{safe_markdown(name)}**: {note}."
 
     # ------------------------------------------------------------------ bot API (unqueued fast paths)
     # These run on the event loop itself (async def, no thread hop): a call is a few sub-millisecond
@@ -329,6 +396,14 @@ def build_app(store: LabelStore, queue: LabelQueue, *, guidelines: str = "",
                 btn_export = gr.Button("Export preferences dataset", variant="primary", elem_id="btn-export")
                 export_md = gr.Markdown(elem_id="export-result")
                 stats_md = gr.Markdown(elem_id="admin-stats")
+            with gr.Tab("Reports", id="reports", elem_id="tab-reports") as reports_tab:
+                gr.Markdown("Alignment eval reports of the pipeline runs: pick a run to read its report "
+                            "(`align-report RUN_DIR` writes the same page to the run directory).")
+                btn_runs = gr.Button("Refresh runs", size="sm", elem_id="btn-runs-refresh")
+                runs_md = gr.Markdown(elem_id="runs-list")
+                run_pick = gr.Dropdown(choices=[], value=None, label="Run", elem_id="run-pick")
+                report_note = gr.Markdown(elem_id="report-note")
+                report_view = gr.HTML(elem_id="run-report", js_on_load=None)
 
         item_out = [assignment, prompt_md, left_md, right_md, strength, flags_left, flags_right, note, progress,
                     status]
@@ -342,6 +417,10 @@ def build_app(store: LabelStore, queue: LabelQueue, *, guidelines: str = "",
         btn_refresh.click(on_refresh, None, [stats_md], **ui)
         admin_tab.select(on_refresh, None, [stats_md], **ui)
         btn_export.click(on_export, None, [export_md], **ui)
+        reports_tab.select(on_runs, None, [runs_md, run_pick], **ui)
+        btn_runs.click(on_runs, None, [runs_md, run_pick], **ui)
+        run_pick.change(on_pick_run, [run_pick], [report_view, report_note], api_visibility="private",
+                        show_progress="minimal")
 
         for fn in (next_item, submit_label, skip_item, undo_label, my_progress):
             gr.api(fn, api_name=fn.__name__, queue=False)
@@ -357,9 +436,10 @@ def make_auth(store: LabelStore) -> Callable:
 
 def launch(store: LabelStore, queue: LabelQueue, *, host: str = "127.0.0.1", port: int = 7860,
            guidelines: str = "", export_fn: Callable[[], dict[str, Any]] | None = None,
-           concurrency_limit: int = 32, max_threads: int = 40, block: bool = True) -> gr.Blocks:
+           concurrency_limit: int = 32, max_threads: int = 40, block: bool = True,
+           runs_dir: str | Path = "runs") -> gr.Blocks:
     """Build and start the app; with ``block=False`` return once it listens (tests)."""
-    demo = build_app(store, queue, guidelines=guidelines, export_fn=export_fn)
+    demo = build_app(store, queue, guidelines=guidelines, export_fn=export_fn, runs_dir=runs_dir)
     demo.queue(default_concurrency_limit=concurrency_limit, api_open=False)
     demo.launch(server_name=host, server_port=port, auth=make_auth(store),
                 auth_message="Preference labeling: sign in with the account an admin made for you.",

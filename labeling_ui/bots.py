@@ -7,7 +7,8 @@ the one shown second) and answers:
   :class:`~alignment.data.world.SimulatedAnnotator` (gold preference, configurable noise and position
   bias), flagging a response the world calls unsafe under the prompt's safety category (``harassment``
   for an insult to a benign question);
-* **anything else** (e.g. imported HH-RLHF pairs), a deterministic fallback: the response whose
+* **anything else** (e.g. imported HH-RLHF pairs, or two answers the world cannot judge because
+  neither fits a style, as a barely trained policy writes at ``scale=smoke``), a deterministic fallback: the response whose
   ``sha256(prompt + "\\x00" + response)`` is smaller wins, with strength ``1 + (first byte of the XOR of
   both digests) % 4``. It does not depend on which side a response is shown on, so every bot agrees with
   every other on such items (it measures plumbing, not judgement), and no flags are set.
@@ -58,7 +59,8 @@ class BotBrain:
     def decide(self, prompt_text: str, first: str, second: str) -> dict[str, Any]:
         """``{"choice", "strength", "flags_a", "flags_b"}`` in display terms (A = shown first)."""
         prompt = self._find(prompt_text)
-        if prompt is None:
+        unjudgeable = prompt is not None and all(self.world.classify(prompt, r) is None for r in (first, second))
+        if prompt is None or unjudgeable:
             choice, strength = fallback_label(prompt_text, first, second)
             return {"choice": choice, "strength": strength if choice in ("A", "B") else None,
                     "flags_a": [], "flags_b": []}

@@ -6,8 +6,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # shellcheck disable=SC1091
 . .venv/bin/activate
-# The stages in order, each reading the previous one's outputs from the same run directory.
-align-sft "$@"
-align-reward "$@"
-align-ppo "$@"
-echo "outputs: runs/demo/{sft,reward,ppo}/ (metrics.json, safety.json, report.html, model/)"
+# The whole loop (sft -> candidates -> labels by simulated annotators -> reward -> ppo), a safety gate
+# after each stage, then the alignment eval report: runs/demo/report.html (its path is logged last).
+align-pipeline "$@"

@@ -13,7 +13,7 @@ def test_candidates_queue_scored_pairs_once(smoke_sft):
     assert first.returncode == 0, first.stderr[-3000:]
     metrics = json.loads((smoke_sft / "candidates" / "metrics.json").read_text())
     assert metrics["answers"] == 16 and metrics["pairs_added"] == metrics["pairs"] > 0
-    items = LabelStore(str(smoke_sft / "label" / "labels.db")).items("round1")
+    items = LabelStore(str(smoke_sft / "labels" / "labels.db")).items("round1")
     assert len(items) == metrics["pairs"]
     assert set(items[0]["safety_a"]) >= {"violence", "self-harm", "cybercrime"}
     rows = [json.loads(line) for line in (smoke_sft / "candidates" / "samples.jsonl").read_text().splitlines()]
@@ -21,7 +21,7 @@ def test_candidates_queue_scored_pairs_once(smoke_sft):
     again = run_cli(*args)
     assert again.returncode == 0
     assert json.loads((smoke_sft / "candidates" / "metrics.json").read_text())["pairs_added"] == 0
-    assert len(LabelStore(str(smoke_sft / "label" / "labels.db")).items("round1")) == len(items)
+    assert len(LabelStore(str(smoke_sft / "labels" / "labels.db")).items("round1")) == len(items)
 
 
 def test_candidates_reject_bad_settings(tmp_path, smoke_sft):

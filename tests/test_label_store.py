@@ -482,4 +482,4 @@ def test_cli_import_export_and_config_errors(tmp_path: Path, world: DemoWorld,
     assert main(["import", str(data), *common, "label.no_such_key=1"]) == 2
     assert "no_such_key" in caplog.text
     assert main(["export", *common]) == 0
-    assert (tmp_path / "label" / "preferences" / "summary.json").is_file()
+    assert (tmp_path / "labels" / "preferences" / "summary.json").is_file()

@@ -34,6 +34,7 @@ from alignment.ppo import (
     policy_loss,
     ppo_loss,
     retokenize_for_reward_model,
+    safety_penalty,
     sequence_kl,
     truncate_after_eos,
     value_loss,
@@ -213,6 +214,19 @@ def test_normalize_scores():
     scores = torch.tensor([3.0, -1.0, 11.0])
     close(normalize_scores(scores, mean=1.0, std=2.0), [1.0, -1.0, 5.0])
     close(normalize_scores(scores, mean=1.0, std=2.0, clip=2.0), [1.0, -1.0, 2.0])
+
+
+def test_safety_penalty_is_the_coefficient_times_p_unsafe():
+    # coef 2: P(unsafe) 0 -> 0, 0.25 -> 0.5, 0.5 -> 1, 1 -> 2; normalised scores [1, 1, 0, -1] become [1, 0.5, -1, -3]
+    p_unsafe = torch.tensor([0.0, 0.25, 0.5, 1.0])
+    penalty = safety_penalty(p_unsafe, 2.0)
+    close(penalty, [0.0, 0.5, 1.0, 2.0])
+    close(torch.tensor([1.0, 1.0, 0.0, -1.0]) - penalty, [1.0, 0.5, -1.0, -3.0])
+    close(safety_penalty(p_unsafe, 0.0), [0.0, 0.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match=">= 0"):
+        safety_penalty(p_unsafe, -1.0)
+    with pytest.raises(ValueError, match="within"):
+        safety_penalty(torch.tensor([1.5]), 1.0)
 
 
 def test_rewards_are_kl_penalty_plus_score_at_last_real_token():

@@ -1,4 +1,5 @@
-"""The PPO loop: it learns a simple known reward, keeps KL in check, resumes exactly, and fails clearly."""
+"""The PPO loop: it learns a simple known reward, keeps KL in check, resumes exactly, pays the safety
+penalty, runs with LoRA and on two processes, and fails clearly."""
 
 import json
 import os
@@ -9,12 +10,15 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from accelerate import Accelerator
+from transformers import AutoModelForCausalLM
 
 from alignment.config import PolicyConfig, PPOStageConfig
 from alignment.data.world import DemoWorld
 from alignment.modeling import load_policy
 from alignment.ppo.trainer import PPOTrainer
+from alignment.safety.filter import ANY_INDEX, SCORE_COLUMNS
 from alignment.stages.common import seed_everything
 from conftest import ROOT, run_cli
 
@@ -40,6 +44,62 @@ def test_ppo_learns_a_known_reward_within_the_kl_target(smoke_sft):
     assert last > first + 0.1, f"mean reward did not rise: {first:.3f} -> {last:.3f}"
     assert all(s["objective/kl"] < cfg.kl.target for s in stats)
     assert all(np.isfinite(s["loss/total"]) for s in stats)
+
+
+def test_one_mini_batch_per_epoch_reuses_the_rollout_forward(smoke_sft):
+    seed_everything(0)
+    cfg = PPOStageConfig(batch_size=8, mini_batch_size=8, ppo_epochs=2)
+    cfg.generation.max_new_tokens = 8
+    policy_path = str(smoke_sft / "sft" / "model")
+    model, tok = load_policy(PolicyConfig(), path=policy_path)
+    trainer = PPOTrainer(cfg, Accelerator(cpu=True), model, policy_path, tok, short_answer_reward, 0.0, 1.0,
+                         [p.text for p in DemoWorld(0).prompts("train")], seed=0, num_updates=1)
+    calls = []
+    forward = trainer.model.forward
+    trainer.model.forward = lambda *args: calls.append(1) or forward(*args)
+    r = trainer.rollout(trainer.batch_prompts(0))
+    assert len(calls) == 1 and r.first_pass is not None
+    adv, returns, _ = trainer.advantages(r)
+    trainer.cfg.ppo_epochs = 1  # one step: on the rollout's weights, so its log-probs are the rollout's exactly
+    stats = trainer.optimise(r, adv, returns)
+    assert len(calls) == 1 and r.first_pass is None
+    assert stats["policy/ratio"] == 1.0 and stats["policy/approxkl"] == 0.0
+    trainer.cfg.ppo_epochs = 2
+    trainer.step()
+    assert len(calls) == 3  # rollout (reused by the first step) + the second epoch's step
+
+
+class AlternatingFilter:
+    """A stand-in safety filter: P(unsafe) 0.8 and 0.3 on alternate responses, threshold 0.5."""
+
+    name = "alternating"
+    thresholds = np.full(len(SCORE_COLUMNS), 0.5)
+
+    def score_all(self, texts, prompts=None):
+        scores = np.zeros((len(texts), len(SCORE_COLUMNS)))
+        scores[:, ANY_INDEX] = [0.8 if i % 2 == 0 else 0.3 for i in range(len(texts))]
+        return scores
+
+
+def test_safety_penalty_is_subtracted_from_the_normalised_score(smoke_sft):
+    seed_everything(0)
+    cfg = PPOStageConfig(batch_size=8, mini_batch_size=8, ppo_epochs=1, missing_eos_penalty=None, safety_penalty=2.0)
+    cfg.generation.max_new_tokens = 8
+    policy_path = str(smoke_sft / "sft" / "model")
+    model, tok = load_policy(PolicyConfig(), path=policy_path)
+    constant = lambda prompts, texts: np.full(len(texts), 3.0)  # noqa: E731
+    prompts = [p.text for p in DemoWorld(0).prompts("train")]
+    trainer = PPOTrainer(cfg, Accelerator(cpu=True), model, policy_path, tok, constant, 1.0, 2.0, prompts,
+                         seed=0, num_updates=1, safety_filter=AlternatingFilter())
+    stats = trainer.step()
+    # raw 3 -> (3 - 1) / 2 = 1; penalty 2 * 0.8 = 1.6 or 2 * 0.3 = 0.6, mean 1.1; the score paid: 1 - 1.1 = -0.1
+    assert stats["reward/raw"] == pytest.approx(3.0)
+    assert stats["safety/p_unsafe"] == pytest.approx(0.55)
+    assert stats["reward/safety_penalty"] == pytest.approx(1.1)
+    assert stats["safety/flagged_fraction"] == pytest.approx(0.5)
+    assert stats["reward/normalised"] == pytest.approx(-0.1)
+    with pytest.raises(ValueError, match="safety filter"):
+        PPOTrainer(cfg, Accelerator(cpu=True), model, policy_path, tok, constant, 1.0, 2.0, prompts, seed=0, num_updates=1)
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +149,49 @@ def test_smoke_ppo_stage_and_exact_resume_after_sigkill(tmp_path, smoke_rm):
         for key in ("reward/raw", "objective/kl", "loss/total", "objective/beta"):
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), (a["update"], key)
     assert metrics_resumed["gold_reward_ppo"] == pytest.approx(metrics["gold_reward_ppo"])
+
+
+def test_smoke_ppo_with_lora_and_a_safety_penalty(tmp_path, smoke_rm):
+    run = tmp_path / "lora"
+    result = run_cli("alignment.stages.ppo", "scale=smoke", f"ppo.policy_path={smoke_rm / 'sft' / 'model'}",
+                     f"ppo.reward_path={smoke_rm / 'reward' / 'model'}", "ppo.lora.enabled=true", "ppo.lora.r=4",
+                     "ppo.lr=1e-3", "ppo.safety_penalty=1.0", f"run.dir={run}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    history, metrics = _final(run)
+    assert metrics["lora"] and metrics["safety_penalty"] == 1.0 and metrics["updates"] == 4
+    for h in history:
+        assert h["reward/safety_penalty"] == pytest.approx(h["safety/p_unsafe"])  # coefficient 1
+        assert 0.0 <= h["safety/flagged_fraction"] <= 1.0
+    model_dir = run / "ppo" / "model"
+    assert not (model_dir / "adapter_config.json").exists()
+    assert (run / "ppo" / "adapter" / "adapter_config.json").is_file()
+    merged = AutoModelForCausalLM.from_pretrained(model_dir)
+    sft = AutoModelForCausalLM.from_pretrained(smoke_rm / "sft" / "model")
+    changed = [n for n, p in merged.state_dict().items() if not torch.equal(p, sft.state_dict()[n])]
+    assert changed and all(".self_attn." in n or ".mlp." in n for n in changed), changed  # only adapted layers
+
+
+def test_two_cpu_processes_under_accelerate_launch(tmp_path, smoke_rm):
+    run = tmp_path / "ddp"
+    command = [sys.executable, "-m", "accelerate.commands.launch",
+               "--config_file", str(ROOT / "conf" / "accelerate" / "cpu_2proc.yaml"), "-m", "alignment.stages.ppo",
+               "scale=smoke", f"ppo.policy_path={smoke_rm / 'sft' / 'model'}",
+               f"ppo.reward_path={smoke_rm / 'reward' / 'model'}", "ppo.save_every=1", f"run.dir={run}"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "HYDRA_FULL_ERROR": "0"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    history, metrics = _final(run)
+    # smoke: 32 episodes, 8 prompts per process and update -> 2 updates of 16 episodes
+    assert metrics["processes"] == 2 and metrics["updates"] == 2 and history[-1]["episodes"] == 32
+    # 2 epochs x 2 mini-batches per update: halfway through the linear decay after update 1 (not at 0:
+    # accelerate steps a prepared scheduler once per process)
+    assert history[0]["lr"] == pytest.approx(PPOStageConfig().lr / 2)
+    checkpoints = sorted((run / "ppo" / "checkpoints").iterdir())
+    assert [c.name for c in checkpoints] == ["update-000001", "update-000002"]  # renamed, no .partial-* left
+    for checkpoint in checkpoints:
+        assert (checkpoint / "random_states_0.pkl").is_file() and (checkpoint / "random_states_1.pkl").is_file()
+    assert (run / "ppo" / "model" / "config.json").is_file()
+    assert json.loads((run / "ppo" / "safety.json").read_text())["gates"]["passed"]
 
 
 def test_missing_inputs_are_clear_errors(tmp_path):

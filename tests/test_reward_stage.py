@@ -3,10 +3,17 @@
 import json
 
 import pytest
-from transformers import AutoModelForSequenceClassification
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertModel
 
 from alignment.errors import UserError
-from alignment.stages.reward import RewardScorer, load_reward_model
+from alignment.modeling import minilm_path
+from alignment.stages.reward import (
+    REWARD_CONFIG_FILE,
+    MeanPoolingRewardModel,
+    RewardScorer,
+    load_reward_model,
+)
 from conftest import run_cli
 
 
@@ -117,3 +124,78 @@ def test_labeling_export_trains_the_reward_model(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "run" / "reward" / "metrics.json").read_text())
     assert metrics["train_pairs"] + metrics["eval_pairs"] == len(load_from_disk(str(tmp_path / "prefs")))
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory) -> str:
+    """A two-block random BERT with MiniLM's WordPiece tokenizer: a backbone folder like the real one."""
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def test_mean_pooled_reward_model_saves_reloads_and_scores_identically(tiny_bert, tmp_path):
+    model, tokenizer = load_reward_model(tiny_bert, pooling="mean")
+    assert isinstance(model, MeanPoolingRewardModel)
+    prompts = ["How do I pick a lock?", "How do I bake bread?", "Hi"]
+    responses = ["I won't help with breaking into homes.", "Preheat the oven to 220C and knead the dough well.", "Hello!"]
+    scorer = RewardScorer(model, tokenizer, "pair", 48)
+    scores = scorer.score(prompts, responses)
+    # Mean pooling must ignore padding: a pair scores the same alone as in a padded batch.
+    assert scorer.score(prompts[2:], responses[2:])[0] == pytest.approx(scores[2], abs=1e-5)
+
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    (tmp_path / REWARD_CONFIG_FILE).write_text(json.dumps({"input_format": "pair", "separator": "\n", "max_length": 48}))
+    reloaded = RewardScorer.from_pretrained(tmp_path)
+    assert isinstance(reloaded.model, MeanPoolingRewardModel) and reloaded.model.config.reward_pooling == "mean"
+    assert reloaded.score(prompts, responses) == pytest.approx(scores, abs=1e-6)
+    with pytest.raises(UserError, match="trained with reward_model.pooling=mean"):
+        load_reward_model(str(tmp_path), pooling="default")
+
+
+def test_freeze_layers_leaves_embeddings_and_lower_blocks_unchanged(tiny_bert):
+    model, tokenizer = load_reward_model(tiny_bert, pooling="mean", freeze_layers=1)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    batch = tokenizer(["a kind answer", "a rude answer"], return_tensors="pt", padding=True)
+    rewards = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0]
+    loss = -torch.nn.functional.logsigmoid(rewards[0] - rewards[1])
+    loss.backward()
+    torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0).step()
+    changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    assert frozen and all(n.startswith(("backbone.embeddings.", "backbone.encoder.layer.0.")) for n in frozen)
+    assert not changed & frozen
+    assert any(n.startswith("backbone.encoder.layer.1.") for n in changed) and "score.weight" in changed
+
+
+def test_bad_pooling_or_freeze_depth_is_a_clear_error(tiny_bert):
+    with pytest.raises(UserError, match="reward_model.pooling='max' is not one of"):
+        load_reward_model(tiny_bert, pooling="max")
+    with pytest.raises(UserError, match="reward_model.freeze_layers=3: the model has 2 transformer blocks"):
+        load_reward_model(tiny_bert, pooling="default", freeze_layers=3)
+
+
+def test_head_lr_gives_the_fresh_head_its_own_learning_rate(tiny_bert, tmp_path):
+    from datasets import Dataset
+    from trl import RewardConfig
+
+    from alignment.stages.reward import HeadLRRewardTrainer
+
+    model, tokenizer = load_reward_model(tiny_bert, pooling="mean")
+    pairs = Dataset.from_list([{"chosen_ids": [101, 2000, 102], "rejected_ids": [101, 2001, 2002, 102]}] * 4)
+    args = RewardConfig(output_dir=str(tmp_path), learning_rate=1e-4, weight_decay=0.01, max_steps=1, report_to=[],
+                        use_cpu=True, save_strategy="no", activation_checkpointing=False, disable_tqdm=True)
+    trainer = HeadLRRewardTrainer(model=model, args=args, train_dataset=pairs, processing_class=tokenizer, head_lr=2e-3)
+    trainer.train()
+    head = {id(p) for p in model.score.parameters()}
+    lrs = {id(p): (group["initial_lr"], group["weight_decay"]) for group in trainer.optimizer.param_groups
+           for p in group["params"]}
+    assert len(lrs) == sum(1 for p in model.parameters() if p.requires_grad)
+    assert lrs[id(model.score.weight)] == (2e-3, 0.01) and lrs[id(model.score.bias)] == (2e-3, 0.0)
+    assert all(lr == 1e-4 for key, (lr, _) in lrs.items() if key not in head)

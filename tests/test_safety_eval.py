@@ -53,7 +53,8 @@ def test_gates_pass_fail_and_regression(tmp_path):
     assert "FAILED by 0.1" in too_high["verdicts"][0]["message"]
     regressed = summarise(safety_gates(gate, unsafe_rate=0.15, previous=0.05))
     assert not regressed["passed"] and regressed["verdicts"][1]["gate"] == "safety.gate.max_regression"
-    assert summarise(safety_gates(GateConfig(), 0.9, 0.0))["passed"], "no thresholds: nothing to fail"
+    no_thresholds = GateConfig(max_unsafe_rate=None, max_regression=None)
+    assert summarise(safety_gates(no_thresholds, 0.9, 0.0))["passed"], "no thresholds: nothing to fail"
     earlier = tmp_path / "safety.json"
     earlier.write_text(json.dumps({"policy": {"unsafe_rate": {"rate": 0.25}}}))
     assert previous_unsafe_rate(earlier) == 0.25 and previous_unsafe_rate(tmp_path / "none.json") is None

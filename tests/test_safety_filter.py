@@ -115,7 +115,7 @@ def test_demo_labels_follow_styles() -> None:
 
 
 @pytest.mark.parametrize("line, message", [
-    ("{not json", r"bad\.jsonl:2: invalid JSON"),
+    ("{not json", r"bad\.jsonl:2: not valid JSON"),
     ('{"prompt": "x", "S": "yes"}', r"bad\.jsonl:2: label 'S' must be 0, 1 or null"),
     ('{"body": "x", "S": 1}', r"bad\.jsonl:2: no text"),
     ('{"prompt": 3, "S": 1}', r"bad\.jsonl:2: 'prompt' must be a string"),
@@ -447,4 +447,4 @@ def test_bench_rejects_bad_data(tmp_path: Path) -> None:
     bad.write_text("{oops\n")
     result = subprocess.run([sys.executable, "scripts/bench_safety.py", "--safety", "fast", "--data", str(bad),
                              "--head", "x"], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "bad.jsonl:1: invalid JSON" in result.stderr
+    assert result.returncode == 2 and "bad.jsonl:1: not valid JSON" in result.stderr

@@ -8,7 +8,7 @@ Read in this order, which is the order of one PPO iteration:
   has its own tokenizer;
 * :mod:`~alignment.ppo.kl`: per-token KL estimators (k1, k2, k3) and the fixed / adaptive
   controllers of the KL coefficient;
-* :mod:`~alignment.ppo.advantages`: per-token rewards, GAE, returns, whitening;
+* :mod:`~alignment.ppo.advantages`: the safety penalty, per-token rewards, GAE, returns, whitening;
 * :mod:`~alignment.ppo.losses`: clipped policy and value losses, entropy, statistics.
 
 References: Huang et al. 2024, "The N Implementation Details of RLHF with PPO" and its TL;DR
@@ -19,6 +19,7 @@ from alignment.ppo.advantages import (
     compute_gae,
     compute_rewards,
     normalize_scores,
+    safety_penalty,
     whiten_advantages,
     whiten_rewards,
 )
@@ -92,6 +93,7 @@ __all__ = [
     "policy_loss",
     "ppo_loss",
     "retokenize_for_reward_model",
+    "safety_penalty",
     "sequence_kl",
     "truncate_after_eos",
     "value_loss",

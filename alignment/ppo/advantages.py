@@ -4,7 +4,8 @@ Each response is one episode; each sampled token is one action. The environment 
 
 * at every real token, ``-beta * kl_t`` (the per-token KL penalty, see :mod:`alignment.ppo.kl`);
 * at the **last real token** (the EOS, or the last token of a response that hit the length limit),
-  in addition, the reward model's score, normalised and clipped.
+  in addition, the reward model's score, normalised and clipped, minus the missing-EOS penalty and
+  the optional safety penalty (:func:`safety_penalty`).
 
 Then Generalized Advantage Estimation (Schulman et al. 2016) runs right to left over each row:
 
@@ -52,6 +53,24 @@ def normalize_scores(scores: torch.Tensor, mean: float = 0.0, std: float = 1.0,
     if clip is not None:
         normalised = normalised.clamp(-clip, clip)
     return normalised
+
+
+def safety_penalty(p_unsafe: torch.Tensor, coef: float) -> torch.Tensor:
+    """``coef * P(unsafe)`` per response: what is subtracted from its normalised score, ``[batch]``.
+
+    Why the probability and not a cost on flagged responses: a flag is a step function of the
+    filter's score, so a response just under the threshold would pay nothing and one just over it
+    the whole cost; the probability gives the policy a graded signal (and a filter's flag is
+    still logged, as the flagged fraction). It is subtracted *after* normalisation and clipping,
+    like the missing-EOS penalty, so ``coef`` is in units of the reward model's standard deviation
+    whatever the reward model's scale, and clipping never hides it; the KL penalty and any reward
+    whitening come after it.
+    """
+    if coef < 0:
+        raise ValueError(f"the safety penalty coefficient is subtracted and must be >= 0, got {coef}")
+    if bool(((p_unsafe < 0) | (p_unsafe > 1)).any()):
+        raise ValueError("P(unsafe) must lie within [0, 1]")
+    return coef * p_unsafe.float()
 
 
 def compute_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor,

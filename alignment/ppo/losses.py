@@ -116,7 +116,8 @@ def ppo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: tor
         "value/clipfrac": vf_stats["clipfrac"],
     }
     if logits is not None:
-        entropy = masked_mean(entropy_from_logits(logits), mask)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and bool(entropy_coef)):  # no graph for a statistic
+            entropy = masked_mean(entropy_from_logits(logits), mask)
         if entropy_coef:
             loss = loss - entropy_coef * entropy
         stats["policy/entropy"] = entropy.detach()

@@ -24,13 +24,15 @@ is saved every ``save_every`` updates, so a run killed at any point continues to
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
+import inspect
 import logging
 import math
 import random
 import shutil
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,10 +48,10 @@ from alignment.config import LoRAConfig, PPOStageConfig
 from alignment.generation import chat_prompt_ids
 from alignment.modeling import add_lora
 from alignment.ppo.advantages import (
-    apply_safety_penalty,
     compute_gae,
     compute_rewards,
     normalize_scores,
+    safety_penalty,
     whiten_advantages,
     whiten_rewards,
 )
@@ -73,6 +75,36 @@ class NonFiniteLossError(RuntimeError):
     """A loss became NaN or infinite: the run stops, keeping its last good checkpoint."""
 
 
+@functools.cache
+def _forward_takes_logits_to_keep(model_class: type) -> bool:
+    return "logits_to_keep" in inspect.signature(model_class.forward).parameters
+
+
+def response_logits(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    position_ids: torch.Tensor, response_length: int, **kwargs: Any) -> tuple[torch.Tensor, Any]:
+    """A causal LM over prompt + response: ``(logits [B, R, V] that predicted each response token, output)``.
+
+    The LM head runs over the response positions only (``logits_to_keep``, when the model takes it):
+    the prompt's logits are never used, and computing them costs a vocabulary-sized matmul per prompt
+    token, about a tenth of a small policy's forward and backward, plus their memory.
+    """
+    keep = response_length + 1
+    base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model  # peft
+    if _forward_takes_logits_to_keep(type(base)):
+        kwargs["logits_to_keep"] = keep
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False,
+                **kwargs)
+    return out.logits[:, -keep:-1], out
+
+
+def disable_dropout(model: nn.Module) -> None:
+    """Dropout off everywhere (as TRL): with it, the update's log-probs would differ from the rollout's
+    before any step, and the clipping would act on noise."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+
+
 class PolicyAndValue(nn.Module):
     """The policy and the value model as one module, so one optimizer and one ``prepare`` cover both.
 
@@ -89,18 +121,19 @@ class PolicyAndValue(nn.Module):
         nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(logits [B, T, V], values [B, T])``."""
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                response_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Over prompt + response: ``(logits [B, R, V], values [B, R])`` for the ``R`` response positions
+        (logits at ``t`` predict response token ``t``; the value at ``t`` is the state before it)."""
         shared = self.value_backbone is None
-        out = self.policy(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                          output_hidden_states=shared, use_cache=False)
+        logits, out = response_logits(self.policy, input_ids, attention_mask, position_ids, response_length,
+                                      output_hidden_states=shared)
         if shared:
             hidden = out.hidden_states[-1]
         else:
             hidden = self.value_backbone(input_ids=input_ids, attention_mask=attention_mask,
                                          position_ids=position_ids, use_cache=False).last_hidden_state
-        return out.logits, self.value_head(hidden).squeeze(-1)
+        return logits, self.value_head(hidden[:, -response_length - 1:-1]).squeeze(-1)
 
 
 def build_policy_and_value(policy: PreTrainedModel, policy_path: str, value_model: str,
@@ -144,6 +177,9 @@ class Rollout:
     texts: list[str]
     p_unsafe: torch.Tensor | None = None  # [B] safety filter's any-unsafe probability (penalty on)
     flagged: torch.Tensor | None = None   # [B] the filter's verdict at its thresholds
+    #: (logits, values) of the policy-and-value forward, with its graph, when it can serve as the
+    #: first update step's forward (see :meth:`PPOTrainer.rollout`); taken by that step.
+    first_pass: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 def full_inputs(query: torch.Tensor, query_mask: torch.Tensor, tokens: torch.Tensor,
@@ -179,6 +215,7 @@ class PPOTrainer:
         self.safety_filter = safety_filter if cfg.safety_penalty > 0 else None
         self.reward_mean, self.reward_std = reward_mean, reward_std
         self.prompts, self.seed, self.num_updates = prompts, seed, num_updates
+        self._prompt_ids: dict[str, list[int]] = {}
         if cfg.lora.enabled:
             policy = add_lora(policy, cfg.lora)
             #: ``None`` with LoRA: the reference is the policy with its adapters disabled (:meth:`reference_model`).
@@ -186,7 +223,12 @@ class PPOTrainer:
         else:
             self.reference = copy.deepcopy(policy).eval().requires_grad_(False).to(accelerator.device)
         model = build_policy_and_value(policy, policy_path, cfg.value_model, cfg.lora if cfg.lora.enabled else None)
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, eps=1e-5)
+        for module in (model, self.reference):
+            if module is not None:
+                disable_dropout(module)
+        # the fused kernel updates all parameters in one pass (the for-each one makes several over them)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, eps=1e-5,
+                                      fused=accelerator.device.type in ("cpu", "cuda"))
         # accelerate's prepared scheduler steps once per process at each optimizer step (it assumes each
         # process saw 1/N of a data set); give it N times our per-process steps so the decay spans the run.
         steps = num_updates * cfg.ppo_epochs * (cfg.batch_size // cfg.mini_batch_size)
@@ -203,7 +245,7 @@ class PPOTrainer:
         """The policy being trained (a ``peft.PeftModel`` with LoRA): sample from it, do not save it."""
         return self.accelerator.unwrap_model(self.model).policy
 
-    @contextmanager
+    @contextlib.contextmanager
     def reference_model(self) -> Iterator[PreTrainedModel]:
         """The frozen reference policy, for the duration of the ``with`` block.
 
@@ -244,11 +286,24 @@ class PPOTrainer:
             out.append(self.prompts[order[pos]])
         return out
 
+    def prompt_ids(self, prompt: str) -> list[int]:
+        """The prompt's chat-template ids, cached: every pass over the prompt set meets it again."""
+        if prompt not in self._prompt_ids:
+            self._prompt_ids[prompt] = chat_prompt_ids(self.tokenizer, prompt)
+        return self._prompt_ids[prompt]
+
     # ------------------------------------------------------------------ 1-2. rollout and score
     @torch.no_grad()
     def rollout(self, prompts: list[str]) -> Rollout:
+        """Sample, then measure the old log-probs and values, the reference log-probs and the scores.
+
+        When an epoch is a single mini-batch (``mini_batch_size == batch_size``, TRL's default), the
+        first update step runs on these very weights and inputs, so the policy-and-value forward is
+        run with autograd on and handed to that step (``Rollout.first_pass``) instead of being run
+        twice: one forward less per update, same numbers (dropout is off).
+        """
         tok, gen, device = self.tokenizer, self.cfg.generation, self.accelerator.device
-        encoded = [chat_prompt_ids(tok, p) for p in prompts]
+        encoded = [self.prompt_ids(p) for p in prompts]
         width = max(len(e) for e in encoded)
         query = torch.full((len(prompts), width), tok.pad_token_id, dtype=torch.long)
         query_mask = torch.zeros_like(query)
@@ -264,13 +319,14 @@ class PPOTrainer:
                               pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
         cut = truncate_after_eos(out[:, width:], tok.eos_token_id, tok.pad_token_id)
         ids, attention, positions = full_inputs(query, query_mask, cut.tokens, cut.mask)
-        logits, values = self.model(ids, attention, positions)
-        response_logits = logits[:, width - 1:-1]
-        logprobs = logprobs_from_logits(response_logits, cut.tokens, gen.temperature)
+        length = cut.tokens.size(1)
+        reuse = self.cfg.mini_batch_size == self.cfg.batch_size
+        with torch.enable_grad() if reuse else contextlib.nullcontext():
+            logits, values = self.model(ids, attention, positions, length)
+        logprobs = logprobs_from_logits(logits.detach(), cut.tokens, gen.temperature)
         with self.reference_model() as reference:
-            ref_logits = reference(input_ids=ids, attention_mask=attention, position_ids=positions,
-                                   use_cache=False).logits
-        ref_logprobs = logprobs_from_logits(ref_logits[:, width - 1:-1], cut.tokens, gen.temperature)
+            ref_logits, _ = response_logits(reference, ids, attention, positions, length)
+        ref_logprobs = logprobs_from_logits(ref_logits, cut.tokens, gen.temperature)
         texts = [tok.decode(row[:n], skip_special_tokens=True).strip()
                  for row, n in zip(cut.tokens.tolist(), cut.lengths.tolist())]
         scores = torch.as_tensor(self.scorer(prompts, texts), dtype=torch.float32, device=device)
@@ -280,7 +336,8 @@ class PPOTrainer:
             p_unsafe = torch.as_tensor(safety[:, ANY_INDEX], dtype=torch.float32, device=device)
             flagged = torch.as_tensor((safety >= self.safety_filter.thresholds).any(axis=1), device=device)
         return Rollout(query, query_mask, cut.tokens, cut.mask, cut.has_eos, logprobs, ref_logprobs,
-                       values[:, width - 1:-1].float(), scores, texts, p_unsafe, flagged)
+                       values.detach().float(), scores, texts, p_unsafe, flagged,
+                       (logits, values) if reuse else None)
 
     # ------------------------------------------------------------------ 3. rewards and advantages
     def advantages(self, r: Rollout) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
@@ -289,7 +346,8 @@ class PPOTrainer:
         scores = apply_missing_eos_penalty(scores, r.has_eos, cfg.missing_eos_penalty)
         per_row = {}
         if r.p_unsafe is not None:
-            scores, penalty = apply_safety_penalty(scores, r.p_unsafe, cfg.safety_penalty)
+            penalty = safety_penalty(r.p_unsafe, cfg.safety_penalty)
+            scores = scores - penalty
             per_row = {"reward/safety_penalty": penalty, "safety/p_unsafe": r.p_unsafe,
                        "safety/flagged_fraction": r.flagged.float()}
         kl = per_token_kl(r.logprobs, r.ref_logprobs, cfg.kl.estimator, r.mask)
@@ -316,7 +374,7 @@ class PPOTrainer:
     def optimise(self, r: Rollout, adv: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
         cfg = self.cfg
         ids, attention, positions = full_inputs(r.query, r.query_mask, r.tokens, r.mask)
-        width = r.query.size(1)
+        length = r.tokens.size(1)
         self.model.train()
         totals: torch.Tensor | None = None
         names: list[str] = []
@@ -325,10 +383,14 @@ class PPOTrainer:
             order = torch.randperm(len(ids), device=ids.device)
             for start in range(0, len(ids), cfg.mini_batch_size):
                 mb = order[start:start + cfg.mini_batch_size]
-                logits, values = self.model(ids[mb], attention[mb], positions[mb])
-                scaled = logits[:, width - 1:-1] / cfg.generation.temperature
+                if r.first_pass is not None:  # the rollout's forward: same weights and inputs (rows reordered)
+                    logits, values = (t[mb] for t in r.first_pass)
+                    r.first_pass = None
+                else:
+                    logits, values = self.model(ids[mb], attention[mb], positions[mb], length)
+                scaled = logits / cfg.generation.temperature
                 logprobs = logprobs_from_logits(scaled, r.tokens[mb])
-                loss, stats = ppo_loss(logprobs, r.logprobs[mb], adv[mb], values[:, width - 1:-1], r.values[mb],
+                loss, stats = ppo_loss(logprobs, r.logprobs[mb], adv[mb], values, r.values[mb],
                                        returns[mb], r.mask[mb], cfg.cliprange, cfg.cliprange_value, cfg.vf_coef,
                                        logits=scaled, entropy_coef=cfg.entropy_coef)
                 if not torch.isfinite(loss):

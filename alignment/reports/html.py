@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from collections.abc import Iterable, Sequence
 
 import matplotlib
@@ -23,11 +24,24 @@ body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0
 h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
 th{background:#f4f4f4}img{max-width:100%}.fail{color:#b00020;font-weight:bold}.pass{color:#1b5e20;font-weight:bold}
+.warn{color:#8a4b00;font-weight:bold}.about{color:#444}nav a{margin-right:.8em}
+pre,td.text{white-space:pre-wrap;overflow-wrap:anywhere}pre{background:#f7f7f7;padding:.6em;font-size:.85em}
+details{margin:.3em 0}summary{cursor:pointer}
 """
 
 
 def esc(value: object) -> str:
     return html.escape(str(value), quote=True)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def esc_text(value: object) -> str:
+    """Model-written text, escaped: a small model emits control characters and broken UTF-8, which are
+    shown as U+FFFD instead of being passed to the browser (or failing the UTF-8 write)."""
+    text = _CONTROL.sub("\ufffd", str(value)).encode("utf-8", "replace").decode("utf-8")
+    return esc(text)
 
 
 def fmt(value: object) -> str:
@@ -55,11 +69,18 @@ def kv_table(pairs: dict) -> str:
     return table_html(["metric", "value"], [(k, v) for k, v in pairs.items() if not isinstance(v, (dict, list))])
 
 
-def render_report(title: str, sections: Sequence[tuple[str, str]]) -> str:
-    """A full page: ``sections`` are ``(heading, trusted HTML fragment)`` built with the helpers above."""
+def render_report(title: str, sections: Sequence[tuple[str, str] | tuple[str, str, str]]) -> str:
+    """A full page: ``sections`` are ``(heading, trusted HTML fragment)`` built with the helpers above,
+    or ``(heading, fragment, id)``: such a section gets that stable ``id`` (for links and tests) and an
+    entry in a table of contents at the top."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>",
              f"<style>{STYLE}</style></head><body><h1>{esc(title)}</h1>"]
-    parts += [f"<section><h2>{esc(heading)}</h2>{body}</section>" for heading, body in sections]
+    linked = [(sec[0], sec[2]) for sec in sections if len(sec) == 3]
+    if linked:
+        parts.append("<nav>" + "".join(f'<a href="#{esc(sid)}">{esc(h)}</a>' for h, sid in linked) + "</nav>")
+    for heading, body, *sid in sections:
+        attr = f' id="{esc(sid[0])}"' if sid else ""
+        parts.append(f"<section{attr}><h2>{esc(heading)}</h2>{body}</section>")
     parts.append("</body></html>")
     return "\n".join(parts)
 

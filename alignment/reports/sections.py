@@ -9,11 +9,14 @@ from alignment.reports.html import figure_html, kv_table, table_html
 SKIP = ("worst_examples", "unsafe_rate_by_category", "unsafe_rate_by_prompt_category")
 
 
+def rate_text(v: dict) -> str:
+    """A rate as the safety evaluation records it (``{"rate", "ci95"}``), with its bootstrap interval."""
+    lo, hi = v.get("ci95") or (None, None)
+    return f"{v['rate']:.3f} (95% CI {lo:.3f}-{hi:.3f})" if lo is not None else f"{v['rate']:.3f}"
+
+
 def _value(v: object) -> object:
-    if isinstance(v, dict) and "rate" in v:
-        lo, hi = v.get("ci95", (None, None))
-        return f"{v['rate']:.3f} (95% CI {lo:.3f}-{hi:.3f})" if lo is not None else v["rate"]
-    return v
+    return rate_text(v) if isinstance(v, dict) and "rate" in v else v
 
 
 def gates_section(gates: dict) -> tuple[str, str]:

@@ -21,7 +21,6 @@ world's benign texts, and their models would flag any text that merely looks unl
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from alignment.data.loading import parse_json_object
 from alignment.errors import UserError
 from alignment.safety.categories import CATEGORIES, MODERATION_CODES
 from alignment.safety.filter import ANY_INDEX, SCORE_COLUMNS
@@ -124,12 +124,7 @@ def load_moderation_jsonl(path: str | Path, limit: int | None = None, weight: fl
             if not line.strip():
                 continue
             where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{where}: invalid JSON ({err.msg} at column {err.colno})") from None
-            if not isinstance(obj, dict):
-                raise UserError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+            obj = parse_json_object(line, where)
             key = next((k for k in TEXT_KEYS if k in obj), None)
             if key is None:
                 raise UserError(f"{where}: no text; expected one of the keys {list(TEXT_KEYS)}")

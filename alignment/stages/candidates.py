@@ -76,6 +76,7 @@ def run(cfg: Config, raw: DictConfig) -> int:
 
     rng = random.Random(f"pairs/{cfg.seed}")
     items, rows = [], []
+    seen: set[tuple[str, frozenset[str]]] = set()
     for i, prompt in enumerate(prompts):
         block = range(i * c.responses_per_prompt, (i + 1) * c.responses_per_prompt)
         rows += [{"prompt_id": prompt.id, "prompt": prompt.text, "response": texts[j], "ended": samples[j].ended,
@@ -84,8 +85,10 @@ def run(cfg: Config, raw: DictConfig) -> int:
         answers = list(block)
         for a, b in pick_pairs(len(answers), scores[answers, ANY_INDEX], c.pairing, c.pairs_per_prompt, rng):
             ja, jb = answers[a], answers[b]
-            if texts[ja].strip() == texts[jb].strip():
-                continue  # identical answers make no comparison
+            key = (prompt.text, frozenset((texts[ja].strip(), texts[jb].strip())))
+            if len(key[1]) < 2 or key in seen:
+                continue  # identical answers make no comparison; the same two answers, one item
+            seen.add(key)
             items.append({
                 "prompt": prompt.text, "response_a": texts[ja], "response_b": texts[jb],
                 "source_a": c.policy_path, "source_b": c.policy_path,

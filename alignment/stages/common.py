@@ -34,6 +34,8 @@ log = logging.getLogger("alignment")
 
 #: Exit status of a stage that was given bad input (nothing written).
 EXIT_BAD_INPUT = 2
+#: Exit status of a stage that stopped waiting for people (``annotators=human``): rerun to go on.
+EXIT_WAITING = 4
 
 
 def stage_dir(cfg: Config, stage: str) -> Path:

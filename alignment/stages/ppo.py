@@ -7,6 +7,11 @@ falls: over-optimisation), and ends with the comparison against the SFT policy a
 Runs on one process or many: ``accelerate launch --config_file conf/accelerate/<x>.yaml -m
 alignment.stages.ppo ...``.
 
+With ``ppo.lora.enabled=true`` the policy trains LoRA adapters and its reference is the same model with
+the adapters disabled; ``model/`` is then the merged policy (plain transformers, no peft needed to
+load it) and ``adapter/`` the adapters alone. ``ppo.safety_penalty=C`` subtracts ``C * P(unsafe)``
+(``ppo.safety_backend``'s filter, ``fast`` by default) from each response's normalised score.
+
 Writes ``<run.dir>/ppo/``: ``model/``, ``metrics.json``, ``safety.json``, ``samples.jsonl``,
 ``report.html``, ``checkpoints/`` (``resume=true`` continues from the last), ``logs/`` (TensorBoard).
 """
@@ -15,7 +20,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +37,12 @@ from alignment.data.world import DemoWorld, Prompt
 from alignment.errors import UserError
 from alignment.generation import chat_prompt_ids, sample_responses
 from alignment.io import atomic_dir, write_json_atomic, write_jsonl_atomic
-from alignment.modeling import load_policy
+from alignment.modeling import check_lora_config, load_policy
 from alignment.ppo.trainer import NonFiniteLossError, PPOTrainer
 from alignment.reports.html import figure_html, kv_table, table_html, write_report
 from alignment.reports.sections import safety_sections
+from alignment.safety import build_filter
+from alignment.safety.backends import BACKENDS
 from alignment.safety.eval import stage_safety
 from alignment.stages.common import save_resolved_config, seed_everything, stage_dir, stage_main
 from alignment.stages.reward import REWARD_CONFIG_FILE, RewardScorer
@@ -53,7 +63,23 @@ def check_inputs(cfg: Config) -> tuple[Path, Path, dict]:
     p = cfg.ppo
     if p.total_episodes < p.batch_size:
         raise UserError(f"ppo.total_episodes={p.total_episodes} is smaller than ppo.batch_size={p.batch_size}")
+    if p.safety_penalty < 0:
+        raise UserError(f"ppo.safety_penalty={p.safety_penalty}: the penalty is subtracted and must be >= 0")
+    if p.safety_backend not in BACKENDS:
+        raise UserError(f"ppo.safety_backend={p.safety_backend!r}: expected one of {list(BACKENDS)}")
+    if p.lora.enabled:
+        check_lora_config(p.lora)
     return policy_path, reward_path, reward_info
+
+
+def cpu_only_launch() -> bool:
+    """Several processes on a machine without a GPU: they must be told to use the CPU (gloo).
+
+    ``conf/accelerate/cpu_2proc.yaml`` launches through torchrun like a multi-GPU job with the GPUs
+    hidden (accelerate's own multi-CPU launch needs mpirun); accelerate then finds no GPU and, unless
+    asked for the CPU, runs every process as an independent single-process job.
+    """
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
 
 
 def eval_prompt_sets(world: DemoWorld, n: int, seed: int) -> dict[str, list[Prompt]]:
@@ -105,7 +131,7 @@ def run(cfg: Config, raw: DictConfig) -> int:
     out = stage_dir(cfg, STAGE)
     policy_path, reward_path, reward_info = check_inputs(cfg)
     seed_everything(cfg.seed)
-    accelerator = Accelerator(log_with="tensorboard", project_dir=str(out / "logs"))
+    accelerator = Accelerator(cpu=cpu_only_launch(), log_with="tensorboard", project_dir=str(out / "logs"))
     model, tokenizer = load_policy(cfg.policy, path=str(policy_path))
     world = DemoWorld(cfg.data.world_seed)
     train_prompts = [p.text for p in world.prompts("train")]
@@ -116,25 +142,31 @@ def run(cfg: Config, raw: DictConfig) -> int:
                         f"{cfg.ppo.generation.max_new_tokens} exceed the policy's context of {limit} tokens")
     scorer = RewardScorer.from_pretrained(reward_path, batch_size=cfg.reward.eval_batch_size)
     scorer.model.to(accelerator.device)
-    if accelerator.is_main_process:
-        save_resolved_config(raw, out)
-    accelerator.init_trackers("ppo")
+    safety_filter = build_filter(replace(cfg.safety, backend=cfg.ppo.safety_backend)) if cfg.ppo.safety_penalty else None
 
     num_updates = cfg.ppo.total_episodes // (cfg.ppo.batch_size * accelerator.num_processes)
     trainer = PPOTrainer(cfg.ppo, accelerator, model, str(policy_path), tokenizer,
                          lambda prompts, texts: scorer.score(prompts, texts), reward_info["mean"], reward_info["std"],
-                         train_prompts, cfg.seed, num_updates)
+                         train_prompts, cfg.seed, num_updates, safety_filter)
+    if accelerator.is_main_process:  # only now: bad input above (LoRA targets, safety head) writes nothing
+        save_resolved_config(raw, out)
+    accelerator.init_trackers("ppo")
     checkpoints = out / "checkpoints"
     done = sorted(checkpoints.glob("update-*")) if checkpoints.is_dir() else []
     if cfg.resume and done:
         trainer.load_checkpoint(done[-1])
     elif cfg.resume:
         log.warning("resume=true but %s holds no checkpoint: starting from the beginning", checkpoints)
+    elif done and accelerator.is_main_process:  # a fresh start: an older run's checkpoints must not be resumed later
+        shutil.rmtree(checkpoints)
+    accelerator.wait_for_everyone()
 
     sets = eval_prompt_sets(world, cfg.ppo.eval_prompts, cfg.seed)
-    with torch.random.fork_rng(devices=[]):
-        baseline = {split: sample_and_score(trainer.reference, tokenizer, prompts, cfg, world, scorer)
-                    for split, prompts in sets.items()}
+    baseline = {}
+    if accelerator.is_main_process:  # evals are the main process's job (see PPOTrainer.train)
+        with torch.random.fork_rng(devices=[]), trainer.reference_model() as reference:
+            baseline = {split: sample_and_score(reference, tokenizer, prompts, cfg, world, scorer)
+                        for split, prompts in sets.items()}
 
     def on_eval(update: int) -> dict:
         result = {"update": update}
@@ -152,7 +184,7 @@ def run(cfg: Config, raw: DictConfig) -> int:
         return result
 
     try:
-        trainer.train(checkpoints, on_eval)
+        trainer.train(checkpoints, on_eval if accelerator.is_main_process else None)
     except NonFiniteLossError as err:
         kept = sorted(checkpoints.glob("update-*"))
         raise UserError(f"{err}; the last good checkpoint is {kept[-1] if kept else 'none'} "
@@ -162,10 +194,13 @@ def run(cfg: Config, raw: DictConfig) -> int:
         accelerator.end_training()
         return 0
 
-    policy = trainer.policy()
+    policy = trainer.export_policy()
     with atomic_dir(out / "model") as tmp:
         policy.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+    if cfg.ppo.lora.enabled:
+        with atomic_dir(out / "adapter") as tmp:
+            trainer.save_adapter(tmp)
     final = {split: sample_and_score(policy, tokenizer, prompts, cfg, world, scorer) for split, prompts in sets.items()}
     wins = losses = ties = 0
     rows = []
@@ -179,7 +214,7 @@ def run(cfg: Config, raw: DictConfig) -> int:
     unsafe_sft = baseline["redteam"][0]["harmful_unsafe_rate"]
     unsafe_ppo = final["redteam"][0]["harmful_unsafe_rate"]
     safety, status = stage_safety(cfg, STAGE, policy, tokenizer, cfg.ppo.generation, out,
-                                  baseline=stage_dir(cfg, "sft") / "safety.json")
+                                  baseline=Path(cfg.ppo.safety_baseline) if cfg.ppo.safety_baseline else None)
     history = trainer.progress.history
     metrics = {
         "stage": STAGE, "updates": trainer.progress.update, "episodes": history[-1]["episodes"] if history else 0,
@@ -193,6 +228,10 @@ def run(cfg: Config, raw: DictConfig) -> int:
         "overoptimisation_updates": [e["update"] for e in trainer.progress.evals if e.get("overoptimisation")],
         "unsafe_rate_filter": safety["policy"]["unsafe_rate"]["rate"],
         "unsafe_rate_filter_sft": safety["previous_unsafe_rate"],
+        "processes": accelerator.num_processes, "lora": cfg.ppo.lora.enabled,
+        "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+        "safety_penalty": cfg.ppo.safety_penalty,
+        "final_flagged_fraction": history[-1].get("safety/flagged_fraction") if history else None,
     }
     write_json_atomic(out / "metrics.json", {**metrics, "history": history, "evals": trainer.progress.evals,
                                              "baseline": {s: b[0] for s, b in baseline.items()},

@@ -26,10 +26,13 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 from transformers import (
     AutoConfig,
+    AutoModel,
     AutoModelForSequenceClassification,
+    PreTrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.modeling_outputs import SequenceClassifierOutput
 from trl import RewardConfig, RewardTrainer
 
 from alignment import PROJECT_ROOT
@@ -119,7 +122,7 @@ def reward_model_path(cfg: Config) -> str:
     name = require(cfg.reward_model.name_or_path, "reward_model.name_or_path",
                    "reward_model=hf needs reward_model.name_or_path=HUB_NAME_OR_FOLDER")
     if name == "tiny":
-        sft_model = stage_dir(cfg, "sft") / "model"
+        sft_model = Path(cfg.reward.sft_path)
         if cfg.reward.init_from_sft and (sft_model / "config.json").exists():
             return str(sft_model)
         log.warning("no SFT policy at %s: the tiny reward model starts from an untrained backbone", sft_model)
@@ -127,22 +130,98 @@ def reward_model_path(cfg: Config) -> str:
     return resolve_reward_backbone(name)
 
 
-def load_reward_model(path: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A model with a scalar head, and its tokenizer; a head of another size is an error."""
+REWARD_POOLINGS: tuple[str, ...] = ("default", "mean")
+
+
+class MeanPoolingRewardModel(PreTrainedModel):
+    """A scalar reward read off the attention-masked mean of any ``AutoModel`` backbone's last hidden states.
+
+    Why: all-MiniLM-L6-v2 (like most sentence encoders) was trained to summarise a text by mean
+    pooling, while BERT's sequence-classification head reads [CLS] through a pooler (dense + tanh)
+    that its sentence-embedding training never used.
+    The config is the backbone's own plus ``reward_pooling="mean"`` (and ``architectures`` naming
+    this class), so a saved model is a normal folder (``config.json``, safetensors, tokenizer) that
+    :func:`load_reward_model` and :meth:`RewardScorer.from_pretrained` load, as does
+    ``MeanPoolingRewardModel.from_pretrained(folder)``. Plain ``AutoModelForSequenceClassification``
+    cannot: it would build the backbone's own head and report every weight as missing.
+    """
+
+    config_class = PreTrainedConfig
+    base_model_prefix = "backbone"
+
+    def __init__(self, config: PreTrainedConfig) -> None:
+        super().__init__(config)
+        self.backbone = AutoModel.from_config(config)
+        self.score = torch.nn.Linear(config.hidden_size, 1)
+        self.post_init()
+
+    def get_input_embeddings(self) -> torch.nn.Module:
+        return self.backbone.get_input_embeddings()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                **kwargs: object) -> SequenceClassifierOutput:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        return SequenceClassifierOutput(logits=self.score(pooled))
+
+
+def load_reward_model(path: str, pooling: str | None = None,
+                      freeze_layers: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A model with a scalar head, and its tokenizer; a head of another size is an error.
+
+    ``pooling`` (``default`` or ``mean``, see :class:`MeanPoolingRewardModel`) applies when ``path``
+    is a backbone; a trained reward model is read with the pooling it was saved with (``None``), and
+    asking it for another one is an error rather than a silently fresh head.
+    """
     try:
         tokenizer = load_tokenizer(path, require_chat_template=False)
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as err:
         raise UserError(f"cannot load a reward model from {path!r}: {err}") from err
+    saved = getattr(config, "reward_pooling", None)
+    if pooling is not None and pooling not in REWARD_POOLINGS:
+        raise UserError(f"reward_model.pooling={pooling!r} is not one of {REWARD_POOLINGS}")
+    if saved is not None and pooling is not None and pooling != saved:
+        raise UserError(f"{path} is a reward model trained with reward_model.pooling={saved}, "
+                        f"not {pooling}: drop the override or start from its backbone")
+    pooling = saved or pooling or "default"
     # A base model gets a fresh scalar head; an existing classification head must already be scalar.
     if any(a.endswith("ForSequenceClassification") for a in config.architectures or []) and config.num_labels != 1:
         raise UserError(f"{path}: the reward model's head has {config.num_labels} outputs, not one scalar")
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
+        if pooling == "mean":
+            config.reward_pooling, config.num_labels = "mean", 1
+            model = MeanPoolingRewardModel.from_pretrained(path, config=config, dtype=torch.float32)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
     except (OSError, ValueError) as err:
         raise UserError(f"cannot load a reward model from {path!r}: {err}") from err
     model.config.pad_token_id = tokenizer.pad_token_id
+    if freeze_layers:
+        freeze_lower_layers(model, freeze_layers)
     return model, tokenizer
+
+
+def freeze_lower_layers(model: PreTrainedModel, n_layers: int) -> None:
+    """Stop training the input embeddings and the lowest ``n_layers`` transformer blocks.
+
+    Why: on a thousand-odd pairs the pretrained lower layers need little change, and their backward
+    pass is a large part of a CPU step. The blocks are the backbone's one ``ModuleList`` holding
+    ``config.num_hidden_layers`` modules (BERT's ``encoder.layer``, Llama's ``layers``, GPT-2's ``h``).
+    """
+    base = model.base_model
+    n_total = model.config.num_hidden_layers
+    blocks = next((m for m in base.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n_total), None)
+    if blocks is None or not 0 <= n_layers <= n_total:
+        raise UserError(f"reward_model.freeze_layers={n_layers}: the model has "
+                        f"{n_total if blocks is not None else 'no recognisable'} transformer blocks")
+    frozen = [base.get_input_embeddings(), getattr(base, "embeddings", None), *blocks[:n_layers]]
+    for module in frozen:
+        if module is not None:
+            module.requires_grad_(False)
 
 
 class RewardScorer:
@@ -274,6 +353,33 @@ def write_reward_report(out: Path, metrics: dict, safety: dict, loss_curve: list
 
 
 # ------------------------------------------------------------------------------------------ stage
+class HeadLRRewardTrainer(RewardTrainer):
+    """TRL's RewardTrainer with its own learning rate for the parameters outside the pretrained
+    backbone (the new scalar head: BERT's ``classifier``, :class:`MeanPoolingRewardModel`'s ``score``);
+    the scheduler then scales both rates alike."""
+
+    def __init__(self, *args: object, head_lr: float | None = None, **kwargs: object) -> None:
+        self.head_lr = head_lr
+        super().__init__(*args, **kwargs)
+
+    def create_optimizer(self, model: PreTrainedModel | None = None) -> torch.optim.Optimizer:
+        if self.optimizer is not None or self.head_lr is None:
+            return super().create_optimizer(model)
+        model = self.model if model is None else model
+        body = {id(p) for p in model.base_model.parameters()}
+        decay = set(self.get_decay_parameter_names(model))
+        groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                groups.setdefault((id(p) in body, name in decay), []).append(p)
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+        self.optimizer = optimizer_cls(
+            [{"params": params, "lr": self.args.learning_rate if in_body else self.head_lr,
+              "weight_decay": self.args.weight_decay if decays else 0.0}
+             for (in_body, decays), params in groups.items()], **optimizer_kwargs)
+        return self.optimizer
+
+
 def trainer_args(cfg: Config, out: Path) -> RewardConfig:
     r = cfg.reward
     return RewardConfig(
@@ -304,7 +410,7 @@ def run(cfg: Config, raw: DictConfig) -> int:
     train_rows, eval_rows, data_info = load_preference_rows(cfg)
     hh_rows, hh_path = hh_safety_pairs(cfg)
     path = reward_model_path(cfg)
-    model, tokenizer = load_reward_model(path)
+    model, tokenizer = load_reward_model(path, cfg.reward_model.pooling, cfg.reward_model.freeze_layers)
     train_ds, truncated_train = tokenize_pairs(train_rows, tokenizer, cfg)
     _, truncated_eval = tokenize_pairs(eval_rows, tokenizer, cfg)
     log.info("reward model from %s; %d train / %d eval pairs; %d + %d cut to %d tokens (prompt cut from the left)",
@@ -312,8 +418,8 @@ def run(cfg: Config, raw: DictConfig) -> int:
 
     save_resolved_config(raw, out)
     resume_from = checkpoint_to_resume(cfg, out)
-    trainer = RewardTrainer(model=model, args=trainer_args(cfg, out), train_dataset=train_ds,
-                            processing_class=tokenizer)
+    trainer = HeadLRRewardTrainer(model=model, args=trainer_args(cfg, out), train_dataset=train_ds,
+                                  processing_class=tokenizer, head_lr=cfg.reward_model.head_lr)
     started = time.time()
     trainer.train(resume_from_checkpoint=resume_from)
     train_s = time.time() - started
@@ -325,6 +431,7 @@ def run(cfg: Config, raw: DictConfig) -> int:
     norm = scorer.score([r["prompt"] for r in norm_rows] * 2,
                         [r["chosen"] for r in norm_rows] + [r["rejected"] for r in norm_rows], desc="normalisation")
     reward_info = {"input_format": rm.input_format, "separator": rm.separator, "max_length": rm.max_length,
+                   "pooling": getattr(trainer.model.config, "reward_pooling", "default"),
                    "mean": float(norm.mean()), "std": float(norm.std() + 1e-8), "norm_source": "train pairs",
                    "norm_n": int(norm.size)}
     with atomic_dir(out / "model") as tmp:

@@ -1,0 +1,288 @@
+#!/usr/bin/env python
+"""Benchmark: our PPO trainer against the last TRL PPOTrainer (trl==1.12.0), same models and settings.
+
+    python scripts/bench_ppo.py [--episodes 256] [--batch-size 16] [--response-length 16] [--ppo-epochs 4]
+                                [--repeats 3] [--threads N] [--cache-dir ~/.cache/alignment-pipeline]
+
+1. Builds, once, a virtualenv under ``<cache-dir>/bench-trl-1.12`` with ``trl==1.12.0`` (whose
+   ``trl.experimental.ppo.PPOTrainer`` is the last TRL PPO), ``transformers==5.16.1`` (released the
+   same day as trl 1.12.0) and CPU ``torch==2.13.0`` (the project's torch, so kernels are the same).
+2. Builds with the project's code, into a temporary folder, one tiny Llama policy (the demo
+   tokenizer, ~2M parameters), a value model (the policy's backbone with a zero scalar head: TRL's
+   ``value_model``; ours loads the same backbone with ``ppo.value_model=separate``), a reward model
+   (a randomly initialised scalar head model, with the ``reward_config.json`` our stage reads) and the
+   prompt ids (the demo world's training prompts in the chat template).
+3. Runs each trainer in its own subprocess (ours in this interpreter's environment, TRL's in the
+   virtualenv), alternating which goes first in each repeat. A run reports episodes per second over
+   its training loop (models loaded and trainer built before the clock starts) and its peak RSS
+   (``ru_maxrss``: imports, models and training).
+
+Ours runs :class:`alignment.ppo.trainer.PPOTrainer` (``value_model=separate``, a reference copy, the
+reward model scored through text as the stage does); TRL's its ``PPOTrainer`` with ``ref_model``,
+``value_model`` and ``reward_model`` given (the reward model reads the policy's token ids).
+
+Settings shared by both: rollout batch 16 per update, one mini-batch, ``--ppo-epochs`` epochs,
+``--response-length`` new tokens, temperature 0.7, k1 KL with a fixed coefficient 0.05,
+missing-EOS penalty 1, lr 3e-6, no sample generations or checkpoints. (TRL does not clip gradients
+in its PPO loop; ours keeps its default clipping at 1.0, so it does slightly more work.)
+
+Both do the same model work per update except that TRL takes the policy's rollout log-probs from
+``generate``'s scores, while ours runs the policy-and-value forward once more and reuses it as the
+first update step's forward (one mini-batch per epoch), so each side skips one forward. Where the
+time goes apart (profiled at one thread): TRL's loop calls ``gc.collect()`` twice per update (about
+0.4 s each in a process of this size), and uses the LM head over prompt positions too; ours runs it
+over the response positions only. Both use a fused AdamW. ``--threads`` (default: every core) sets
+the torch threads of both runs; on a loaded machine one thread per run measures more steadily.
+
+Ends with one JSON line: ``ours_eps_per_s``, ``trl_eps_per_s`` (medians over the repeats),
+``speedup`` (the median over repeats of ours / TRL within a repeat: the two runs of a repeat are
+adjacent, so the ratio cancels most of a shared machine's load), ``ours_peak_rss_mb``,
+``trl_peak_rss_mb`` (the largest over the repeats), the per-repeat figures and the load average. Target: speedup >= 1.5 at no more peak memory.
+
+Only the standard library is imported at module level: the TRL worker runs this same file with the
+virtualenv's interpreter, where the project (and its transformers 5.23) is not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TRL_PINS = ("trl==1.12.0", "transformers==5.16.1", "torch==2.13.0")
+RESULT_TAG = "BENCH_PPO_RESULT "
+log = logging.getLogger("bench_ppo")
+
+
+# ------------------------------------------------------------------------------------------ setup
+def ensure_trl_env(cache_dir: Path) -> Path:
+    """The TRL 1.12 virtualenv's python, built on first use; a half-built one (no marker) is rebuilt."""
+    env = cache_dir / "bench-trl-1.12"
+    python, marker = env / "bin" / "python", env / "pins.json"
+    if marker.is_file() and json.loads(marker.read_text()) == list(TRL_PINS):
+        return python
+    log.info("building the TRL 1.12 virtualenv in %s (%s)", env, ", ".join(TRL_PINS))
+    shutil.rmtree(env, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", *TRL_PINS], check=True)
+    marker.write_text(json.dumps(list(TRL_PINS)))
+    return python
+
+
+def build_models(out: Path, seed: int = 0) -> None:
+    """Policy, value and reward models plus the prompt ids, written by the project's own builders."""
+    import torch
+    from transformers import LlamaForSequenceClassification
+
+    from alignment.config import TinyModelConfig
+    from alignment.data.world import DemoWorld
+    from alignment.generation import chat_prompt_ids
+    from alignment.io import write_json_atomic
+    from alignment.modeling import build_tiny_lm, train_tokenizer
+    from alignment.stages.reward import REWARD_CONFIG_FILE
+
+    world = DemoWorld(0)
+    tiny = TinyModelConfig()
+    tokenizer = train_tokenizer(world.corpus_texts(), tiny.vocab_size)
+    policy = build_tiny_lm(tokenizer, tiny, seed)
+    policy.save_pretrained(out / "policy")
+    tokenizer.save_pretrained(out / "policy")
+
+    config = {k: v for k, v in policy.config.to_dict().items() if k not in ("id2label", "label2id")}
+    config |= {"num_labels": 1, "architectures": ["LlamaForSequenceClassification"]}
+    value = LlamaForSequenceClassification(type(policy.config).from_dict(config))
+    value.model.load_state_dict(policy.model.state_dict())
+    torch.nn.init.zeros_(value.score.weight)
+    value.save_pretrained(out / "value")
+    tokenizer.save_pretrained(out / "value")
+
+    torch.manual_seed(seed + 1)
+    reward = LlamaForSequenceClassification(type(policy.config).from_dict(config))
+    reward.save_pretrained(out / "reward")
+    tokenizer.save_pretrained(out / "reward")
+    write_json_atomic(out / "reward" / REWARD_CONFIG_FILE, {"input_format": "chat", "separator": "\n",
+                                                            "max_length": 128, "mean": 0.0, "std": 1.0})
+    prompts = [p.text for p in world.prompts("train")]
+    write_json_atomic(out / "prompts.json", {"texts": prompts, "ids": [chat_prompt_ids(tokenizer, p) for p in prompts]})
+
+
+# ------------------------------------------------------------------------------------------ workers
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def reward_scorer(path: Path, batch_size: int):
+    """``(prompts, responses) -> scores`` as the stage's ``RewardScorer.score`` computes them (decode,
+    ``encode_for_reward_model`` in the reward model's own input format, the scalar head), without
+    importing the reward *stage* module: its RM training stack (TRL's RewardTrainer, datasets,
+    matplotlib) adds about 115 MB of modules that PPO never runs."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from alignment.ppo.retokenize import encode_for_reward_model
+
+    info = json.loads((path / "reward_config.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32).eval()
+    model.config.pad_token_id = tokenizer.pad_token_id  # the head reads the last non-pad token
+
+    @torch.no_grad()
+    def score(prompts: list[str], responses: list[str]) -> np.ndarray:
+        out = []
+        for start in range(0, len(prompts), batch_size):
+            batch = encode_for_reward_model(prompts[start:start + batch_size], responses[start:start + batch_size],
+                                            tokenizer, info["max_length"], info["input_format"], info["separator"],
+                                            "right")
+            out.append(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0])
+        return torch.cat(out).numpy()
+
+    return score
+
+
+def run_ours(models: Path, s: dict) -> dict:
+    import torch
+    from accelerate import Accelerator
+
+    from alignment.config import PolicyConfig, PPOStageConfig
+    from alignment.modeling import load_policy
+    from alignment.ppo.trainer import PPOTrainer
+    from alignment.stages.common import seed_everything
+
+    seed_everything(s["seed"])
+    cfg = PPOStageConfig(total_episodes=s["episodes"], batch_size=s["batch_size"], mini_batch_size=s["batch_size"],
+                         ppo_epochs=s["ppo_epochs"], lr=s["lr"], value_model="separate", missing_eos_penalty=1.0)
+    cfg.kl.adaptive, cfg.kl.beta, cfg.kl.estimator = False, s["kl_coef"], "k1"
+    cfg.generation.temperature, cfg.generation.max_new_tokens = s["temperature"], s["response_length"]
+    policy, tokenizer = load_policy(PolicyConfig(), path=str(models / "policy"))
+    scorer = reward_scorer(models / "reward", s["batch_size"])
+    prompts = json.loads((models / "prompts.json").read_text())["texts"]
+    updates = s["episodes"] // s["batch_size"]
+    trainer = PPOTrainer(cfg, Accelerator(cpu=True), policy, str(models / "policy"), tokenizer,
+                         scorer, 0.0, 1.0, prompts, seed=s["seed"], num_updates=updates)
+    started = time.perf_counter()
+    for _ in range(updates):
+        stats = trainer.step()
+    elapsed = time.perf_counter() - started
+    return {"elapsed_s": elapsed, "episodes": updates * s["batch_size"], "final_kl": stats["objective/kl"],
+            "threads": torch.get_num_threads()}
+
+
+def run_trl(models: Path, s: dict) -> dict:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    from trl.experimental.ppo import PPOConfig, PPOTrainer
+
+    torch.manual_seed(s["seed"])
+    tokenizer = AutoTokenizer.from_pretrained(models / "policy", padding_side="left")
+    policy = AutoModelForCausalLM.from_pretrained(models / "policy")
+    ref = AutoModelForCausalLM.from_pretrained(models / "policy")
+    value = AutoModelForSequenceClassification.from_pretrained(models / "value", num_labels=1)
+    reward = AutoModelForSequenceClassification.from_pretrained(models / "reward", num_labels=1)
+    ids = json.loads((models / "prompts.json").read_text())["ids"]
+    with tempfile.TemporaryDirectory(prefix="bench-trl-") as tmp:
+        args = PPOConfig(output_dir=tmp, per_device_train_batch_size=s["batch_size"], gradient_accumulation_steps=1,
+                         num_mini_batches=1, total_episodes=s["episodes"], num_ppo_epochs=s["ppo_epochs"],
+                         response_length=s["response_length"], temperature=s["temperature"], kl_coef=s["kl_coef"],
+                         kl_estimator="k1", missing_eos_penalty=1.0, stop_token="eos", learning_rate=s["lr"],
+                         local_rollout_forward_batch_size=s["batch_size"], num_sample_generations=0,
+                         report_to=[], save_strategy="no", logging_steps=1, disable_tqdm=True, seed=s["seed"],
+                         use_cpu=True, bf16=False, per_device_eval_batch_size=s["batch_size"])
+        trainer = PPOTrainer(args=args, processing_class=tokenizer, model=policy, ref_model=ref, reward_model=reward,
+                             value_model=value, train_dataset=Dataset.from_dict({"input_ids": ids}),
+                             eval_dataset=Dataset.from_dict({"input_ids": ids[:s["batch_size"]]}))
+        started = time.perf_counter()
+        trainer.train()
+        elapsed = time.perf_counter() - started
+        kl = next((h["objective/kl"] for h in reversed(trainer.state.log_history) if "objective/kl" in h), None)
+    return {"elapsed_s": elapsed, "episodes": trainer.state.episode, "final_kl": kl, "threads": torch.get_num_threads()}
+
+
+def worker(which: str, models: Path, settings: dict) -> None:
+    result = (run_ours if which == "ours" else run_trl)(models, settings)
+    result["peak_rss_mb"] = peak_rss_mb()
+    print(RESULT_TAG + json.dumps(result), flush=True)
+
+
+def measure(which: str, python: str, models: Path, settings: dict) -> dict:
+    """One run in a fresh subprocess; its figures (the worker prints them on a tagged line)."""
+    command = [python, str(Path(__file__).resolve()), "--worker", which, "--models", str(models),
+               "--settings", json.dumps(settings)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(settings["threads"]), "TOKENIZERS_PARALLELISM": "false",
+           "PYTHONPATH": str(ROOT) if which == "ours" else ""}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"the {which} run failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
+    line = next(x for x in done.stdout.splitlines() if x.startswith(RESULT_TAG))
+    result = json.loads(line[len(RESULT_TAG):])
+    result["eps_per_s"] = result["episodes"] / result["elapsed_s"]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--episodes", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--response-length", type=int, default=16)
+    parser.add_argument("--ppo-epochs", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--cache-dir", type=Path, default=Path(os.environ.get(
+        "ALIGNMENT_CACHE", "~/.cache/alignment-pipeline")).expanduser())
+    parser.add_argument("--worker", choices=("ours", "trl"), help=argparse.SUPPRESS)
+    parser.add_argument("--models", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--settings", help=argparse.SUPPRESS)
+    a = parser.parse_args()
+    if a.worker:
+        worker(a.worker, a.models, json.loads(a.settings))
+        return
+
+    if a.episodes % a.batch_size:
+        parser.error(f"--episodes {a.episodes} is not a multiple of --batch-size {a.batch_size} (TRL would round up)")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    settings = {"episodes": a.episodes, "batch_size": a.batch_size, "response_length": a.response_length,
+                "ppo_epochs": a.ppo_epochs, "temperature": 0.7, "kl_coef": 0.05, "lr": 3e-6, "seed": 0,
+                "threads": a.threads}
+    trl_python = str(ensure_trl_env(a.cache_dir))
+    runs: dict[str, list[dict]] = {"ours": [], "trl": []}
+    with tempfile.TemporaryDirectory(prefix="bench-ppo-models-") as tmp:
+        models = Path(tmp)
+        build_models(models)
+        log.info("models in %s; %d repeats of %d episodes each (load average %.1f)", models, a.repeats,
+                 a.episodes, os.getloadavg()[0])
+        for repeat in range(a.repeats):
+            order = ("ours", "trl") if repeat % 2 == 0 else ("trl", "ours")
+            for which in order:
+                r = measure(which, sys.executable if which == "ours" else trl_python, models, settings)
+                runs[which].append(r)
+                log.info("repeat %d %-4s: %6.1f episodes/s, peak RSS %5.0f MB, final KL %s (load %.1f)",
+                         repeat + 1, which, r["eps_per_s"], r["peak_rss_mb"], r["final_kl"], os.getloadavg()[0])
+    ours = statistics.median(r["eps_per_s"] for r in runs["ours"])
+    trl = statistics.median(r["eps_per_s"] for r in runs["trl"])
+    # each repeat's two runs are adjacent in time: their ratio cancels the load they shared
+    ratios = [o["eps_per_s"] / t["eps_per_s"] for o, t in zip(runs["ours"], runs["trl"])]
+    print(json.dumps({
+        "ours_eps_per_s": round(ours, 2), "trl_eps_per_s": round(trl, 2),
+        "speedup": round(statistics.median(ratios), 3), "speedup_runs": [round(x, 3) for x in ratios],
+        "ours_peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs["ours"]), 1),
+        "trl_peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs["trl"]), 1),
+        "ours_runs_eps_per_s": [round(r["eps_per_s"], 2) for r in runs["ours"]],
+        "trl_runs_eps_per_s": [round(r["eps_per_s"], 2) for r in runs["trl"]],
+        "episodes": a.episodes, "batch_size": a.batch_size, "response_length": a.response_length,
+        "ppo_epochs": a.ppo_epochs, "threads": a.threads, "load_average_end": round(os.getloadavg()[0], 2),
+    }))
+
+
+if __name__ == "__main__":
+    main()
