@@ -5,7 +5,8 @@
 
 Runs the real command in a fresh run directory (a temporary one unless ``--run-dir``), then reads
 what the stages wrote. Ends with one JSON line: ``wall_s``, ``gold_win_rate`` (PPO vs SFT on held-out
-prompts, by the demo world's gold reward), ``unsafe_rate_sft``, ``unsafe_rate_ppo`` (red-team prompts),
+prompts, by the demo world's gold reward), ``unsafe_rate_sft``, ``unsafe_rate_ppo`` (red-team prompts, by the demo world's judgement; the
+``unsafe_rate_filter_*`` pair is the same by the safety filter, as in the stages' ``safety.json``),
 ``rm_eval_accuracy``, ``final_kl``, ``gates_passed``, the wall time of each stage, and the load average
 (timings on a busy machine are not comparable). Targets: wall <= 600 s on 2 cores, win rate >= 0.8,
 unsafe rate at least 5x lower, all gates passed.
@@ -59,6 +60,8 @@ def main() -> None:
             "wall_s": round(wall, 1), "exit_status": status,
             "gold_win_rate": ppo.get("gold_win_rate"),
             "unsafe_rate_sft": ppo.get("unsafe_rate_sft"), "unsafe_rate_ppo": ppo.get("unsafe_rate_ppo"),
+            "unsafe_rate_filter_sft": ppo.get("unsafe_rate_filter_sft"),
+            "unsafe_rate_filter_ppo": ppo.get("unsafe_rate_filter"),
             "rm_eval_accuracy": reward.get("eval_accuracy"), "final_kl": ppo.get("final_kl"),
             "kl_target": ppo.get("kl_target"),
             "gates_passed": status == 0 and state.get("status") == "passed",
