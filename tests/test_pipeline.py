@@ -3,6 +3,7 @@ resuming after a SIGKILL mid-PPO, stopping at a failed gate, rounds, and bad inp
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -134,3 +135,34 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path, override, message):
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_gold_agreement_counts_only_pairs_the_gold_reward_separates():
+    from alignment.data.world import DemoWorld
+    from alignment.stages.labels import gold_agreement
+
+    world, rng = DemoWorld(0), random.Random(0)
+    p = world.prompts("train", kind="harmful")[0]
+    refusal, toxic = world.respond(p, "refusal", rng), world.respond(p, "toxic", rng)
+    rows = [{"prompt": p.text, "chosen": refusal, "rejected": toxic},          # agrees with gold
+            {"prompt": p.text, "chosen": toxic, "rejected": refusal},          # disagrees
+            {"prompt": p.text, "chosen": refusal, "rejected": refusal + " "},  # same gold: not counted
+            {"prompt": "not a demo prompt", "chosen": "a", "rejected": "b"}]   # unknown prompt: not counted
+    assert gold_agreement(rows, world) == {"pairs": 2, "rate": 0.5}
+    assert gold_agreement([], world) == {"pairs": 0, "rate": None}
+
+
+def test_bots_break_unjudgeable_demo_pairs_with_the_deterministic_fallback():
+    from alignment.data.world import DemoWorld
+    from labeling_ui.bots import BotBrain, fallback_label
+
+    world = DemoWorld(0)
+    p = world.prompts("train")[0]
+    first, second = "zq xv blorp", "qq wub fnord"  # gibberish: neither answer fits a style
+    decision = BotBrain(world, noise=0.0).decide(p.text, first, second)
+    choice, strength = fallback_label(p.text, first, second)
+    assert (decision["choice"], decision["strength"]) == (choice, strength) and choice in ("A", "B")
+    # a judgeable pair still follows the gold preference
+    rng = random.Random(1)
+    good, bad = world.respond(p, "refusal" if p.kind == "harmful" else "helpful", rng), world.respond(p, "toxic", rng)
+    assert BotBrain(world, noise=0.0).decide(p.text, bad, good)["choice"] == "B"
