@@ -8,12 +8,15 @@ stages lets ``scale=smoke|demo|full`` size every stage from a single file.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
 
 from alignment.data.world import DEFAULT_STYLE_MIX
 from alignment.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -73,6 +76,16 @@ class RewardModelConfig:
     #: by about its lr per step, so a head starting near zero may want more than the body; on MiniLM
     #: and HH harmless, 2e-3 (with ``pooling=mean``) did worse than ``None``.
     head_lr: float | None = None
+    #: How the fresh scalar head starts: ``random`` (the architecture's own initialisation) or
+    #: ``probe``: the Bradley-Terry linear probe on the frozen backbone's features of the training
+    #: pairs, then fine-tuning as usual (LP-FT, Kumar et al. 2022: a random head's early gradients
+    #: distort the pretrained features). Costs one forward pass over the training pairs.
+    head_init: str = "random"
+    #: Training epochs for this reward model; when set it overrides ``reward.epochs`` (``None``: use
+    #: ``reward.epochs``), so a backbone's group can choose its own (``minilm``: 1, as a second epoch
+    #: overfits it on HH-RLHF). To change it for such a group, set ``reward_model.epochs=N``.
+    #: ``reward.max_steps > 0`` still overrides both. See :func:`reward_epochs`.
+    epochs: float | None = None
 
 @dataclass
 class DataConfig:
@@ -324,6 +337,7 @@ class RewardGateConfig:
 
 @dataclass
 class RewardStageConfig:
+    #: ``reward_model.epochs``, when the reward-model group sets it, takes precedence (see :func:`reward_epochs`).
     epochs: float = 2.0
     #: Overrides ``epochs`` when > 0.
     max_steps: int = -1
@@ -469,6 +483,19 @@ def require(value: str | None, key: str, hint: str) -> str:
     if value is None or value == "":
         raise UserError(f"{key} is not set: {hint}")
     return value
+
+
+def reward_epochs(cfg: Config) -> float:
+    """The reward stage's epochs: ``reward_model.epochs`` when set, else ``reward.epochs``."""
+    rm_epochs = cfg.reward_model.epochs
+    if rm_epochs is None:
+        return cfg.reward.epochs
+    if rm_epochs <= 0:
+        raise UserError(f"reward_model.epochs must be > 0 (or null for reward.epochs), got {rm_epochs}")
+    if cfg.reward.epochs not in (rm_epochs, RewardStageConfig.epochs):
+        log.warning("reward.epochs=%s is not used: reward_model.epochs=%s overrides it (set reward_model.epochs "
+                    "instead)", cfg.reward.epochs, rm_epochs)
+    return rm_epochs
 
 
 def register_configs() -> None:

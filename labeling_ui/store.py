@@ -479,6 +479,19 @@ class LabelStore:
         return [_item_dict(r) for r in self._conn().execute("SELECT * FROM items WHERE project_id = ? ORDER BY id",
                                                             (p.id,))]
 
+    def count_pending(self, project: str) -> int:
+        """Regular (non-gold) items of ``project`` that still have fewer than ``overlap`` labels.
+
+        The ``total - complete`` of :func:`labeling_ui.agreement.project_stats` in one indexed count:
+        gold items never count, and a skipped or leased item counts until it has its labels (skips and
+        leases do not change ``n_labels``). The overlap is read from the database, so a change made by
+        another process is seen too.
+        """
+        p = self.project(project)
+        return self._conn().execute(
+            """SELECT COUNT(*) FROM items i JOIN projects p ON p.id = i.project_id
+               WHERE i.project_id = ? AND i.is_gold = 0 AND i.n_labels < p.overlap""", (p.id,)).fetchone()[0]
+
     # ------------------------------------------------------------------ annotators
     def add_annotator(self, name: str, password: str, role: str = "annotator", *, update: bool = False) -> Annotator:
         """Create an annotator (or, with ``update``, reset an existing one's password and role)."""

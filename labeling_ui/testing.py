@@ -1,35 +1,19 @@
-"""Helpers for tests and benchmarks: a free port, an app running in this process, a logged-in client."""
+"""Helpers for tests and benchmarks: an app running in this process, a logged-in client.
+
+``free_port`` and ``wait_until_up`` live in :mod:`labeling_ui.serving` (product code uses them too) and are
+re-exported here.
+"""
 
 from __future__ import annotations
 
-import socket
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from labeling_ui.serving import free_port, wait_until_up
 from labeling_ui.store import LabelStore
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_up(url: str, timeout: float = 60.0) -> None:
-    """Wait until the server answers (401 for the config is an answer: it is up and wants a login)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url.rstrip("/") + "/gradio_api/app_id", timeout=2).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} did not come up within {timeout} s")
 
 
 @dataclass

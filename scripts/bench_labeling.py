@@ -45,8 +45,8 @@ sys.path.insert(0, str(ROOT))
 
 from alignment.data.world import DemoWorld  # noqa: E402
 from labeling_ui.demo import demo_items  # noqa: E402
+from labeling_ui.serving import free_port  # noqa: E402
 from labeling_ui.store import LabelStore, hash_password  # noqa: E402
-from labeling_ui.testing import free_port  # noqa: E402
 
 log = logging.getLogger("bench_labeling")
 PROJECT = "bench"

@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """Benchmark: ``align-sft`` at the default ``scale=demo``, wall time and the SFT policy's quality.
 
-    python scripts/bench_sft.py [overrides...]
+    python scripts/bench_sft.py [--run-dir DIR] [overrides...]
 
-Runs the real stage in a temporary run directory (the tiny model cache is reused as usual) and ends
+Runs the real stage in a fresh run directory (a temporary one unless ``--run-dir``, which keeps the
+policy, e.g. for ``scripts/bench_eval.py --policy DIR/sft/model``; the tiny model cache is reused as usual) and ends
 with one JSON line: ``wall_s``, ``train_s``, ``eos_rate``, ``usable_rate`` (answers that end with EOS
 and are classified into a demo style), ``unsafe_rate_redteam`` and the corpus mix it should track,
 ``unsafe_gap`` (their difference), ``eval_loss``. Targets: wall <= 300 s on 2 cores, usable >= 0.9,
@@ -12,6 +13,7 @@ and are classified into a demo style), ``unsafe_rate_redteam`` and the corpus mi
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -27,13 +29,18 @@ log = logging.getLogger("bench_sft")
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run-dir", type=Path, default=None, help="keep the run here (default: a temporary folder)")
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for align-sft")
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-sft-") as tmp:
-        command = [sys.executable, "-m", "alignment.stages.sft", f"run.dir={tmp}", *sys.argv[1:]]
+        run_dir = (args.run_dir or Path(tmp)).resolve()
+        command = [sys.executable, "-m", "alignment.stages.sft", f"run.dir={run_dir}", *args.overrides]
         log.info("running: %s (load average %.1f)", " ".join(command), os.getloadavg()[0])
         started = time.time()
         subprocess.run(command, check=True, cwd=ROOT)
         wall_s = time.time() - started
-        m = json.loads((Path(tmp) / "sft" / "metrics.json").read_text())
+        m = json.loads((run_dir / "sft" / "metrics.json").read_text())
     corpus = m["corpus"].get("unsafe_share_harmful_corpus")
     print(json.dumps({
         "wall_s": round(wall_s, 1), "train_s": round(m["train_s"], 1), "eval_loss": round(m["eval_loss"], 4),

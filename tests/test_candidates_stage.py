@@ -1,7 +1,11 @@
 """The candidates stage: policy samples, safety scores, pairs queued in the labeling database."""
 
 import json
+import random
 
+import numpy as np
+
+from alignment.stages.candidates import distinct_pairs
 from conftest import run_cli
 from labeling_ui.store import LabelStore
 
@@ -29,3 +33,20 @@ def test_candidates_reject_bad_settings(tmp_path, smoke_sft):
                      f"candidates.policy_path={smoke_sft / 'sft' / 'model'}", "candidates.pairing=best", timeout=120)
     assert result.returncode == 2 and "candidates.pairing" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_the_same_two_answers_are_paired_once(tmp_path):
+    texts = ["Sure, here you go.", "Sure, here you go.\n", "No.", "Ask a doctor."]   # 0 and 1: the same answer
+    scores = np.array([0.9, 0.9, 0.1, 0.5])
+    seen: set = set()
+    pairs = distinct_pairs("Q?", texts, scores, "random", 6, random.Random(0), seen)  # all 6 index pairs offered
+    keys = [frozenset((texts[a].strip(), texts[b].strip())) for a, b in pairs]
+    assert sorted(map(sorted, keys)) == [["Ask a doctor.", "No."], ["Ask a doctor.", "Sure, here you go."],
+                                         ["No.", "Sure, here you go."]]
+    assert distinct_pairs("Q?", texts, scores, "random", 6, random.Random(1), seen) == []   # already queued
+    assert len(distinct_pairs("Other?", texts, scores, "random", 6, random.Random(0), seen)) == 3
+    # most_different offers (0, 2) and (1, 2) first: the second is the same comparison, and is not replaced
+    assert distinct_pairs("Q3?", texts[:3], scores[:3], "most_different", 2, random.Random(0), set()) == [(0, 2)]
+    store = LabelStore(tmp_path / "labels.db")                # what the stage queues: no duplicate item
+    store.add_items("p", [{"prompt": "Q?", "response_a": texts[a], "response_b": texts[b]} for a, b in pairs])
+    assert len(store.items("p")) == 3

@@ -282,6 +282,47 @@ def test_skip_and_undo(store: LabelStore, world: DemoWorld) -> None:
     assert len(store.labels("p")) == 1                         # alice's label untouched
 
 
+def test_count_pending_agrees_with_project_stats(store: LabelStore, world: DemoWorld) -> None:
+    store.add_items("p", demo_items(world, 12, gold_every=4), overlap=2)
+    alice, bob, carol = add_users(store, 3)
+    q = LabelQueue(store, "p", gold_rate=0.0)
+    gold_q = LabelQueue(store, "p", gold_rate=1.0)        # serves gold items first
+
+    def pending() -> int:
+        items = project_stats(store, "p")["items"]
+        assert store.count_pending("p") == items["total"] - items["complete"]
+        return store.count_pending("p")
+
+    regular = [it["id"] for it in store.items("p") if not it["is_gold"]]
+    assert len(regular) == 9 and pending() == 9
+    for name, n in ((alice, 6), (bob, 3)):              # items are served in id order
+        for _ in range(n):
+            shown = q.next_item(name)
+            q.submit(name, shown.assignment_id, "A", 2)
+    for _ in range(2):                                  # labels on gold items change nothing
+        shown = gold_q.next_item(carol)
+        assert store.item(shown.item_id)["is_gold"]
+        gold_q.submit(carol, shown.assignment_id, "B", 1)
+    for _ in range(2):                                  # skips (a gold item, then a regular one)
+        shown = q.next_item(carol)                      # (submit and skip lease the next item)
+        assert q.skip(carol, shown.assignment_id) is not None
+    n_labels = Counter(it["n_labels"] for it in store.items("p") if not it["is_gold"])
+    assert n_labels == {2: 3, 1: 3, 0: 3}               # fully, partially and not labeled
+    assert pending() == 6
+    store.set_overlap("p", 1)
+    assert pending() == 3
+    store.set_overlap("p", 3)
+    assert pending() == 9
+    store.set_overlap("p", 2)
+    while True:
+        shown = [(name, s) for name in (alice, bob, carol) if (s := q.next_item(name)) is not None]
+        if not shown:
+            break
+        for name, s in shown:
+            q.submit(name, s.assignment_id, "tie")
+    assert pending() == 0 and store.check_invariants("p") == []
+
+
 def _shown_first(store: LabelStore, shown) -> str:
     return "A" if shown.response_left == store.item(shown.item_id)["response_a"] else "B"
 

@@ -20,6 +20,7 @@ from alignment.modeling import load_policy
 from alignment.ppo.trainer import PPOTrainer
 from alignment.safety.filter import ANY_INDEX, SCORE_COLUMNS
 from alignment.stages.common import seed_everything
+from alignment.stages.ppo import checkpoint_to_resume
 from conftest import ROOT, run_cli
 
 
@@ -113,6 +114,21 @@ def smoke_rm(smoke_sft):
 def _final(run_dir):
     metrics = json.loads((run_dir / "ppo" / "metrics.json").read_text())
     return metrics["history"], metrics
+
+
+def test_a_fresh_start_removes_older_checkpoints_and_resume_takes_the_last(tmp_path, caplog):
+    checkpoints = tmp_path / "ppo" / "checkpoints"
+    for name in ("update-000002", "update-000004", ".partial-update-000006"):
+        (checkpoints / name).mkdir(parents=True)
+        (checkpoints / name / "model.bin").write_bytes(b"old")
+    assert checkpoint_to_resume(checkpoints, resume=True) == checkpoints / "update-000004"
+    assert checkpoint_to_resume(checkpoints, resume=False, is_main_process=False) is None
+    assert (checkpoints / "update-000004").is_dir()            # only the main process removes them
+    assert checkpoint_to_resume(checkpoints, resume=False) is None
+    assert not checkpoints.exists()                            # so a later resume=true cannot pick a stale one
+    with caplog.at_level("WARNING"):
+        assert checkpoint_to_resume(checkpoints, resume=True) is None
+    assert "holds no checkpoint" in caplog.text
 
 
 def test_smoke_ppo_stage_and_exact_resume_after_sigkill(tmp_path, smoke_rm):

@@ -1,14 +1,17 @@
 """The reward stage at scale=smoke: outputs, normalisation stats, the RM safety eval, gate and errors."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertModel
 
+from alignment.config import reward_epochs
 from alignment.errors import UserError
 from alignment.modeling import minilm_path
-from alignment.stages.reward import (
+from alignment.reward_model import (
     REWARD_CONFIG_FILE,
     MeanPoolingRewardModel,
     RewardScorer,
@@ -152,6 +155,9 @@ def test_mean_pooled_reward_model_saves_reloads_and_scores_identically(tiny_bert
     model.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
     (tmp_path / REWARD_CONFIG_FILE).write_text(json.dumps({"input_format": "pair", "separator": "\n", "max_length": 48}))
+    # Found by reward_pooling, not by a module path: models saved when the class lived elsewhere still load.
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["architectures"] == ["MeanPoolingRewardModel"] and "auto_map" not in saved
     reloaded = RewardScorer.from_pretrained(tmp_path)
     assert isinstance(reloaded.model, MeanPoolingRewardModel) and reloaded.model.config.reward_pooling == "mean"
     assert reloaded.score(prompts, responses) == pytest.approx(scores, abs=1e-6)
@@ -199,3 +205,74 @@ def test_head_lr_gives_the_fresh_head_its_own_learning_rate(tiny_bert, tmp_path)
     assert len(lrs) == sum(1 for p in model.parameters() if p.requires_grad)
     assert lrs[id(model.score.weight)] == (2e-3, 0.01) and lrs[id(model.score.bias)] == (2e-3, 0.0)
     assert all(lr == 1e-4 for key, (lr, _) in lrs.items() if key not in head)
+
+
+@pytest.mark.parametrize("pooling", ["default", "mean"])
+def test_probe_head_init_fits_the_bradley_terry_probe(tiny_bert, pooling):
+    from datasets import Dataset
+
+    from alignment.stages.reward import init_head_from_probe, scalar_head
+
+    model, tokenizer = load_reward_model(tiny_bert, pooling=pooling)
+    # chosen answers say "kind", rejected ones "rude", at varied lengths: a linear probe separates them
+    rows = [{"chosen_ids": tokenizer(f"question {i}", "kind " * (1 + i % 3))["input_ids"],
+             "rejected_ids": tokenizer(f"question {i}", "rude " * (1 + i % 4))["input_ids"]} for i in range(24)]
+    pairs = Dataset.from_list(rows)
+    head = scalar_head(model)
+    before = head.weight.detach().clone()
+    model.train()
+    accuracy = init_head_from_probe(model, pairs, tokenizer.pad_token_id, batch_size=5)
+    assert model.training, "the model is put back in training mode"
+    assert accuracy == 1.0 and not torch.equal(head.weight, before)
+    assert head.bias is None or float(head.bias.detach().abs().max()) == 0.0
+    model.eval()
+    with torch.no_grad():
+        def reward(ids):
+            return float(model(input_ids=torch.tensor([ids])).logits[0, 0])
+        assert all(reward(r["chosen_ids"]) > reward(r["rejected_ids"]) for r in rows)
+
+
+def test_unknown_head_init_is_a_clear_error(tmp_path):
+    result = run_cli("alignment.stages.reward", "scale=smoke", f"run.dir={tmp_path / 'run'}",
+                     "reward_model.head_init=zeros", timeout=120)
+    assert result.returncode == 2 and "reward_model.head_init='zeros' is not one of" in result.stderr
+    assert not (tmp_path / "run" / "reward").exists()
+
+
+def test_ppo_stage_imports_no_reward_training_stack():
+    """PPO scores with alignment.reward_model: importing it must not pull in TRL or datasets."""
+    code = ("import sys, alignment.stages.ppo; "
+            "print(sorted(m for m in ('trl', 'datasets', 'alignment.stages.reward') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def compose_config(config_name: str, *overrides: str):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from alignment import CONF_DIR
+    from alignment.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return OmegaConf.to_object(compose(config_name=config_name, overrides=list(overrides)))
+
+
+@pytest.mark.parametrize("config_name", ["reward", "pipeline"])
+def test_reward_model_group_chooses_its_epochs(config_name, tmp_path, monkeypatch):
+    from alignment.stages.reward import trainer_args
+
+    minilm = compose_config(config_name, "reward_model=minilm")
+    assert minilm.reward_model.epochs == 1 and reward_epochs(minilm) == 1
+    tiny = compose_config(config_name)                       # reward_model=tiny: as before, reward.epochs
+    assert tiny.reward_model.epochs is None and reward_epochs(tiny) == tiny.reward.epochs == 2.0
+    assert reward_epochs(compose_config(config_name, "reward.epochs=3")) == 3
+    assert reward_epochs(compose_config(config_name, "reward_model=minilm", "reward_model.epochs=2.5")) == 2.5
+    monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", str(tmp_path))   # (trainer_defaults sets it)
+    assert trainer_args(minilm, tmp_path).num_train_epochs == 1
+    assert trainer_args(tiny, tmp_path).num_train_epochs == 2.0
+    minilm.reward_model.epochs = 0
+    with pytest.raises(UserError, match="reward_model.epochs must be > 0"):
+        reward_epochs(minilm)

@@ -314,8 +314,8 @@ def test_reports_tab_lists_runs_and_shows_their_reports(runs_root: Path, smoke_r
 
     from labeling_ui.app import launch
     from labeling_ui.queue import LabelQueue
+    from labeling_ui.serving import free_port, wait_until_up
     from labeling_ui.store import LabelStore
-    from labeling_ui.testing import free_port, wait_until_up
 
     store = LabelStore(tmp_path / "labels.db")
     store.ensure_project("p", 1)

@@ -194,7 +194,9 @@ def _fit(render: Callable[[str, str], dict[str, list[int]]], tokenizer: PreTrain
     return encoded
 
 
-def _pad(rows: list[dict[str, list[int]]], pad_token_id: int, side: str) -> BatchEncoding:
+def pad_rows(rows: list[dict[str, list[int]]], pad_token_id: int, side: str) -> BatchEncoding:
+    """Unpadded encodings (``input_ids`` and optionally ``token_type_ids``) -> one padded batch of long
+    tensors with its ``attention_mask``."""
     width = max(len(row["input_ids"]) for row in rows)
     keys = ["input_ids", "attention_mask"] + (["token_type_ids"] if "token_type_ids" in rows[0] else [])
     batch: dict[str, list[list[int]]] = {key: [] for key in keys}
@@ -247,7 +249,7 @@ def encode_for_reward_model(prompts: list[str], responses: list[str], tokenizer:
         raise ValueError("the reward tokenizer has no pad token")
     render = _renderer(tokenizer, format, separator)
     rows = [_fit(render, tokenizer, p, r, max_length) for p, r in zip(prompts, responses, strict=True)]
-    return _pad(rows, tokenizer.pad_token_id, side)
+    return pad_rows(rows, tokenizer.pad_token_id, side)
 
 
 def retokenize_for_reward_model(prompt_ids: torch.Tensor, response_ids: torch.Tensor,

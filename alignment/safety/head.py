@@ -277,6 +277,9 @@ def select_columns(x: sparse.csr_matrix, max_columns: int, min_df: int = 2) -> n
 @dataclass
 class TrainSettings:
     ngram_c: float = 10.0
+    #: 5-fold CV any-unsafe AUPRC on the moderation set (scripts/bench_safety.py): C=0.5 0.844, 1 0.847,
+    #: 2 0.8485, 4 0.848; but from C=2 on, the demo world's refusals (which name the harm they refuse)
+    #: are flagged unsafe (tests/test_safety_filter.py), and the pipeline's gates count on them being safe.
     emb_c: float = 1.0
     stack_c: float = 1.0
     max_columns: int = 30_000

@@ -57,25 +57,27 @@ def char_ngrams(texts: list[str], ns: tuple[int, ...] = (3, 4, 5), bits: int = 1
     lengths = np.bincount(row, minlength=n_texts)
     end = np.repeat(np.cumsum(lengths), lengths)  # exclusive end of each position's text
     pos = np.arange(len(arr))
+    wanted = sorted(set(ns))
+    # one row per byte position, one column per n: boolean indexing reads it position by position, so
+    # the n-grams come out grouped by text, in CSR order, with no sort
+    hashes = np.empty((len(arr), len(wanted)), np.uint64)
+    valid = np.empty((len(arr), len(wanted)), bool)
     h = np.zeros(len(arr), np.uint64)
-    cols, rows = [], []
     shift = np.uint64(64 - bits)
     with np.errstate(over="ignore"):
-        for n in range(1, max(ns) + 1):
+        for n in range(1, wanted[-1] + 1):
             nxt = np.zeros(len(arr), np.uint64)
             nxt[: len(arr) - n + 1] = arr[n - 1:]
             h = h * _MUL + nxt
-            if n in ns:
-                valid = pos + n <= end
-                cols.append(((h[valid] + np.uint64(n)) * _MIX) >> shift)
-                rows.append(row[valid])
-    col = np.concatenate(cols).astype(np.int32)
-    r = np.concatenate(rows)
-    order = np.argsort(r, kind="stable")
-    counts = np.bincount(r, minlength=n_texts)
+            if n in wanted:
+                j = wanted.index(n)
+                hashes[:, j] = ((h + np.uint64(n)) * _MIX) >> shift
+                valid[:, j] = pos + n <= end
+    col = hashes[valid].astype(np.int32)
+    counts = sum(np.maximum(lengths - n + 1, 0) for n in wanted)
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     data = np.ones(len(col), np.float32)
-    return sparse.csr_matrix((data, col[order], indptr), shape=(n_texts, 1 << bits))
+    return sparse.csr_matrix((data, col, indptr), shape=(n_texts, 1 << bits))
 
 
 @dataclass

@@ -48,6 +48,25 @@ def pick_pairs(n_answers: int, any_scores: np.ndarray, pairing: str, k: int, rng
     return pairs[:k]
 
 
+def distinct_pairs(prompt: str, texts: list[str], any_scores: np.ndarray, pairing: str, k: int,
+                   rng: random.Random, seen: set[tuple[str, frozenset[str]]]) -> list[tuple[int, int]]:
+    """The pairs :func:`pick_pairs` picks among one prompt's answers ``texts`` that are worth an item.
+
+    Two identical answers (up to surrounding whitespace) make no comparison, and the same two answers
+    for the same prompt, in either order, make one item only: ``seen`` (updated here) holds the
+    ``(prompt, {answer, answer})`` keys already paired. A pair left out is not replaced, so a prompt
+    whose answers repeat may get fewer than ``k`` pairs.
+    """
+    out = []
+    for a, b in pick_pairs(len(texts), any_scores, pairing, k, rng):
+        key = (prompt, frozenset((texts[a].strip(), texts[b].strip())))
+        if len(key[1]) < 2 or key in seen:
+            continue
+        seen.add(key)
+        out.append((a, b))
+    return out
+
+
 def run(cfg: Config, raw: DictConfig) -> int:
     c = cfg.candidates
     out = stage_dir(cfg, STAGE)
@@ -83,12 +102,9 @@ def run(cfg: Config, raw: DictConfig) -> int:
                   "unsafe": judged[j].unsafe, "any_score": float(scores[j, ANY_INDEX]),
                   "categories": list(judged[j].categories), "style": world.classify(prompt, texts[j])} for j in block]
         answers = list(block)
-        for a, b in pick_pairs(len(answers), scores[answers, ANY_INDEX], c.pairing, c.pairs_per_prompt, rng):
+        for a, b in distinct_pairs(prompt.text, [texts[j] for j in answers], scores[answers, ANY_INDEX], c.pairing,
+                                   c.pairs_per_prompt, rng, seen):
             ja, jb = answers[a], answers[b]
-            key = (prompt.text, frozenset((texts[ja].strip(), texts[jb].strip())))
-            if len(key[1]) < 2 or key in seen:
-                continue  # identical answers make no comparison; the same two answers, one item
-            seen.add(key)
             items.append({
                 "prompt": prompt.text, "response_a": texts[ja], "response_b": texts[jb],
                 "source_a": c.policy_path, "source_b": c.policy_path,

@@ -38,8 +38,8 @@ from labeling_ui.bots import run_bots
 from labeling_ui.cli import export_options
 from labeling_ui.export import export_preferences
 from labeling_ui.queue import LabelQueue
+from labeling_ui.serving import free_port, wait_until_up
 from labeling_ui.store import LabelStore
-from labeling_ui.testing import free_port, wait_until_up
 
 log = logging.getLogger(__name__)
 STAGE = "labels"
@@ -47,9 +47,8 @@ ANNOTATORS = ("simulated", "human")
 
 
 def pending_items(store: LabelStore, project: str) -> int:
-    """Regular items of ``project`` that still lack ``overlap`` labels."""
-    items = project_stats(store, project)["items"]
-    return items["total"] - items["complete"]
+    """Regular items of ``project`` that still lack ``overlap`` labels (one count query, cheap to poll)."""
+    return store.count_pending(project)
 
 
 def label_with_bots(cfg: Config, store: LabelStore, queue: LabelQueue) -> dict:

@@ -41,11 +41,11 @@ from alignment.modeling import check_lora_config, load_policy
 from alignment.ppo.trainer import NonFiniteLossError, PPOTrainer
 from alignment.reports.html import figure_html, kv_table, table_html, write_report
 from alignment.reports.sections import safety_sections
+from alignment.reward_model import REWARD_CONFIG_FILE, RewardScorer
 from alignment.safety import build_filter
 from alignment.safety.backends import BACKENDS
 from alignment.safety.eval import stage_safety
 from alignment.stages.common import save_resolved_config, seed_everything, stage_dir, stage_main
-from alignment.stages.reward import REWARD_CONFIG_FILE, RewardScorer
 
 log = logging.getLogger(__name__)
 logging.getLogger("accelerate").setLevel(logging.WARNING)  # one INFO line per saved file otherwise
@@ -127,6 +127,23 @@ def write_ppo_report(out: Path, metrics: dict, history: list[dict], evals: list[
     write_report(out / "report.html", "PPO stage", sections + safety_sections(safety))
 
 
+def checkpoint_to_resume(checkpoints: Path, resume: bool, is_main_process: bool = True) -> Path | None:
+    """The last ``update-*`` checkpoint under ``checkpoints`` when ``resume``, else ``None``.
+
+    A fresh start (``resume=false``) removes an older run's checkpoints (the main process does), so
+    that a later ``resume=true`` cannot pick a stale one up: what
+    :func:`alignment.stages.common.checkpoint_to_resume` does for the Trainer-based stages.
+    """
+    done = sorted(checkpoints.glob("update-*")) if checkpoints.is_dir() else []
+    if resume and done:
+        return done[-1]
+    if resume:
+        log.warning("resume=true but %s holds no checkpoint: starting from the beginning", checkpoints)
+    elif done and is_main_process:
+        shutil.rmtree(checkpoints)
+    return None
+
+
 def run(cfg: Config, raw: DictConfig) -> int:
     out = stage_dir(cfg, STAGE)
     policy_path, reward_path, reward_info = check_inputs(cfg)
@@ -152,13 +169,9 @@ def run(cfg: Config, raw: DictConfig) -> int:
         save_resolved_config(raw, out)
     accelerator.init_trackers("ppo")
     checkpoints = out / "checkpoints"
-    done = sorted(checkpoints.glob("update-*")) if checkpoints.is_dir() else []
-    if cfg.resume and done:
-        trainer.load_checkpoint(done[-1])
-    elif cfg.resume:
-        log.warning("resume=true but %s holds no checkpoint: starting from the beginning", checkpoints)
-    elif done and accelerator.is_main_process:  # a fresh start: an older run's checkpoints must not be resumed later
-        shutil.rmtree(checkpoints)
+    resume_from = checkpoint_to_resume(checkpoints, cfg.resume, accelerator.is_main_process)
+    if resume_from is not None:
+        trainer.load_checkpoint(resume_from)
     accelerator.wait_for_everyone()
 
     sets = eval_prompt_sets(world, cfg.ppo.eval_prompts, cfg.seed)

@@ -4,7 +4,8 @@ Reads preference pairs (``data=demo``: simulated labels from the demo world; ``d
 data.source=...``: the labeling app's export, any TRL preference dataset, or HH-RLHF transcripts),
 renders every pair with :func:`alignment.ppo.retokenize.encode_reward_row` (the same function PPO
 scores rollouts with) cutting over-long prompts from the left instead of letting TRL drop them, and
-trains ``reward_model=tiny|minilm|hf``.
+trains ``reward_model=tiny|minilm|hf``. Loading and scoring a reward model (what PPO needs) live in
+:mod:`alignment.reward_model`, which imports no TRL.
 
 Writes ``<run.dir>/reward/``: ``model/`` (with its tokenizer and ``reward_config.json``: input
 format, max length and the reward normalisation statistics PPO needs), ``metrics.json``,
@@ -24,29 +25,26 @@ import torch
 from datasets import Dataset
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForSequenceClassification,
-    PreTrainedConfig,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
-from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import RewardConfig, RewardTrainer
 
 from alignment import PROJECT_ROOT
-from alignment.config import Config, require
+from alignment.config import Config, require, reward_epochs
 from alignment.data.loading import load_source, read_jsonl_numbered, row_location
 from alignment.data.preferences import demo_preferences, normalise_row
 from alignment.data.world import DemoWorld
 from alignment.errors import UserError
 from alignment.gates import check_min, exit_status, summarise
 from alignment.io import atomic_dir, write_json_atomic
-from alignment.modeling import load_tokenizer, resolve_policy_path, resolve_reward_backbone
-from alignment.ppo.retokenize import REWARD_INPUT_FORMATS, encode_for_reward_model, encode_reward_row
+from alignment.modeling import resolve_policy_path, resolve_reward_backbone
+from alignment.ppo.retokenize import REWARD_INPUT_FORMATS, encode_reward_row, pad_rows
 from alignment.reports.html import figure_html, kv_table, table_html, write_report
 from alignment.reports.sections import gates_section, loss_section
+from alignment.reward_model import (
+    REWARD_CONFIG_FILE,
+    RewardScorer,
+    load_reward_model,
+)
 from alignment.stages.common import (
     checkpoint_to_resume,
     save_resolved_config,
@@ -58,7 +56,6 @@ from alignment.stages.common import (
 
 log = logging.getLogger(__name__)
 STAGE = "reward"
-REWARD_CONFIG_FILE = "reward_config.json"
 HH_SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "hh-rlhf-harmless" / "harmless-base-test.dev.jsonl"
 
 
@@ -130,139 +127,6 @@ def reward_model_path(cfg: Config) -> str:
     return resolve_reward_backbone(name)
 
 
-REWARD_POOLINGS: tuple[str, ...] = ("default", "mean")
-
-
-class MeanPoolingRewardModel(PreTrainedModel):
-    """A scalar reward read off the attention-masked mean of any ``AutoModel`` backbone's last hidden states.
-
-    Why: all-MiniLM-L6-v2 (like most sentence encoders) was trained to summarise a text by mean
-    pooling, while BERT's sequence-classification head reads [CLS] through a pooler (dense + tanh)
-    that its sentence-embedding training never used.
-    The config is the backbone's own plus ``reward_pooling="mean"`` (and ``architectures`` naming
-    this class), so a saved model is a normal folder (``config.json``, safetensors, tokenizer) that
-    :func:`load_reward_model` and :meth:`RewardScorer.from_pretrained` load, as does
-    ``MeanPoolingRewardModel.from_pretrained(folder)``. Plain ``AutoModelForSequenceClassification``
-    cannot: it would build the backbone's own head and report every weight as missing.
-    """
-
-    config_class = PreTrainedConfig
-    base_model_prefix = "backbone"
-
-    def __init__(self, config: PreTrainedConfig) -> None:
-        super().__init__(config)
-        self.backbone = AutoModel.from_config(config)
-        self.score = torch.nn.Linear(config.hidden_size, 1)
-        self.post_init()
-
-    def get_input_embeddings(self) -> torch.nn.Module:
-        return self.backbone.get_input_embeddings()
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                **kwargs: object) -> SequenceClassifierOutput:
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-        return SequenceClassifierOutput(logits=self.score(pooled))
-
-
-def load_reward_model(path: str, pooling: str | None = None,
-                      freeze_layers: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A model with a scalar head, and its tokenizer; a head of another size is an error.
-
-    ``pooling`` (``default`` or ``mean``, see :class:`MeanPoolingRewardModel`) applies when ``path``
-    is a backbone; a trained reward model is read with the pooling it was saved with (``None``), and
-    asking it for another one is an error rather than a silently fresh head.
-    """
-    try:
-        tokenizer = load_tokenizer(path, require_chat_template=False)
-        config = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot load a reward model from {path!r}: {err}") from err
-    saved = getattr(config, "reward_pooling", None)
-    if pooling is not None and pooling not in REWARD_POOLINGS:
-        raise UserError(f"reward_model.pooling={pooling!r} is not one of {REWARD_POOLINGS}")
-    if saved is not None and pooling is not None and pooling != saved:
-        raise UserError(f"{path} is a reward model trained with reward_model.pooling={saved}, "
-                        f"not {pooling}: drop the override or start from its backbone")
-    pooling = saved or pooling or "default"
-    # A base model gets a fresh scalar head; an existing classification head must already be scalar.
-    if any(a.endswith("ForSequenceClassification") for a in config.architectures or []) and config.num_labels != 1:
-        raise UserError(f"{path}: the reward model's head has {config.num_labels} outputs, not one scalar")
-    try:
-        if pooling == "mean":
-            config.reward_pooling, config.num_labels = "mean", 1
-            model = MeanPoolingRewardModel.from_pretrained(path, config=config, dtype=torch.float32)
-        else:
-            model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot load a reward model from {path!r}: {err}") from err
-    model.config.pad_token_id = tokenizer.pad_token_id
-    if freeze_layers:
-        freeze_lower_layers(model, freeze_layers)
-    return model, tokenizer
-
-
-def freeze_lower_layers(model: PreTrainedModel, n_layers: int) -> None:
-    """Stop training the input embeddings and the lowest ``n_layers`` transformer blocks.
-
-    Why: on a thousand-odd pairs the pretrained lower layers need little change, and their backward
-    pass is a large part of a CPU step. The blocks are the backbone's one ``ModuleList`` holding
-    ``config.num_hidden_layers`` modules (BERT's ``encoder.layer``, Llama's ``layers``, GPT-2's ``h``).
-    """
-    base = model.base_model
-    n_total = model.config.num_hidden_layers
-    blocks = next((m for m in base.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n_total), None)
-    if blocks is None or not 0 <= n_layers <= n_total:
-        raise UserError(f"reward_model.freeze_layers={n_layers}: the model has "
-                        f"{n_total if blocks is not None else 'no recognisable'} transformer blocks")
-    frozen = [base.get_input_embeddings(), getattr(base, "embeddings", None), *blocks[:n_layers]]
-    for module in frozen:
-        if module is not None:
-            module.requires_grad_(False)
-
-
-class RewardScorer:
-    """Scores (prompt, response) text pairs with a trained reward model, as it was trained to read them."""
-
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, input_format: str,
-                 max_length: int, separator: str = "\n", batch_size: int = 64) -> None:
-        self.model, self.tokenizer = model, tokenizer
-        self.input_format, self.max_length, self.separator = input_format, max_length, separator
-        self.batch_size = batch_size
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path, batch_size: int = 64) -> RewardScorer:
-        import json
-
-        info_file = Path(path) / REWARD_CONFIG_FILE
-        if not info_file.is_file():
-            raise UserError(f"{path}: no {REWARD_CONFIG_FILE}; is this a model written by align-reward?")
-        info = json.loads(info_file.read_text())
-        model, tokenizer = load_reward_model(str(path))
-        return cls(model, tokenizer, info["input_format"], info["max_length"], info["separator"], batch_size)
-
-    @torch.no_grad()
-    def score(self, prompts: list[str], responses: list[str], desc: str | None = None) -> np.ndarray:
-        was_training = self.model.training
-        self.model.eval()
-        device = next(self.model.parameters()).device
-        out = []
-        starts = range(0, len(prompts), self.batch_size)
-        for start in tqdm(starts, desc=desc, leave=False, disable=desc is None):
-            batch = encode_for_reward_model(prompts[start:start + self.batch_size],
-                                            responses[start:start + self.batch_size], self.tokenizer,
-                                            self.max_length, self.input_format, self.separator, "right")
-            # TRL's collator feeds only ids and mask in training: score the same inputs.
-            logits = self.model(input_ids=batch["input_ids"].to(device),
-                                attention_mask=batch["attention_mask"].to(device)).logits
-            out.append(logits[:, 0].float().cpu())
-        self.model.train(was_training)
-        return torch.cat(out).numpy() if out else np.zeros(0)
-
-
 def tokenize_pairs(rows: list[dict], tokenizer: PreTrainedTokenizerBase, cfg: Config) -> tuple[Dataset, int]:
     """TRL's processed format (``chosen_ids``, ``rejected_ids``, ``margin``) and how many pairs were cut."""
     rm = cfg.reward_model
@@ -273,6 +137,65 @@ def tokenize_pairs(rows: list[dict], tokenizer: PreTrainedTokenizerBase, cfg: Co
         truncated += cut_c or cut_r
         out.append({"chosen_ids": chosen["input_ids"], "rejected_ids": rejected["input_ids"], "margin": row["margin"]})
     return Dataset.from_list(out), truncated
+
+
+HEAD_INITS: tuple[str, ...] = ("random", "probe")
+
+
+def scalar_head(model: PreTrainedModel) -> torch.nn.Linear:
+    """The freshly initialised ``Linear(hidden, 1)`` outside the pretrained backbone (BERT's
+    ``classifier``, a decoder's or :class:`MeanPoolingRewardModel`'s ``score``)."""
+    body = {id(p) for p in model.base_model.parameters()}
+    heads = [m for m in model.modules()
+             if isinstance(m, torch.nn.Linear) and m.out_features == 1 and id(m.weight) not in body]
+    if len(heads) != 1:
+        raise UserError(f"reward_model.head_init=probe: expected one scalar head outside the backbone, found {len(heads)}")
+    return heads[0]
+
+
+@torch.no_grad()
+def init_head_from_probe(model: PreTrainedModel, train_ds: Dataset, pad_token_id: int, batch_size: int = 64,
+                         c: float = 1.0) -> float:
+    """Set the scalar head to the Bradley-Terry linear probe on the frozen model's features.
+
+    With a linear head ``r = w.f + b``, Bradley-Terry on a pair is a logistic regression of "chosen
+    wins" on ``f_chosen - f_rejected`` without intercept (``b`` cancels): fitted on the training
+    pairs and on their mirror images (so both classes exist), it starts fine-tuning from a head that
+    already ranks pairs instead of a random one (LP-FT). ``f`` is what the head reads (captured by a
+    hook), so this works for any pooling. Returns the probe's accuracy on the training pairs.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    head = scalar_head(model)
+    captured: list[torch.Tensor] = []
+    hook = head.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0].float()))
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    features = []
+    try:
+        for key in ("chosen_ids", "rejected_ids"):
+            seqs = train_ds[key]
+            order = np.argsort([len(x) for x in seqs], kind="stable")  # similar lengths: little padding
+            out = torch.zeros(len(seqs), head.in_features)
+            for start in tqdm(range(0, len(seqs), batch_size), desc=f"probe features ({key})", leave=False):
+                idx = order[start:start + batch_size]
+                batch = pad_rows([{"input_ids": seqs[i]} for i in idx], pad_token_id, "right")
+                captured.clear()  # ids and mask only: what TRL's collator feeds in training
+                model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
+                out[torch.as_tensor(idx)] = captured[-1].reshape(len(idx), -1).cpu()
+            features.append(out.numpy())
+    finally:
+        hook.remove()
+        model.train(was_training)
+    diff = features[0] - features[1]
+    x = np.concatenate([diff, -diff])
+    y = np.concatenate([np.ones(len(diff)), np.zeros(len(diff))])
+    probe = LogisticRegression(C=c, fit_intercept=False, max_iter=2000).fit(x, y)
+    head.weight.copy_(torch.as_tensor(probe.coef_, dtype=head.weight.dtype).reshape(head.weight.shape))
+    if head.bias is not None:
+        head.bias.zero_()
+    return float((diff @ probe.coef_[0] > 0).mean())
 
 
 # ------------------------------------------------------------------------------------------ evaluation
@@ -355,7 +278,7 @@ def write_reward_report(out: Path, metrics: dict, safety: dict, loss_curve: list
 # ------------------------------------------------------------------------------------------ stage
 class HeadLRRewardTrainer(RewardTrainer):
     """TRL's RewardTrainer with its own learning rate for the parameters outside the pretrained
-    backbone (the new scalar head: BERT's ``classifier``, :class:`MeanPoolingRewardModel`'s ``score``);
+    backbone (the new scalar head: BERT's ``classifier``, :class:`~alignment.reward_model.MeanPoolingRewardModel`'s ``score``);
     the scheduler then scales both rates alike."""
 
     def __init__(self, *args: object, head_lr: float | None = None, **kwargs: object) -> None:
@@ -388,7 +311,7 @@ def trainer_args(cfg: Config, out: Path) -> RewardConfig:
         per_device_eval_batch_size=r.eval_batch_size,
         gradient_accumulation_steps=r.grad_accum,
         learning_rate=cfg.reward_model.lr,
-        num_train_epochs=r.epochs,
+        num_train_epochs=reward_epochs(cfg),
         max_steps=r.max_steps,
         lr_scheduler_type="linear",
         warmup_steps=r.warmup_ratio,
@@ -405,6 +328,8 @@ def trainer_args(cfg: Config, out: Path) -> RewardConfig:
 def run(cfg: Config, raw: DictConfig) -> int:
     out = stage_dir(cfg, STAGE)
     seed_everything(cfg.seed)
+    if cfg.reward_model.head_init not in HEAD_INITS:
+        raise UserError(f"reward_model.head_init={cfg.reward_model.head_init!r} is not one of {HEAD_INITS}")
     if cfg.reward_model.input_format not in REWARD_INPUT_FORMATS:
         raise UserError(f"reward_model.input_format={cfg.reward_model.input_format!r} is not one of {REWARD_INPUT_FORMATS}")
     train_rows, eval_rows, data_info = load_preference_rows(cfg)
@@ -418,9 +343,13 @@ def run(cfg: Config, raw: DictConfig) -> int:
 
     save_resolved_config(raw, out)
     resume_from = checkpoint_to_resume(cfg, out)
+    started = time.time()  # training time includes the probe
+    probe_accuracy = None
+    if cfg.reward_model.head_init == "probe" and resume_from is None:  # a resumed run reads its head
+        probe_accuracy = init_head_from_probe(model, train_ds, tokenizer.pad_token_id, cfg.reward.eval_batch_size)
+        log.info("scalar head initialised from the linear probe (train pair accuracy %.3f)", probe_accuracy)
     trainer = HeadLRRewardTrainer(model=model, args=trainer_args(cfg, out), train_dataset=train_ds,
                                   processing_class=tokenizer, head_lr=cfg.reward_model.head_lr)
-    started = time.time()
     trainer.train(resume_from_checkpoint=resume_from)
     train_s = time.time() - started
 
@@ -460,7 +389,8 @@ def run(cfg: Config, raw: DictConfig) -> int:
         "truncated_train_pairs": truncated_train, "truncated_eval_pairs": truncated_eval,
         "eval_accuracy": eval_stats["accuracy"], "eval_mean_margin": eval_stats["mean_margin"],
         "gold_accuracy": gold_acc, "label_ceiling": data_info.get("label_gold_agreement_eval"),
-        "calibration": eval_stats["calibration"], "train_s": train_s, "global_step": trainer.state.global_step,
+        "calibration": eval_stats["calibration"], "train_s": train_s, "probe_train_accuracy": probe_accuracy,
+        "global_step": trainer.state.global_step,
         "resumed_from": resume_from, "reward_mean": reward_info["mean"], "reward_std": reward_info["std"],
         "safety_accuracy_redteam": safety["safety_accuracy_redteam"],
         "safety_accuracy_hh_harmless": safety["safety_accuracy_hh_harmless"], "data": data_info,
