@@ -321,7 +321,7 @@ def trainer_args(cfg: Config, out: Path) -> RewardConfig:
         save_total_limit=r.save_total_limit,
         max_length=cfg.reward_model.max_length,
         center_rewards_coefficient=r.center_rewards_coefficient,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
     )
 
 
