@@ -55,8 +55,7 @@ def char_ngrams(texts: list[str], ns: tuple[int, ...] = (3, 4, 5), bits: int = 1
     arr = arr[keep].astype(np.uint64)
     row = row[keep]
     lengths = np.bincount(row, minlength=n_texts)
-    end = np.repeat(np.cumsum(lengths), lengths)  # exclusive end of each position's text
-    pos = np.arange(len(arr))
+    left = np.repeat(np.cumsum(lengths), lengths) - np.arange(len(arr))  # bytes from each position to its text's end
     wanted = sorted(set(ns))
     # one row per byte position, one column per n: boolean indexing reads it position by position, so
     # the n-grams come out grouped by text, in CSR order, with no sort
@@ -72,7 +71,7 @@ def char_ngrams(texts: list[str], ns: tuple[int, ...] = (3, 4, 5), bits: int = 1
             if n in wanted:
                 j = wanted.index(n)
                 hashes[:, j] = ((h + np.uint64(n)) * _MIX) >> shift
-                valid[:, j] = pos + n <= end
+                valid[:, j] = left >= n
     col = hashes[valid].astype(np.int32)
     counts = sum(np.maximum(lengths - n + 1, 0) for n in wanted)
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)

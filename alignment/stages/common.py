@@ -58,20 +58,32 @@ def save_resolved_config(raw: DictConfig, out_dir: Path) -> None:
     write_text_atomic(hydra_dir / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(overrides)))
 
 
-def checkpoint_to_resume(cfg: Config, out_dir: Path) -> str | None:
-    """The last Trainer checkpoint under ``<stage>/checkpoints`` when ``resume=true``.
+def resume_or_clear(checkpoints: Path, resume: bool, latest: Callable[[Path], Path | None],
+                    is_main_process: bool = True) -> Path | None:
+    """The checkpoint to resume from (``latest(checkpoints)``) when ``resume``, else ``None``.
 
-    Without ``resume`` a stage starts over, so old checkpoints are removed rather than mixed in.
+    Whenever nothing is resumed, the main process removes ``checkpoints``: a fresh start must not
+    leave an older run's checkpoints for a later ``resume=true`` to pick up, nor a half-written one.
     """
-    checkpoints = out_dir / "checkpoints"
-    resume_from = get_last_checkpoint(str(checkpoints)) if cfg.resume and checkpoints.is_dir() else None
-    if cfg.resume and resume_from is None:
+    found = latest(checkpoints) if resume and checkpoints.is_dir() else None
+    if resume and found is None:
         log.warning("resume=true but %s holds no checkpoint: starting from the beginning", checkpoints)
-    if resume_from is None and checkpoints.exists():
+    if found is None and checkpoints.exists() and is_main_process:
         shutil.rmtree(checkpoints)
-    if resume_from:
-        log.info("resuming from %s", resume_from)
-    return resume_from
+    if found is not None:
+        log.info("resuming from %s", found)
+    return found
+
+
+def _last_trainer_checkpoint(checkpoints: Path) -> Path | None:
+    last = get_last_checkpoint(str(checkpoints))
+    return Path(last) if last else None
+
+
+def checkpoint_to_resume(cfg: Config, out_dir: Path) -> str | None:
+    """The last Trainer checkpoint under ``<stage>/checkpoints`` when ``resume=true`` (see :func:`resume_or_clear`)."""
+    found = resume_or_clear(out_dir / "checkpoints", cfg.resume, _last_trainer_checkpoint)
+    return str(found) if found is not None else None
 
 
 def trainer_defaults(cfg: Config, out_dir: Path) -> dict:

@@ -46,11 +46,6 @@ STAGE = "labels"
 ANNOTATORS = ("simulated", "human")
 
 
-def pending_items(store: LabelStore, project: str) -> int:
-    """Regular items of ``project`` that still lack ``overlap`` labels (one count query, cheap to poll)."""
-    return store.count_pending(project)
-
-
 def label_with_bots(cfg: Config, store: LabelStore, queue: LabelQueue) -> dict:
     """Serve the app on a free local port and let the bots label every item through its API."""
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per API call otherwise
@@ -82,7 +77,7 @@ def wait_for_humans(cfg: Config, store: LabelStore, queue: LabelQueue) -> bool:
     try:
         log.info("labeling is open on http://%s:%d/ (project %r): waiting for %d label(s) per item",
                  label.host, label.port, label.project, label.overlap)
-        while (left := pending_items(store, label.project)) > 0:
+        while (left := store.count_pending(label.project)) > 0:  # one count query: cheap to poll
             if deadline is not None and time.monotonic() > deadline:
                 log.warning("%d item(s) still need labels; stopped waiting. Rerun with resume=true to go on.", left)
                 return False

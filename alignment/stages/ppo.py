@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import random
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -45,7 +44,13 @@ from alignment.reward_model import REWARD_CONFIG_FILE, RewardScorer
 from alignment.safety import build_filter
 from alignment.safety.backends import BACKENDS
 from alignment.safety.eval import stage_safety
-from alignment.stages.common import save_resolved_config, seed_everything, stage_dir, stage_main
+from alignment.stages.common import (
+    resume_or_clear,
+    save_resolved_config,
+    seed_everything,
+    stage_dir,
+    stage_main,
+)
 
 log = logging.getLogger(__name__)
 logging.getLogger("accelerate").setLevel(logging.WARNING)  # one INFO line per saved file otherwise
@@ -127,21 +132,15 @@ def write_ppo_report(out: Path, metrics: dict, history: list[dict], evals: list[
     write_report(out / "report.html", "PPO stage", sections + safety_sections(safety))
 
 
-def checkpoint_to_resume(checkpoints: Path, resume: bool, is_main_process: bool = True) -> Path | None:
-    """The last ``update-*`` checkpoint under ``checkpoints`` when ``resume``, else ``None``.
+def _last_update(checkpoints: Path) -> Path | None:
+    done = sorted(checkpoints.glob("update-*"))  # only complete ones: they are written as .partial-* first
+    return done[-1] if done else None
 
-    A fresh start (``resume=false``) removes an older run's checkpoints (the main process does), so
-    that a later ``resume=true`` cannot pick a stale one up: what
-    :func:`alignment.stages.common.checkpoint_to_resume` does for the Trainer-based stages.
-    """
-    done = sorted(checkpoints.glob("update-*")) if checkpoints.is_dir() else []
-    if resume and done:
-        return done[-1]
-    if resume:
-        log.warning("resume=true but %s holds no checkpoint: starting from the beginning", checkpoints)
-    elif done and is_main_process:
-        shutil.rmtree(checkpoints)
-    return None
+
+def checkpoint_to_resume(checkpoints: Path, resume: bool, is_main_process: bool = True) -> Path | None:
+    """The last ``update-*`` checkpoint under ``checkpoints`` when ``resume``, else ``None``; without
+    one to resume the main process removes the folder (:func:`~alignment.stages.common.resume_or_clear`)."""
+    return resume_or_clear(checkpoints, resume, _last_update, is_main_process)
 
 
 def run(cfg: Config, raw: DictConfig) -> int:
