@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1.5e-4)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--pooling", choices=["default", "mean"], default="default")
-    parser.add_argument("--freeze-layers", type=int, default=0)
+    parser.add_argument("--freeze-layers", type=int, default=2)
     parser.add_argument("--seeds", default="0", help="comma-separated training seeds (default: 0)")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for align-reward")
     args = parser.parse_args()
