@@ -266,6 +266,7 @@ def test_reward_model_group_chooses_its_epochs(config_name, tmp_path, monkeypatc
 
     minilm = compose_config(config_name, "reward_model=minilm")
     assert minilm.reward_model.epochs == 1 and reward_epochs(minilm) == 1
+    assert minilm.reward_model.freeze_layers == 2    # measured best on HH harmless (minilm.yaml)
     tiny = compose_config(config_name)                       # reward_model=tiny: as before, reward.epochs
     assert tiny.reward_model.epochs is None and reward_epochs(tiny) == tiny.reward.epochs == 2.0
     assert reward_epochs(compose_config(config_name, "reward.epochs=3")) == 3
