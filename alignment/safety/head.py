@@ -26,7 +26,8 @@ and not adopted, each for too little gain: a max-pooled last layer as 384 more f
 RBF kernel model (1,000 Nystroem landmarks) in place of the linear ``emb`` (0.8473; 0.8484 with the
 max-pooled features, for a 3 MB larger file); fine-tuning the encoder on the training texts (one fold:
 0.778 for a logistic model on its features against 0.781 frozen, 0.766 for its own head: ~800
-moderation texts are too few to improve on the pretrained features).
+moderation texts are too few to improve on the pretrained features); the cosine similarities to 21
+sentences describing the categories and safe text (zero-shot features) added to ``emb`` (0.8455).
 
 An output with too few labelled positives (``weapons`` and ``cybercrime`` when training on the
 moderation data alone) is marked untrained; the filter then falls back to its rule score.
