@@ -37,13 +37,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--eval", type=Path, default=None, help="held-out pairs (default: 20%% of --data)")
-    # Defaults match conf/reward_model/minilm.yaml; other reward_model keys (head_lr...) go as overrides.
-    parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=1.5e-4)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--pooling", choices=["default", "mean"], default="default")
-    parser.add_argument("--freeze-layers", type=int, default=2)
+    # Unset, each comes from conf/reward_model/minilm.yaml (reward.batch_size from the reward config);
+    # other keys (reward_model.head_lr=...) go as overrides.
+    parser.add_argument("--epochs", type=float)
+    parser.add_argument("--max-length", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--pooling", choices=["default", "mean"])
+    parser.add_argument("--freeze-layers", type=int)
     parser.add_argument("--seeds", default="0", help="comma-separated training seeds (default: 0)")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for align-reward")
     args = parser.parse_args()
@@ -67,16 +68,17 @@ def main() -> None:
             train_file.write_text("\n".join(lines[n_eval:]) + "\n", encoding="utf-8")
             eval_file.write_text("\n".join(lines[:n_eval]) + "\n", encoding="utf-8")
             log.info("held out %d of %d pairs (fixed seed)", n_eval, len(lines))
+        chosen = {"reward_model.epochs": args.epochs, "reward_model.max_length": args.max_length,
+                  "reward_model.lr": args.lr, "reward.batch_size": args.batch_size,
+                  "reward_model.pooling": args.pooling, "reward_model.freeze_layers": args.freeze_layers}
+        settings_overrides = [f"{key}={value}" for key, value in chosen.items() if value is not None]
         runs = []
         for seed in seeds:
             run_dir = tmp / f"run-seed{seed}"
             command = [sys.executable, "-m", "alignment.stages.reward", "reward_model=minilm", "data=custom",
                        f"data.source={train_file}", f"data.eval_source={eval_file}", "data.skip_invalid=true",
-                       f"run.dir={run_dir}", f"seed={seed}", f"reward_model.epochs={args.epochs}",
-                       f"reward_model.max_length={args.max_length}", f"reward_model.lr={args.lr}",
-                       f"reward.batch_size={args.batch_size}", f"reward_model.pooling={args.pooling}",
-                       f"reward_model.freeze_layers={args.freeze_layers}", "reward.hh_safety_path=null",
-                       *args.overrides]
+                       f"run.dir={run_dir}", f"seed={seed}", "reward.hh_safety_path=null",
+                       *settings_overrides, *args.overrides]
             log.info("seed %d: running %s", seed, " ".join(command))
             started = time.time()
             status = subprocess.run(command, cwd=ROOT).returncode
@@ -94,7 +96,7 @@ def main() -> None:
                       "eval_accuracy_sd": round(statistics.stdev(accuracies), 4) if len(runs) > 1 else None,
                       "n_eval": runs[0]["eval_pairs"], "train_s": round(max(r["train_s"] for r in runs), 1),
                       "wall_s": round(max(r["wall_s"] for r in runs), 1), "n_train": runs[0]["train_pairs"],
-                      "truncated_train_pairs": runs[0]["truncated_train_pairs"], "batch_size": args.batch_size,
+                      "truncated_train_pairs": runs[0]["truncated_train_pairs"], "batch_size": resolved.reward.batch_size,
                       **settings}))
 
 if __name__ == "__main__":
