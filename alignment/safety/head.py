@@ -28,6 +28,8 @@ max-pooled features, for a 3 MB larger file); fine-tuning the encoder on the tra
 0.778 for a logistic model on its features against 0.781 frozen, 0.766 for its own head: ~800
 moderation texts are too few to improve on the pretrained features); the cosine similarities to 21
 sentences describing the categories and safe text (zero-shot features) added to ``emb`` (0.8455).
+Nor is the training set's size the limit: the same head scores 0.8469 in 3-fold, 0.8456 in 5-fold and
+0.8486 in 10-fold cross-validation (667, 800 and 900 moderation texts per fold), a flat curve.
 
 An output with too few labelled positives (``weapons`` and ``cybercrime`` when training on the
 moderation data alone) is marked untrained; the filter then falls back to its rule score.
