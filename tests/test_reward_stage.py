@@ -17,7 +17,7 @@ from alignment.reward_model import (
     RewardScorer,
     load_reward_model,
 )
-from conftest import run_cli
+from conftest import ROOT, run_cli, shared_data
 
 
 @pytest.fixture(scope="module")
@@ -277,3 +277,23 @@ def test_reward_model_group_chooses_its_epochs(config_name, tmp_path, monkeypatc
     minilm.reward_model.epochs = 0
     with pytest.raises(UserError, match="reward_model.epochs must be > 0"):
         reward_epochs(minilm)
+
+
+def test_bench_reward_overrides_only_the_flags_given(tmp_path):
+    """bench_reward.py on 50 real HH pairs: given flags reach the stage, the others come from the
+    minilm group (not restated in the script), and the JSON line reports the settings as resolved."""
+    lines = shared_data("hh-rlhf-harmless/harmless-base-test.dev.jsonl").read_text(encoding="utf-8").splitlines()
+    data = tmp_path / "hh50.jsonl"
+    data.write_text("\n".join(lines[:50]) + "\n", encoding="utf-8")
+    result = subprocess.run([sys.executable, "scripts/bench_reward.py", "--data", str(data), "--seeds", "0",
+                             "--freeze-layers", "3", "--max-length", "64"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (report["n_train"], report["n_eval"]) == (40, 10)
+    assert 0.0 <= report["eval_accuracy"] <= 1.0 and list(report["eval_accuracy_per_seed"]) == ["0"]
+    assert (report["freeze_layers"], report["max_length"]) == (3, 64)
+    group = compose_config("reward", "reward_model=minilm")
+    assert (report["lr"], report["epochs"], report["pooling"]) == (
+        group.reward_model.lr, group.reward_model.epochs, group.reward_model.pooling)
+    assert report["batch_size"] == group.reward.batch_size
