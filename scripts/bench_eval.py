@@ -13,21 +13,18 @@ the red-team and benign eval prompts, scoring and the report. Ends with one JSON
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchlib import emit, read_json, run_module, setup
+
 log = logging.getLogger("bench_eval")
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    setup("bench_eval")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--policy", type=Path, default=None, help="a policy folder (default: train the demo SFT policy)")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for align-eval")
@@ -39,25 +36,18 @@ def main() -> None:
         policy = args.policy
         sft_wall_s = None
         if policy is None:
-            command = [sys.executable, "-m", "alignment.stages.sft", f"run.dir={tmp}"]
-            log.info("training the demo SFT policy first (not timed): %s", " ".join(command))
-            started = time.time()
-            subprocess.run(command, check=True, cwd=ROOT)
-            sft_wall_s = round(time.time() - started, 1)
+            log.info("training the demo SFT policy first (not timed)")
+            _, sft_wall_s = run_module("alignment.stages.sft", f"run.dir={tmp}")
             policy = Path(tmp) / "sft" / "model"
-        command = [sys.executable, "-m", "alignment.stages.evaluate", f"eval.policy_path={policy.resolve()}",
-                   f"run.dir={tmp}", "eval.baseline=null", *args.overrides]
-        log.info("running: %s (load average %.1f)", " ".join(command), os.getloadavg()[0])
-        started = time.time()
-        subprocess.run(command, check=True, cwd=ROOT)
-        wall_s = time.time() - started
-        report = json.loads((Path(tmp) / "eval" / "safety.json").read_text())
+        _, wall_s = run_module("alignment.stages.evaluate", f"eval.policy_path={policy.resolve()}",
+                               f"run.dir={tmp}", "eval.baseline=null", *args.overrides)
+        report = read_json(Path(tmp) / "eval" / "safety.json")
     p = report["policy"]
-    print(json.dumps({"wall_s": round(wall_s, 1), "sft_wall_s": sft_wall_s, "policy": str(args.policy or "demo SFT"),
-                      "filter": report["filter"], "n_answers": p["n"], "unsafe_rate": p["unsafe_rate"]["rate"],
-                      "refusal_rate_harmful": p["refusal_rate_harmful"]["rate"],
-                      "over_refusal_rate_benign": p["over_refusal_rate_benign"]["rate"],
-                      "gates_passed": report["gates"]["passed"], "load_average_end": round(os.getloadavg()[0], 2)}))
+    emit({"wall_s": round(wall_s, 1), "sft_wall_s": None if sft_wall_s is None else round(sft_wall_s, 1),
+          "policy": str(args.policy or "demo SFT"), "filter": report["filter"], "n_answers": p["n"],
+          "unsafe_rate": p["unsafe_rate"]["rate"], "refusal_rate_harmful": p["refusal_rate_harmful"]["rate"],
+          "over_refusal_rate_benign": p["over_refusal_rate_benign"]["rate"],
+          "gates_passed": report["gates"]["passed"]})
 
 
 if __name__ == "__main__":

@@ -7,34 +7,24 @@ Runs the real command in a fresh run directory (a temporary one unless ``--run-d
 what the stages wrote. Ends with one JSON line: ``wall_s``, ``gold_win_rate`` (PPO vs SFT on held-out
 prompts, by the demo world's gold reward), ``unsafe_rate_sft``, ``unsafe_rate_ppo`` (red-team prompts, by the demo world's judgement; the
 ``unsafe_rate_filter_*`` pair is the same by the safety filter, as in the stages' ``safety.json``),
-``rm_eval_accuracy``, ``final_kl``, ``gates_passed``, the wall time of each stage, and the load average
-(timings on a busy machine are not comparable). Targets: wall <= 600 s on 2 cores, win rate >= 0.8,
+``rm_eval_accuracy``, ``final_kl``, ``gates_passed``, the wall time of each stage, and the machine's
+load (``load_avg_start``, ``load_avg_end``: timings on a busy machine are not comparable). Targets: wall <= 600 s on 2 cores, win rate >= 0.8,
 unsafe rate at least 5x lower, all gates passed.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-log = logging.getLogger("bench_pipeline")
-
-
-def read(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
+from benchlib import emit, read_json, run_module, setup
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    setup("bench_pipeline")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", type=Path, default=None, help="keep the run here (default: a temporary folder)")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for align-pipeline")
@@ -47,15 +37,10 @@ def main() -> None:
         run_dir = Path(tmp) / "run"
     elif run_dir.exists():
         sys.exit(f"{run_dir} exists: the benchmark times a fresh run")
-    command = [sys.executable, "-m", "alignment.pipeline", f"run.dir={run_dir}", *args.overrides]
-    log.info("running: %s", " ".join(command))
-    load_before = os.getloadavg()[0]
-    started = time.time()
-    status = subprocess.run(command, cwd=ROOT).returncode
-    wall = time.time() - started
+    status, wall = run_module("alignment.pipeline", f"run.dir={run_dir}", *args.overrides, check=False)
     try:
-        ppo, reward = read(run_dir / "ppo" / "metrics.json"), read(run_dir / "reward" / "metrics.json")
-        state = read(run_dir / "pipeline.json")
+        ppo, reward = read_json(run_dir / "ppo" / "metrics.json"), read_json(run_dir / "reward" / "metrics.json")
+        state = read_json(run_dir / "pipeline.json")
         figures = {
             "wall_s": round(wall, 1), "exit_status": status,
             "gold_win_rate": ppo.get("gold_win_rate"),
@@ -67,13 +52,11 @@ def main() -> None:
             "gates_passed": status == 0 and state.get("status") == "passed",
             "stage_wall_s": {s["dir"]: s.get("wall_s") for s in state.get("stages", [])},
             "report": str(run_dir / "report.html") if tmp is None else None,
-            "load_avg_before": round(load_before, 2), "load_avg_after": round(os.getloadavg()[0], 2),
-            "cpus": os.cpu_count(),
         }
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-    print(json.dumps(figures))
+    emit(figures)
 
 
 if __name__ == "__main__":

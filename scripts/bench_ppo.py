@@ -4,43 +4,20 @@
     python scripts/bench_ppo.py [--episodes 256] [--batch-size 16] [--response-length 16] [--ppo-epochs 4]
                                 [--repeats 3] [--threads N] [--cache-dir ~/.cache/alignment-pipeline]
 
-1. Builds, once, a virtualenv under ``<cache-dir>/bench-trl-1.12`` with ``trl==1.12.0`` (whose
-   ``trl.experimental.ppo.PPOTrainer`` is the last TRL PPO), ``transformers==5.16.1`` (released the
-   same day as trl 1.12.0) and CPU ``torch==2.13.0`` (the project's torch, so kernels are the same).
-2. Builds with the project's code, into a temporary folder, one tiny Llama policy (the demo
-   tokenizer, ~2M parameters), a value model (the policy's backbone with a zero scalar head: TRL's
-   ``value_model``; ours loads the same backbone with ``ppo.value_model=separate``), a reward model
-   (a randomly initialised scalar head model, with the ``reward_config.json`` our stage reads) and the
-   prompt ids (the demo world's training prompts in the chat template).
-3. Runs each trainer in its own subprocess (ours in this interpreter's environment, TRL's in the
-   virtualenv), alternating which goes first in each repeat. A run reports episodes per second over
-   its training loop (models loaded and trainer built before the clock starts) and its peak RSS
-   (``ru_maxrss``: imports, models and training).
+Builds once a virtualenv with ``trl==1.12.0`` (its ``trl.experimental.ppo.PPOTrainer``) under
+``<cache-dir>/bench-trl-1.12``, builds one tiny policy, value model, reward model and prompt set with the
+project's code, then runs each trainer in its own subprocess, alternating which goes first in each repeat.
+Episodes per second are timed over the training loop only; peak RSS covers the whole process. The method
+(what each side runs, the shared settings) is in ``docs/benchmarks.md``; measurements in
+``docs/experiments.md``.
 
-Ours runs :class:`alignment.ppo.trainer.PPOTrainer` (``value_model=separate``, a reference copy, the
-reward model scored through text as the stage does); TRL's its ``PPOTrainer`` with ``ref_model``,
-``value_model`` and ``reward_model`` given (the reward model reads the policy's token ids).
-
-Settings shared by both: rollout batch 16 per update, one mini-batch, ``--ppo-epochs`` epochs,
-``--response-length`` new tokens, temperature 0.7, k1 KL with a fixed coefficient 0.05,
-missing-EOS penalty 1, lr 3e-6, no sample generations or checkpoints. (TRL does not clip gradients
-in its PPO loop; ours keeps its default clipping at 1.0, so it does slightly more work.)
-
-Both do the same model work per update except that TRL takes the policy's rollout log-probs from
-``generate``'s scores, while ours runs the policy-and-value forward once more and reuses it as the
-first update step's forward (one mini-batch per epoch), so each side skips one forward. Where the
-time goes apart (profiled at one thread): TRL's loop calls ``gc.collect()`` twice per update (about
-0.4 s each in a process of this size), and uses the LM head over prompt positions too; ours runs it
-over the response positions only. Both use a fused AdamW. ``--threads`` (default: every core) sets
-the torch threads of both runs; on a loaded machine one thread per run measures more steadily.
-
-Ends with one JSON line: ``ours_eps_per_s``, ``trl_eps_per_s`` (medians over the repeats),
-``speedup`` (the median over repeats of ours / TRL within a repeat: the two runs of a repeat are
-adjacent, so the ratio cancels most of a shared machine's load), ``ours_peak_rss_mb``,
-``trl_peak_rss_mb`` (the largest over the repeats), the per-repeat figures and the load average. Target: speedup >= 1.5 at no more peak memory.
+Ends with one JSON line: ``ours_eps_per_s``, ``trl_eps_per_s`` (medians over the repeats), ``speedup``
+(the median of the per-repeat ratios: a repeat's two runs are adjacent, so the ratio cancels most of a
+shared machine's load), ``ours_peak_rss_mb``, ``trl_peak_rss_mb``, the per-repeat figures and the load.
+Target: speedup >= 1.5 at no more peak memory.
 
 Only the standard library is imported at module level: the TRL worker runs this same file with the
-virtualenv's interpreter, where the project (and its transformers 5.23) is not installed.
+virtualenv's interpreter, where the project is not installed.
 """
 
 from __future__ import annotations
@@ -58,7 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchlib import ROOT, emit
+
 TRL_PINS = ("trl==1.12.0", "transformers==5.16.1", "torch==2.13.0")
 RESULT_TAG = "BENCH_PPO_RESULT "
 log = logging.getLogger("bench_ppo")
@@ -272,7 +250,7 @@ def main() -> None:
     trl = statistics.median(r["eps_per_s"] for r in runs["trl"])
     # each repeat's two runs are adjacent in time: their ratio cancels the load they shared
     ratios = [o["eps_per_s"] / t["eps_per_s"] for o, t in zip(runs["ours"], runs["trl"])]
-    print(json.dumps({
+    emit({
         "ours_eps_per_s": round(ours, 2), "trl_eps_per_s": round(trl, 2),
         "speedup": round(statistics.median(ratios), 3), "speedup_runs": [round(x, 3) for x in ratios],
         "ours_peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs["ours"]), 1),
@@ -280,8 +258,8 @@ def main() -> None:
         "ours_runs_eps_per_s": [round(r["eps_per_s"], 2) for r in runs["ours"]],
         "trl_runs_eps_per_s": [round(r["eps_per_s"], 2) for r in runs["trl"]],
         "episodes": a.episodes, "batch_size": a.batch_size, "response_length": a.response_length,
-        "ppo_epochs": a.ppo_epochs, "threads": a.threads, "load_average_end": round(os.getloadavg()[0], 2),
-    }))
+        "ppo_epochs": a.ppo_epochs, "threads": a.threads,
+    })
 
 
 if __name__ == "__main__":

@@ -15,25 +15,23 @@ by the mean over seeds, not by one run.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchlib import ROOT, emit, read_json, run_module, setup
+
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "hh-rlhf-harmless" / "harmless-base-test.dev.jsonl"
 log = logging.getLogger("bench_reward")
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    setup("bench_reward")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--eval", type=Path, default=None, help="held-out pairs (default: 20%% of --data)")
@@ -75,29 +73,26 @@ def main() -> None:
         runs = []
         for seed in seeds:
             run_dir = tmp / f"run-seed{seed}"
-            command = [sys.executable, "-m", "alignment.stages.reward", "reward_model=minilm", "data=custom",
-                       f"data.source={train_file}", f"data.eval_source={eval_file}", "data.skip_invalid=true",
-                       f"run.dir={run_dir}", f"seed={seed}", "reward.hh_safety_path=null",
-                       *settings_overrides, *args.overrides]
-            log.info("seed %d: running %s", seed, " ".join(command))
-            started = time.time()
-            status = subprocess.run(command, cwd=ROOT).returncode
+            status, wall_s = run_module(
+                "alignment.stages.reward", "reward_model=minilm", "data=custom", f"data.source={train_file}",
+                f"data.eval_source={eval_file}", "data.skip_invalid=true", f"run.dir={run_dir}", f"seed={seed}",
+                "reward.hh_safety_path=null", *settings_overrides, *args.overrides, check=False)
             if status not in (0, 3):  # 3: a gate failed (the RM safety gate on the demo world), still measured
                 sys.exit(f"seed {seed}: align-reward exited with status {status}")
-            metrics = json.loads((run_dir / "reward" / "metrics.json").read_text())
-            runs.append({"seed": seed, "wall_s": time.time() - started, **metrics})
+            metrics = read_json(run_dir / "reward" / "metrics.json")
+            runs.append({"seed": seed, "wall_s": wall_s, **metrics})
             log.info("seed %d: eval accuracy %.4f (train %.0f s)", seed, metrics["eval_accuracy"], metrics["train_s"])
         resolved = OmegaConf.load(run_dir / "reward" / ".hydra" / "config.yaml")
     # The reward_model settings as the stage resolved them (minilm.yaml + the overrides above).
     settings = {k: v for k, v in OmegaConf.to_container(resolved.reward_model).items() if k != "name_or_path"}
     accuracies = [r["eval_accuracy"] for r in runs]
-    print(json.dumps({"eval_accuracy": round(statistics.mean(accuracies), 4),
+    emit({"eval_accuracy": round(statistics.mean(accuracies), 4),
                       "eval_accuracy_per_seed": {r["seed"]: round(r["eval_accuracy"], 4) for r in runs},
                       "eval_accuracy_sd": round(statistics.stdev(accuracies), 4) if len(runs) > 1 else None,
                       "n_eval": runs[0]["eval_pairs"], "train_s": round(max(r["train_s"] for r in runs), 1),
                       "wall_s": round(max(r["wall_s"] for r in runs), 1), "n_train": runs[0]["train_pairs"],
                       "truncated_train_pairs": runs[0]["truncated_train_pairs"], "batch_size": resolved.reward.batch_size,
-                      **settings}))
+                      **settings})
 
 if __name__ == "__main__":
     main()

@@ -19,7 +19,7 @@ Throughput: the filter's own featurisers (lexical, and the encoder for ``default
 timed over every evaluated text after an untimed warm-up on other (demo) texts, plus the heads'
 scoring time. ``fast`` is timed on a second pass (steady state: allocator and word memo warm, as in
 bulk screening), and ``texts_per_s_first_pass`` gives the cold first pass; ``texts_per_s`` is wall-clock,
-``texts_per_cpu_s`` per CPU-second (less sensitive to a busy shared machine; ``load_avg`` says how
+``texts_per_cpu_s`` per CPU-second (less sensitive to a busy shared machine; ``load_avg_start``/``load_avg_end`` say how
 busy it was). ``fast`` is pinned to one core (``--cores``), ``default`` uses torch's threads.
 
 Progress goes to the log; the last line printed is one JSON object with at least ``auprc_any``,
@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 
 from alignment.safety.data import DEMO_WEIGHT
+from benchlib import ROOT, emit
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "openai-moderation" / "samples.dev.jsonl"
 log = logging.getLogger("bench_safety")
 
@@ -292,12 +292,11 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", err)
         return 2
     result = {"safety": args.safety, "backend": cfg.backend, "data": str(args.data), "limit": args.limit, **info,
-              **metrics(scores, data.labels, thresholds), "cores": args.cores or len(os.sched_getaffinity(0)),
-              "load_avg": round(os.getloadavg()[0], 2)}
+              **metrics(scores, data.labels, thresholds), "cores": args.cores or len(os.sched_getaffinity(0))}
     per = result.pop("per_category")
     log.info("per category: %s", json.dumps(per))
     result["per_category"] = per
-    print(json.dumps(result), flush=True)
+    emit(result)
     return 0
 
 

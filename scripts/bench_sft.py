@@ -14,41 +14,30 @@ and are classified into a demo style), ``unsafe_rate_redteam`` and the corpus mi
 from __future__ import annotations
 
 import argparse
-import json
-import logging
-import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-log = logging.getLogger("bench_sft")
+from benchlib import emit, read_json, run_module, setup
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    setup("bench_sft")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", type=Path, default=None, help="keep the run here (default: a temporary folder)")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for align-sft")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-sft-") as tmp:
         run_dir = (args.run_dir or Path(tmp)).resolve()
-        command = [sys.executable, "-m", "alignment.stages.sft", f"run.dir={run_dir}", *args.overrides]
-        log.info("running: %s (load average %.1f)", " ".join(command), os.getloadavg()[0])
-        started = time.time()
-        subprocess.run(command, check=True, cwd=ROOT)
-        wall_s = time.time() - started
-        m = json.loads((run_dir / "sft" / "metrics.json").read_text())
+        _, wall_s = run_module("alignment.stages.sft", f"run.dir={run_dir}", *args.overrides)
+        m = read_json(run_dir / "sft" / "metrics.json")
     corpus = m["corpus"].get("unsafe_share_harmful_corpus")
-    print(json.dumps({
+    emit({
         "wall_s": round(wall_s, 1), "train_s": round(m["train_s"], 1), "eval_loss": round(m["eval_loss"], 4),
         "eos_rate": m["eos_rate"], "usable_rate": m["usable_rate"], "unsafe_rate_redteam": m["unsafe_rate_redteam"],
         "unsafe_share_corpus": corpus, "unsafe_gap": None if corpus is None else round(m["unsafe_rate_redteam"] - corpus, 4),
         "unsafe_rate_filter": m.get("unsafe_rate_filter"), "gold_reward_mean": m["gold_reward_mean"],
-        "n_parameters": m["n_parameters"], "load_average_end": round(os.getloadavg()[0], 2),
-    }))
+        "n_parameters": m["n_parameters"],
+    })
 
 
 if __name__ == "__main__":

@@ -38,9 +38,8 @@ LABEL_KEYS: dict[str, int] = {**{code: CATEGORIES.index(name) for code, name in 
                               **{name: i for i, name in enumerate(CATEGORIES)}}
 TEXT_KEYS = ("prompt", "text")
 #: Training weight of a demo-world row next to a real labelled row (see ``align-safety-train``).
-#: Small on purpose: the demo texts are templated and easy, so a little weight teaches them (held-out
-#: demo tasks: AUROC 0.9999 at 0.05, *worse* at 1.0 as the heads overfit the templates), while full
-#: weight drowned the real labels (moderation 5-fold AUPRC of ``default``: 0.847 at 0.05, 0.831 at 1.0).
+#: Small on purpose: the demo texts are templated and easy, so a little weight teaches them while full
+#: weight overfits the templates and drowns the real labels (docs/experiments.md).
 DEMO_WEIGHT = 0.05
 
 

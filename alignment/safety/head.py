@@ -17,19 +17,11 @@ on unseen text) and giving the calibrated probabilities the filter reports:
   clearly over a fixed one in cross-validation on the moderation set;
 * for ``any``, a fixed-weight blend of profanity, the base models' any-unsafe probabilities and their
   *strongest category* probabilities, then Platt scaling. The blend ranked better than a learnt
-  stacker on the moderation set (AUPRC +0.01 to +0.02 in 5-fold CV): with ~300 positives a learnt
-  combiner overfits, and the category maxima carry what the any-model alone misses. The weights
-  (:data:`FAST_ANY_WEIGHTS`, :data:`DEFAULT_ANY_WEIGHTS`) were chosen in that cross-validation.
+  stacker in cross-validation on the moderation set (with ~300 positives a learnt combiner overfits,
+  and the category maxima carry what the any-model alone misses); the weights
+  (:data:`FAST_ANY_WEIGHTS`, :data:`DEFAULT_ANY_WEIGHTS`) were chosen there.
 
-Measured in the same cross-validation (any-unsafe AUPRC, mean over 3 fold splits; this head: 0.8456)
-and not adopted, each for too little gain: a max-pooled last layer as 384 more features (0.8472); an
-RBF kernel model (1,000 Nystroem landmarks) in place of the linear ``emb`` (0.8473; 0.8484 with the
-max-pooled features, for a 3 MB larger file); fine-tuning the encoder on the training texts (one fold:
-0.778 for a logistic model on its features against 0.781 frozen, 0.766 for its own head: ~800
-moderation texts are too few to improve on the pretrained features); the cosine similarities to 21
-sentences describing the categories and safe text (zero-shot features) added to ``emb`` (0.8455).
-Nor is the training set's size the limit: the same head scores 0.8469 in 3-fold, 0.8456 in 5-fold and
-0.8486 in 10-fold cross-validation (667, 800 and 900 moderation texts per fold), a flat curve.
+The variants measured and not adopted, and the learning curve, are in ``docs/experiments.md``.
 
 An output with too few labelled positives (``weapons`` and ``cybercrime`` when training on the
 moderation data alone) is marked untrained; the filter then falls back to its rule score.
@@ -287,9 +279,8 @@ def select_columns(x: sparse.csr_matrix, max_columns: int, min_df: int = 2) -> n
 @dataclass
 class TrainSettings:
     ngram_c: float = 10.0
-    #: 5-fold CV any-unsafe AUPRC on the moderation set (scripts/bench_safety.py): C=0.5 0.844, 1 0.847,
-    #: 2 0.8485, 4 0.848; but from C=2 on, the demo world's refusals (which name the harm they refuse)
-    #: are flagged unsafe (tests/test_safety_filter.py), and the pipeline's gates count on them being safe.
+    #: Stronger settings gain little AUPRC and start flagging the demo world's refusals as unsafe,
+    #: which the pipeline's gates count on being safe (docs/experiments.md).
     emb_c: float = 1.0
     stack_c: float = 1.0
     max_columns: int = 30_000
