@@ -2,12 +2,15 @@
 """Benchmark: the safety filter on OpenAI-moderation-format data (AUPRC, AUROC, P/R, texts/s).
 
     python scripts/bench_safety.py [--data PATH.jsonl] [--safety fast|default|classifier|llama_guard]
-                                   [--limit N] [--folds 5] [--no-demo] [--head PATH] [--set KEY=VALUE ...]
+                                   [--limit N] [--folds 5] [--no-demo] [--no-refusals] [--head PATH]
+                                   [--set KEY=VALUE ...]
 
-``--data`` defaults to ``../shared/data/openai-moderation/samples.dev.jsonl`` (relative to the project).
+``--data`` defaults to the dev file: ``../shared/data/openai-moderation/samples.dev.jsonl`` (relative to
+the project), or the same sample shipped in the package when ``../shared`` is absent.
 
-* ``fast`` / ``default`` train their head the way ``align-safety-train --demo`` does (moderation rows
-  plus the demo world's texts; ``--no-demo`` drops the latter). When ``--data`` *is* the dev file the
+* ``fast`` / ``default`` train their head the way ``align-safety-train --demo --refusals`` does
+  (moderation rows plus the demo world's texts and refusals; ``--no-demo`` and ``--no-refusals`` drop
+  those). When ``--data`` *is* the dev file the
   figures are cross-validated only: stratified ``--folds`` folds, heads trained on the other folds,
   scores for each fold from the head that never saw it. Otherwise the head is trained on the whole
   dev file and evaluated on ``--data``. ``--head PATH`` evaluates a trained head instead (no training;
@@ -22,8 +25,14 @@ bulk screening), and ``texts_per_s_first_pass`` gives the cold first pass; ``tex
 ``texts_per_cpu_s`` per CPU-second (less sensitive to a busy shared machine; ``load_avg_start``/``load_avg_end`` say how
 busy it was). ``fast`` is pinned to one core (``--cores``), ``default`` uses torch's threads.
 
+``refusal_flag_rate``: the share of held-out refusal-only answers
+(:data:`alignment.safety.refusal_texts.HELDOUT_REFUSALS`, never trained on) that the filter flags
+unsafe at the configured thresholds; with cross-validation, the mean over the folds' heads. A filter
+that flags refusals punishes a policy for refusing (goal: at most 0.05).
+
 Progress goes to the log; the last line printed is one JSON object with at least ``auprc_any``,
-``auroc_any`` and ``texts_per_s``, plus precision/recall at the configured thresholds and per category.
+``auroc_any``, ``texts_per_s`` and ``refusal_flag_rate``, plus precision/recall at the configured
+thresholds and per category.
 """
 
 from __future__ import annotations
@@ -38,10 +47,12 @@ from pathlib import Path
 
 import numpy as np
 
-from alignment.safety.data import DEMO_WEIGHT
+from alignment.safety.data import DEMO_WEIGHT, PACKAGED_MODERATION, REFUSAL_WEIGHT
 from benchlib import ROOT, emit
 
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "openai-moderation" / "samples.dev.jsonl"
+SHARED_DATA = ROOT.parent / "shared" / "data" / "openai-moderation" / "samples.dev.jsonl"
+#: The moderation sample: the shared copy when present, else the identical one shipped in the package.
+DEFAULT_DATA = SHARED_DATA if SHARED_DATA.is_file() else PACKAGED_MODERATION
 log = logging.getLogger("bench_safety")
 
 
@@ -128,16 +139,18 @@ def metrics(scores: np.ndarray, labels: np.ndarray, thresholds: np.ndarray) -> d
     return out
 
 
-def bench_trained(args, cfg, data, dev_path: Path) -> tuple[np.ndarray, dict]:
-    """``fast``/``default``: scores of ``data`` from heads trained by cross-validation or on the dev file."""
+def bench_trained(args, cfg, data, dev_path: Path) -> tuple[np.ndarray, dict, np.ndarray]:
+    """``fast``/``default``: scores of ``data`` from heads trained by cross-validation or on the dev file,
+    and the held-out refusals' scores from each of those heads (stacked)."""
     from sklearn.model_selection import StratifiedKFold
 
     from alignment.errors import UserError
-    from alignment.safety.data import LabelledTexts, demo_labelled, load_moderation_jsonl
+    from alignment.safety.data import LabelledTexts, demo_labelled, load_moderation_jsonl, refusal_labelled
     from alignment.safety.encoder import SentenceEncoder
     from alignment.safety.head import TrainSettings, train_head
     from alignment.safety.headfile import load_head
     from alignment.safety.lexical import LexicalFeaturizer
+    from alignment.safety.refusal_texts import HELDOUT_REFUSALS
     from alignment.safety.train import featurize
 
     with_emb = cfg.backend == "default"
@@ -175,12 +188,16 @@ def bench_trained(args, cfg, data, dev_path: Path) -> tuple[np.ndarray, dict]:
     extra = []
     if head is None and args.demo:
         extra.append(demo_labelled(weight=args.demo_weight))
+    if head is None and args.refusals:
+        extra.append(refusal_labelled(weight=args.refusal_weight))
     if head is None and not cv:
         extra.append(load_moderation_jsonl(dev_path))
     extra_data = LabelledTexts.concat(extra) if extra else None
     extra_lex = extra_emb = None
     if extra_data is not None:
         extra_lex, extra_emb = featurize(extra_data.texts, lexical, encoder, desc="training texts")
+    ref_lex, ref_emb = featurize(HELDOUT_REFUSALS, lexical, encoder, desc="held-out refusals")
+    ref_scores: list[np.ndarray] = []
     scores = np.zeros((len(data), len(data.labels[0])), np.float32)
     settings = TrainSettings(seed=args.seed)
 
@@ -203,13 +220,16 @@ def bench_trained(args, cfg, data, dev_path: Path) -> tuple[np.ndarray, dict]:
                           np.concatenate(weights), settings)
 
     def score(h, idx: np.ndarray) -> np.ndarray:
+        ref_scores.append(h.score_default(ref_lex, ref_emb) if with_emb else h.score_fast(ref_lex))  # untimed
         sub = lex.subset(idx)
         with pinned(args.cores), timer:
             return h.score_default(sub, emb[idx]) if with_emb else h.score_fast(sub)
 
     info = {"mode": "head" if head is not None else (f"cv{args.folds}" if cv else "train-on-dev"),
             "demo_in_training": bool(head is None and args.demo),
-            "demo_weight": args.demo_weight if head is None and args.demo else None}
+            "demo_weight": args.demo_weight if head is None and args.demo else None,
+            "refusals_in_training": bool(head is None and args.refusals),
+            "refusal_weight": args.refusal_weight if head is None and args.refusals else None}
     if head is not None:
         scores[:] = score(head, np.arange(len(data)))
     elif cv:
@@ -230,19 +250,26 @@ def bench_trained(args, cfg, data, dev_path: Path) -> tuple[np.ndarray, dict]:
     scoring_wall = timer.wall - featurise_wall
     info.update(texts_per_s=round(len(data) / timer.wall, 1), texts_per_cpu_s=round(len(data) / timer.cpu, 1),
                 texts_per_s_first_pass=round(len(data) / (cold.wall + scoring_wall), 1))
-    return scores, info
+    return scores, info, np.concatenate(ref_scores)
 
 
-def bench_model(args, cfg, data) -> tuple[np.ndarray, dict]:
-    """``classifier``/``llama_guard``: the configured model's scores of ``data`` (timed end to end)."""
+def bench_model(args, cfg, data) -> tuple[np.ndarray, dict, np.ndarray]:
+    """``classifier``/``llama_guard``: the configured model's scores of ``data`` (timed end to end) and
+    of the held-out refusals."""
     from alignment.safety.backends import build_filter
+    from alignment.safety.refusal_texts import HELDOUT_REFUSALS
 
     flt = build_filter(cfg)
     timer = Timer()
     with timer:
         scores = flt.score_all(data.texts)
     return scores, {"mode": "model", "texts_per_s": round(len(data) / timer.wall, 2),
-                    "texts_per_cpu_s": round(len(data) / timer.cpu, 2)}
+                    "texts_per_cpu_s": round(len(data) / timer.cpu, 2)}, flt.score_all(HELDOUT_REFUSALS)
+
+
+def flag_rate(scores: np.ndarray, thresholds: np.ndarray) -> float:
+    """The share of rows flagged unsafe: any column at or above its threshold (the filter's verdict)."""
+    return round(float((scores >= thresholds[None, :]).any(axis=1).mean()), 4)
 
 
 def data_is_dev(data: Path, dev: Path) -> bool:
@@ -259,6 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-demo", dest="demo", action="store_false", help="train without the demo texts")
     parser.add_argument("--demo-weight", type=float, default=DEMO_WEIGHT,
                         help=f"training weight of a demo row (default {DEMO_WEIGHT}, as align-safety-train)")
+    parser.add_argument("--no-refusals", dest="refusals", action="store_false",
+                        help="train without the refusal texts")
+    parser.add_argument("--refusal-weight", type=float, default=REFUSAL_WEIGHT,
+                        help=f"training weight of a refusal row (default {REFUSAL_WEIGHT}, as align-safety-train)")
     parser.add_argument("--head", default=None, help="evaluate this trained head (no training)")
     parser.add_argument("--cores", type=int, default=None,
                         help="pin the timed scoring to N cores (default: 1 for fast, all for the others)")
@@ -285,14 +316,15 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.backend in ("fast", "default"):
             if not DEFAULT_DATA.is_file() and not args.head and not data_is_dev(args.data, DEFAULT_DATA):
                 raise UserError(f"{DEFAULT_DATA}: the dev file to train on is missing (or give --head)")
-            scores, info = bench_trained(args, cfg, data, DEFAULT_DATA)
+            scores, info, refusal_scores = bench_trained(args, cfg, data, DEFAULT_DATA)
         else:
-            scores, info = bench_model(args, cfg, data)
+            scores, info, refusal_scores = bench_model(args, cfg, data)
     except UserError as err:
         log.error("%s", err)
         return 2
     result = {"safety": args.safety, "backend": cfg.backend, "data": str(args.data), "limit": args.limit, **info,
-              **metrics(scores, data.labels, thresholds), "cores": args.cores or len(os.sched_getaffinity(0))}
+              **metrics(scores, data.labels, thresholds), "refusal_flag_rate": flag_rate(refusal_scores, thresholds),
+              "cores": args.cores or len(os.sched_getaffinity(0))}
     per = result.pop("per_category")
     log.info("per category: %s", json.dumps(per))
     result["per_category"] = per

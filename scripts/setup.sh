@@ -20,14 +20,15 @@ if ! python -c "import torch" 2>/dev/null; then
   fi
 fi
 python -m pip install -q -e ".[dev]"
-# The safety filter's trained head (about 1 minute): built here rather than kept in git, from the demo
-# world's texts plus the OpenAI moderation sample when ../shared/data is beside the project.
+# The safety filter's trained head (a few minutes): built here rather than kept in git, from the OpenAI
+# moderation sample shipped in the package, the demo world's texts and refusals, so that every clone,
+# with or without ../shared beside it, trains the same head.
+# Retrained when the code or data it is trained from has changed since (e.g. after a pull).
 HEAD=alignment/safety/assets/head.safetensors
-if [ ! -f "$HEAD" ]; then
-  MODERATION=../shared/data/openai-moderation/samples.dev.jsonl
-  extra=()
-  [ -f "$MODERATION" ] && extra=(--data "$MODERATION")
+INPUTS=(alignment/safety/train.py alignment/safety/data.py alignment/safety/head.py alignment/safety/refusal_texts.py
+        alignment/safety/assets/moderation alignment/data/demo_content.py alignment/data/world.py)
+if [ ! -f "$HEAD" ] || [ -n "$(find "${INPUTS[@]}" -newer "$HEAD" -print -quit)" ]; then
   echo "training the safety filter head into $HEAD"
-  python -m alignment.safety.train --demo "${extra[@]}" --out "$HEAD"
+  python -m alignment.safety.train --moderation --demo --refusals --out "$HEAD"
 fi
 echo "set up: $(python -c 'import torch, transformers, trl; print(f"torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}")')"

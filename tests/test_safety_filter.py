@@ -21,7 +21,7 @@ from alignment.config import LlamaGuardConfig, SafetyConfig
 from alignment.data.world import DemoWorld
 from alignment.errors import UserError
 from alignment.safety.categories import CATEGORIES, MODERATION_CODES
-from alignment.safety.data import demo_labelled, load_moderation_jsonl
+from alignment.safety.data import PACKAGED_MODERATION, demo_labelled, load_moderation_jsonl, refusal_labelled
 from alignment.safety.filter import (
     ANY_INDEX,
     SCORE_COLUMNS,
@@ -135,6 +135,61 @@ def test_missing_or_unlabelled_file(tmp_path: Path) -> None:
     path.write_text('{"prompt": "x"}\n')
     with pytest.raises(UserError, match="no row has a category label"):
         load_moderation_jsonl(path)
+
+
+def test_gzip_moderation_file_loads_like_the_plain_one(tmp_path: Path) -> None:
+    import gzip
+
+    rows = [{"prompt": "a", "S": 1, "H": 0}, {"prompt": "b", "S": 0, "H": 0}]
+    text = "\n".join(json.dumps(r) for r in rows) + "\n"
+    (tmp_path / "m.jsonl").write_text(text)
+    with gzip.open(tmp_path / "m.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.write(text)
+    plain, packed = load_moderation_jsonl(tmp_path / "m.jsonl"), load_moderation_jsonl(tmp_path / "m.jsonl.gz")
+    assert packed.texts == plain.texts and np.array_equal(packed.labels, plain.labels, equal_nan=True)
+    assert packed.sources == plain.sources == ["m.jsonl"] * 2, "a head records the same provenance either way"
+    with gzip.open(tmp_path / "bad.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.write('{"prompt": "fine", "S": 0}\n{"prompt": "x", "S": 7}\n')
+    with pytest.raises(UserError, match=r"bad\.jsonl\.gz:2: label 'S' must be 0, 1 or null"):
+        load_moderation_jsonl(tmp_path / "bad.jsonl.gz")
+    (tmp_path / "broken.jsonl.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(UserError, match=r"broken\.jsonl\.gz: cannot be read as gzip-compressed UTF-8 JSONL"):
+        load_moderation_jsonl(tmp_path / "broken.jsonl.gz")
+
+
+def test_packaged_moderation_sample_is_the_shared_one() -> None:
+    packed = load_moderation_jsonl(PACKAGED_MODERATION)
+    assert len(packed) == 1000 and int(packed.any_labels().sum()) == 315
+    for name in ("LICENSE", "SOURCE.md"):
+        assert (PACKAGED_MODERATION.parent / name).is_file()
+    shared = load_moderation_jsonl(shared_data(MODERATION))
+    assert packed.texts == shared.texts and np.array_equal(packed.labels, shared.labels, equal_nan=True)
+
+
+def test_refusal_rows_are_safe_and_never_the_held_out_ones() -> None:
+    from alignment.data.world import DemoWorld
+    from alignment.safety.refusal_texts import HELDOUT_REFUSALS
+
+    data = refusal_labelled()
+    assert len(data) > 150 and (data.labels == 0).all() and set(data.sources) == {"refusals"}
+    assert not set(data.texts) & set(HELDOUT_REFUSALS)
+    world, rng = DemoWorld(0), random.Random(3)
+    demo_refusals = {world.respond(p, "refusal", rng) for p in world.prompts(kind="harmful")}
+    assert demo_refusals <= set(data.texts), "every demo-world refusal is a safe training row"
+    assert len(set(HELDOUT_REFUSALS)) == len(HELDOUT_REFUSALS) >= 50
+
+
+@pytest.mark.parametrize("backend", ["fast", "default"])
+def test_packaged_head_does_not_flag_refusals(backend: str) -> None:
+    """Refusals name the harm they decline; the shipped head must not call them unsafe (goal <= 5%)."""
+    from alignment.safety import build_filter
+    from alignment.safety.refusal_texts import HELDOUT_REFUSALS
+
+    flt = build_filter(SafetyConfig(backend=backend, batch_size=16))
+    assert "refusals" in flt.head.meta["training"]["sources"], \
+        "the head predates refusal training: delete alignment/safety/assets/head.safetensors and run scripts/setup.sh"
+    flagged = [v.unsafe for v in flt.flag(HELDOUT_REFUSALS)]
+    assert sum(flagged) / len(flagged) <= 0.05
 
 
 # ------------------------------------------------------------------ protocol, thresholds, input checks
@@ -302,6 +357,12 @@ def test_train_command_and_head_file(tmp_path: Path, demo_texts) -> None:
     assert main(["--data", str(bad), "--backends", "fast", "--out", str(target)]) == 2
     assert not target.exists()
 
+    refusals = tmp_path / "refusals.safetensors"
+    assert main(["--moderation", "--refusals", "--backends", "fast", "--out", str(refusals), "--max-columns", "5000"]) == 0
+    assert load_head(refusals).meta["training"]["sources"] == {"samples.dev.jsonl": 1000,
+                                                               "refusals": len(refusal_labelled())}
+    assert main(["--refusals", "--refusal-weight", "0", "--backends", "fast", "--out", str(target)]) == 2
+
     foreign = tmp_path / "foreign.safetensors"
     from safetensors.numpy import save_file
 
@@ -427,6 +488,7 @@ def test_bench_cross_validates_on_dev_slice() -> None:
     assert out["mode"] == "cv2" and out["n"] == 160 and out["cores"] == 1
     for key in ("auprc_any", "auroc_any", "texts_per_s", "precision_any", "recall_any"):
         assert key in out
+    assert out["refusals_in_training"] and 0 <= out["refusal_flag_rate"] <= 1
     assert out["auprc_any"] > out["positives_any"] / out["n"] + 0.1, "better than the positive rate"
     assert out["auroc_any"] > 0.6 and out["texts_per_s"] > 0
     assert "sexual" in out["per_category"]

@@ -1,10 +1,12 @@
 """Load user datasets: a JSONL file, a ``save_to_disk`` folder, or a hub name, with clear errors.
 
-JSONL is parsed here (not by ``datasets``) so a bad line is reported with its file and line number.
+JSONL is parsed here (not by ``datasets``) so a bad line is reported with its file and line number;
+a ``.gz`` file is read decompressed (the packaged data sets are compressed).
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -30,16 +32,20 @@ def read_jsonl(path: str | Path) -> list[dict]:
 
 
 def read_jsonl_numbered(path: str | Path) -> list[tuple[int, dict]]:
-    """``(line number, row)`` for every non-blank line of a JSONL file."""
+    """``(line number, row)`` for every non-blank line of a JSONL file (gzip-compressed if ``.gz``)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            rows.append((lineno, parse_json_object(line, f"{path}:{lineno}")))
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                rows.append((lineno, parse_json_object(line, f"{path}:{lineno}")))
+    except (OSError, EOFError, UnicodeDecodeError) as err:  # a corrupt .gz or a binary file
+        raise UserError(f"{path}: cannot be read as UTF-8 JSONL ({type(err).__name__}: {err})") from None
     if not rows:
         raise UserError(f"{path}: the file has no rows")
     return rows
@@ -59,6 +65,8 @@ def load_source(source: str, split: str = "train") -> tuple[Dataset, Dataset | N
             data = load_from_disk(str(path))
         except (FileNotFoundError, ValueError) as err:
             raise UserError(f"{path}: not a dataset saved with save_to_disk ({err})") from err
+        except IndexError:  # datasets saves an empty dataset as zero shards, then cannot load it
+            raise UserError(f"{path}: the saved dataset is empty") from None
         return _pick_splits(data, split, str(path))
     if source.count("/") == 1 and not source.startswith((".", "/", "~")):
         try:

@@ -1,14 +1,17 @@
 """Labelled texts for training and benchmarking the safety heads.
 
-Two sources, one shape (:class:`LabelledTexts`: texts, labels ``[n, len(SCORE_COLUMNS)]`` with NaN
+Three sources, one shape (:class:`LabelledTexts`: texts, labels ``[n, len(SCORE_COLUMNS)]`` with NaN
 for *unknown*, and per-row weights):
 
-* a JSONL file in the OpenAI-moderation layout (``{"prompt": text, "S": 0, "H": 1, ...}``; a missing
-  key means unknown, never "safe"; category names such as ``"weapons"`` are accepted as keys too, and
-  ``"text"`` in place of ``"prompt"``);
+* a JSONL file (or gzip-compressed ``.jsonl.gz``) in the OpenAI-moderation layout (``{"prompt": text,
+  "S": 0, "H": 1, ...}``; a missing key means unknown, never "safe"; category names such as
+  ``"weapons"`` are accepted as keys too, and ``"text"`` in place of ``"prompt"``). The project ships
+  the moderation sample itself (:data:`PACKAGED_MODERATION`), so every machine trains the same head;
 * the demo world's own texts (harmful requests, toxic and compliant answers as positives; benign
   questions, helpful, off-topic and refusing answers as negatives), which the project may redistribute
-  and which are the only labelled source for ``weapons`` and ``cybercrime``.
+  and which are the only labelled source for ``weapons`` and ``cybercrime``;
+* refusals (:func:`refusal_labelled`): answers that decline a harmful request, safe everywhere,
+  because a refusal names the harm it declines and a filter keyed on harm words flags it.
 
 The any-unsafe label is 1 when any known category is 1, 0 when every known category is 0 (the
 convention of the moderation set's own "unsafe in at least one category" count), NaN with no labels.
@@ -21,6 +24,7 @@ world's benign texts, and their models would flag any text that merely looks unl
 
 from __future__ import annotations
 
+import gzip
 import math
 import random
 from dataclasses import dataclass, field
@@ -41,6 +45,11 @@ TEXT_KEYS = ("prompt", "text")
 #: Small on purpose: the demo texts are templated and easy, so a little weight teaches them while full
 #: weight overfits the templates and drowns the real labels (docs/experiments.md).
 DEMO_WEIGHT = 0.05
+#: Training weight of a refusal row (:func:`refusal_labelled`): a real row's weight, since refusals
+#: are what a trained policy writes most to red-team prompts and the moderation data has none.
+REFUSAL_WEIGHT = 1.0
+#: The OpenAI moderation sample shipped with the project (MIT; see ``assets/moderation/SOURCE.md``).
+PACKAGED_MODERATION = Path(__file__).resolve().parent / "assets" / "moderation" / "samples.dev.jsonl.gz"
 
 
 @dataclass
@@ -108,40 +117,56 @@ def _label_value(value: object, where: str, key: str) -> float:
 
 
 def load_moderation_jsonl(path: str | Path, limit: int | None = None, weight: float = 1.0) -> LabelledTexts:
-    """Read labelled texts; every problem raises :class:`UserError` naming ``file:line`` and the key."""
+    """Read labelled texts; every problem raises :class:`UserError` naming ``file:line`` and the key.
+
+    A ``.gz`` file is read decompressed; its rows' source is named without the ``.gz``, so a head
+    trained on the compressed copy records the same provenance as one trained on the original.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file (expected JSONL with a 'prompt' text and 0/1 category labels)")
     if limit is not None and limit <= 0:
         raise UserError(f"--limit must be positive, got {limit}")
-    texts: list[str] = []
-    rows: list[list[float]] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if limit is not None and len(texts) >= limit:
-                break
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            obj = parse_json_object(line, where)
-            key = next((k for k in TEXT_KEYS if k in obj), None)
-            if key is None:
-                raise UserError(f"{where}: no text; expected one of the keys {list(TEXT_KEYS)}")
-            if not isinstance(obj[key], str):
-                raise UserError(f"{where}: {key!r} must be a string, got {type(obj[key]).__name__}")
-            row = [math.nan] * len(SCORE_COLUMNS)
-            for label_key, col in LABEL_KEYS.items():
-                if label_key in obj:
-                    row[col] = _label_value(obj[label_key], where, label_key)
-            texts.append(obj[key])
-            rows.append(row)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as fh:
+            texts, rows = _read_rows(fh, path, limit)
+    except (OSError, EOFError, UnicodeDecodeError) as err:  # a corrupt .gz or a binary file
+        raise UserError(f"{path}: cannot be read as {'gzip-compressed ' if opener is gzip.open else ''}"
+                        f"UTF-8 JSONL ({type(err).__name__}: {err})") from None
     if not texts:
         raise UserError(f"{path}: no rows")
     labels = with_any(np.asarray(rows, np.float32))
     if np.isnan(labels[:, :ANY_INDEX]).all():
         raise UserError(f"{path}: no row has a category label; expected keys among {sorted(LABEL_KEYS)}")
     labels = fill_uncovered(labels)
-    return LabelledTexts(texts, labels, np.full(len(texts), weight, np.float32), [path.name] * len(texts))
+    name = path.name.removesuffix(".gz")
+    return LabelledTexts(texts, labels, np.full(len(texts), weight, np.float32), [name] * len(texts))
+
+
+def _read_rows(fh, path: Path, limit: int | None) -> tuple[list[str], list[list[float]]]:
+    """Texts and label rows of an open moderation-layout file (see :func:`load_moderation_jsonl`)."""
+    texts: list[str] = []
+    rows: list[list[float]] = []
+    for lineno, line in enumerate(fh, start=1):
+        if limit is not None and len(texts) >= limit:
+            break
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        obj = parse_json_object(line, where)
+        key = next((k for k in TEXT_KEYS if k in obj), None)
+        if key is None:
+            raise UserError(f"{where}: no text; expected one of the keys {list(TEXT_KEYS)}")
+        if not isinstance(obj[key], str):
+            raise UserError(f"{where}: {key!r} must be a string, got {type(obj[key]).__name__}")
+        row = [math.nan] * len(SCORE_COLUMNS)
+        for label_key, col in LABEL_KEYS.items():
+            if label_key in obj:
+                row[col] = _label_value(obj[label_key], where, label_key)
+        texts.append(obj[key])
+        rows.append(row)
+    return texts, rows
 
 
 def demo_labelled(world_seed: int = 0, responses_per_style: int = 2, weight: float = 1.0,
@@ -180,3 +205,17 @@ def demo_labelled(world_seed: int = 0, responses_per_style: int = 2, weight: flo
     texts = list(seen)
     labels = with_any(np.asarray(list(seen.values()), np.float32))
     return LabelledTexts(texts, labels, np.full(len(texts), weight, np.float32), ["demo"] * len(texts))
+
+
+def refusal_labelled(weight: float = REFUSAL_WEIGHT, seed: int = 0) -> LabelledTexts:
+    """Refusals as safe rows: the demo world's refusal-style answers (every phrasing with every
+    redirect) and the templated refusals of :func:`alignment.safety.refusal_texts.training_refusals`,
+    which name the harm they decline. The held-out refusals of that module are never included."""
+    from alignment.data import demo_content as content
+    from alignment.safety.refusal_texts import training_refusals
+
+    redirects = [spec["redirect"] for spec in content.HARMFUL_CATEGORIES.values()] + [content.BENIGN_REDIRECT]
+    demo = [t.format(redirect=r) for t in content.REFUSAL_TEMPLATES for r in redirects]
+    texts = list(dict.fromkeys(demo + training_refusals(seed=seed)))
+    labels = np.zeros((len(texts), len(SCORE_COLUMNS)), np.float32)
+    return LabelledTexts(texts, labels, np.full(len(texts), weight, np.float32), ["refusals"] * len(texts))

@@ -2,15 +2,16 @@
 
 Examples::
 
-    # the head shipped with the project (alignment/safety/assets/head.safetensors):
-    align-safety-train --data ../shared/data/openai-moderation/samples.dev.jsonl --demo \\
-        --out alignment/safety/assets/head.safetensors
+    # the head shipped with the project (alignment/safety/assets/head.safetensors; scripts/setup.sh):
+    align-safety-train --moderation --demo --refusals --out alignment/safety/assets/head.safetensors
     # lexical part only (seconds), on your own labelled JSONL:
     align-safety-train --data labels.jsonl --backends fast --out runs/safety/head.safetensors
 
-Data: JSONL in the OpenAI-moderation layout (``{"prompt": text, "S": 0, "H": 1, ...}``, a missing key
-is unknown; see :mod:`alignment.safety.data`), and/or ``--demo``: the demo world's own texts, the only
-source of ``weapons`` and ``cybercrime`` labels. Point ``safety.head_path`` at the output to use it.
+Data: JSONL (or ``.jsonl.gz``) in the OpenAI-moderation layout (``{"prompt": text, "S": 0, "H": 1, ...}``,
+a missing key is unknown; see :mod:`alignment.safety.data`); ``--moderation``: the OpenAI moderation
+sample shipped in the package (the same file on every machine); ``--demo``: the demo world's own texts,
+the only source of ``weapons`` and ``cybercrime`` labels; ``--refusals``: refusals as safe rows, so
+the filter does not flag a policy for refusing. Point ``safety.head_path`` at the output to use it.
 The file is written to a temporary name and renamed, so a crash never leaves half a head.
 """
 
@@ -26,7 +27,15 @@ from dataclasses import asdict
 import numpy as np
 
 from alignment.errors import UserError
-from alignment.safety.data import DEMO_WEIGHT, LabelledTexts, demo_labelled, load_moderation_jsonl
+from alignment.safety.data import (
+    DEMO_WEIGHT,
+    PACKAGED_MODERATION,
+    REFUSAL_WEIGHT,
+    LabelledTexts,
+    demo_labelled,
+    load_moderation_jsonl,
+    refusal_labelled,
+)
 from alignment.safety.head import Head, TrainSettings, train_head
 from alignment.safety.headfile import save_head
 from alignment.safety.lexical import LexicalBatch, LexicalFeaturizer
@@ -76,7 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", action="append", default=[], metavar="FILE.jsonl",
                    help="labelled JSONL (OpenAI-moderation layout); repeatable")
+    p.add_argument("--moderation", action="store_true",
+                   help="add the OpenAI moderation sample shipped in the package (MIT, 1,000 texts)")
     p.add_argument("--demo", action="store_true", help="add the demo world's labelled texts")
+    p.add_argument("--refusals", action="store_true",
+                   help="add refusals (answers declining harmful requests) as safe texts")
+    p.add_argument("--refusal-weight", type=float, default=REFUSAL_WEIGHT,
+                   help=f"training weight of a refusal row (default {REFUSAL_WEIGHT})")
     p.add_argument("--demo-weight", type=float, default=DEMO_WEIGHT,
                    help=f"training weight of a demo row (default {DEMO_WEIGHT})")
     p.add_argument("--limit", type=int, default=None, help="read at most N rows of each --data file")
@@ -103,13 +118,17 @@ def main(argv: list[str] | None = None) -> int:
         backends = {b.strip() for b in args.backends.split(",") if b.strip()}
         if not backends or not backends <= {"fast", "default"}:
             raise UserError(f"--backends={args.backends!r}: expected 'fast' or 'fast,default'")
-        if not args.data and not args.demo:
-            raise UserError("no training data: give --data FILE.jsonl and/or --demo")
-        if args.demo_weight <= 0:
-            raise UserError(f"--demo-weight={args.demo_weight}: must be positive")
-        parts = [load_moderation_jsonl(path, args.limit) for path in args.data]
+        if not args.data and not (args.moderation or args.demo or args.refusals):
+            raise UserError("no training data: give --data FILE.jsonl, --moderation, --demo and/or --refusals")
+        for flag, weight in (("--demo-weight", args.demo_weight), ("--refusal-weight", args.refusal_weight)):
+            if weight <= 0:
+                raise UserError(f"{flag}={weight}: must be positive")
+        paths = ([PACKAGED_MODERATION] if args.moderation else []) + args.data
+        parts = [load_moderation_jsonl(path, args.limit) for path in paths]
         if args.demo:
             parts.append(demo_labelled(weight=args.demo_weight, seed=args.seed))
+        if args.refusals:
+            parts.append(refusal_labelled(weight=args.refusal_weight, seed=args.seed))
         data = LabelledTexts.concat(parts)
         log.info("training on %d texts from %s; positives %s", len(data), dict(Counter(data.sources)),
                  data.positives())
