@@ -153,6 +153,9 @@ CSS = """
 .main.fillable.app { padding-left: clamp(8px, calc(100vw - 660px), 32px) !important;
                      padding-right: clamp(8px, calc(100vw - 660px), 32px) !important; }
 #header { align-items: center; font-size: 14px; }
+#header-text { gap: 2px !important; min-width: 0 !important; }
+#btn-logout { min-width: 0 !important; flex: 0 0 auto !important; padding: 4px 14px !important; }
+#whoami, #progress { padding: 0 !important; }
 #header p { margin: 0; }
 #label-tab { gap: 8px !important; }
 .tabitem { padding: 8px 0 0 0 !important; }
@@ -172,7 +175,7 @@ CSS = """
    leaves room for (header, prompt, choice bar and status stay on screen at 1366x768). */
 #responses { gap: 10px !important; }
 #response-a, #response-b { border: 1px solid var(--border-color-primary) !important; border-radius: 8px;
-                           padding: 8px 12px !important; height: max(10em, calc(100vh - 350px));
+                           padding: 8px 12px !important; height: max(10em, calc(100vh - 370px));
                            overflow-y: auto !important; }
 #response-a .prose, #response-b .prose, #prompt .prose { max-width: none; }
 #choice-bar { gap: 6px !important; align-items: stretch !important; flex-wrap: wrap; }
@@ -195,9 +198,7 @@ CSS = """
 @media (max-width: 700px) {
   /* Phone: the answers stacked, each short enough that both starts and the whole choice bar fit one
      screen; the bar wraps into A's strengths, B's strengths, then tie and both bad. */
-  #header { flex-wrap: wrap !important; gap: 2px 8px !important; font-size: 13px; }
-  #whoami { flex: 1 1 50% !important; min-width: 0 !important; }
-  #progress { order: 2; flex: 1 1 100% !important; min-width: 0 !important; }
+  #header { flex-wrap: nowrap !important; gap: 2px 8px !important; font-size: 13px; }
   .keys { display: none !important; }
   #responses { flex-direction: column !important; gap: 6px !important; }
   #response-a, #response-b { flex: 0 0 auto !important; height: 23vh; padding: 4px 8px !important; }
@@ -323,8 +324,8 @@ def build_app(store: LabelStore, queue: LabelQueue, *, guidelines: str = "",
     # ------------------------------------------------------------------ UI helpers
     def progress_md(name: str) -> str:
         p = queue.progress(name)
-        return (f"**{safe_markdown(name)}** · your labels: **{p['labeled']}** (last 24 h: {p['labeled_24h']}, "
-                f"skipped: {p['skipped']}) · project: {p['project_complete']}/{p['project_items']} items complete")
+        return (f"Project: {p['project_complete']}/{p['project_items']} items complete · your labels: "
+                f"**{p['labeled']}** (last 24 h: {p['labeled_24h']}, skipped: {p['skipped']})")
 
     def item_outputs(name: str, shown: Shown | None, status: str = "") -> tuple:
         if shown is None:
@@ -462,8 +463,9 @@ def build_app(store: LabelStore, queue: LabelQueue, *, guidelines: str = "",
     with gr.Blocks(title="Preference labeling", analytics_enabled=False) as demo:
         assignment = gr.State(None)
         with gr.Row(equal_height=True, elem_id="header"):
-            whoami = gr.Markdown(elem_id="whoami", min_width=160)
-            progress = gr.Markdown(elem_id="progress", min_width=300, scale=3)
+            with gr.Column(scale=1, elem_id="header-text"):
+                whoami = gr.Markdown(elem_id="whoami")
+                progress = gr.Markdown(elem_id="progress")
             gr.Button("Log out", link="/logout", size="sm", scale=0, elem_id="btn-logout")
         with gr.Tabs():
             with gr.Tab("Label", id="label", elem_id="tab-label"):

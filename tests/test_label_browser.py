@@ -349,6 +349,10 @@ def test_desktop_page_fits_the_work(layout_app: RunningApp, browser) -> None:
     expect(page.locator("#status")).to_contain_text("Saved label")
     expect(page.locator("#prompt")).not_to_have_text(before)
     assert page.locator("#response-a").evaluate("el => el.scrollTop") == 0
+    page.keyboard.press("1")                                  # half a choice: the hint sits beside the status
+    expect(page.locator("#key-hint")).to_contain_text("by how much")
+    page.screenshot(path=str(ARTIFACTS / "label-1366x768-next.png"))
+    page.keyboard.press("Escape")
     [label] = [lab for lab in layout_app.store.labels("p") if lab["annotator"] == "dora"]
     assert label["strength"] == 4 and label["choice"] != label["shown_first"]
     page.close()
