@@ -33,6 +33,10 @@ MINI_REPORT = ("<!doctype html><html><head><style>#run-status { color: rgb(1, 2,
                "<h1 id='run-status'>passed</h1><img id='dot' alt='dot' src='data:image/png;base64,iVBORw0KGgoAAAANSUh"
                "EUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=='></body></html>")
 
+#: Records what the Content-Security-Policy blocked on the page (it must block nothing the app needs).
+CSP_WATCH = ("window.__csp = []; document.addEventListener('securitypolicyviolation', "
+             "(e) => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));")
+
 
 #: Send an event the way Gradio's front end does (queue/join, then read the event stream) from the page.
 FORGE_EVENT = """async ([fnIndex, session]) => {
@@ -97,6 +101,7 @@ def login(browser, app: RunningApp, name: str, viewport: tuple[int, int] = (1280
 
     page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
     page.on("dialog", lambda d: d.dismiss())          # an alert() would be a script that ran
+    page.add_init_script(CSP_WATCH)
     page.goto(app.url)
     page.get_by_label("username").fill(name)
     page.get_by_label("password").fill(PASSWORD)
@@ -237,6 +242,7 @@ def test_admin_sees_stats_and_exports(app: RunningApp, browser) -> None:
     frame = page.frame_locator("#run-report iframe")
     expect(frame.locator("#run-status")).to_have_css("color", "rgb(1, 2, 3)", timeout=30_000)
     assert frame.locator("#dot").evaluate("img => img.naturalWidth") == 1
+    assert page.evaluate("() => window.__csp") == []
 
     page.get_by_role("tab", name="Label").click()
     page.locator("body").click(position={"x": 5, "y": 5})
@@ -341,6 +347,10 @@ def test_desktop_page_fits_the_work(layout_app: RunningApp, browser) -> None:
         family = page.locator(sel).evaluate("el => getComputedStyle(el).fontFamily")
         assert family.startswith("system-ui") and "Source Sans" not in family and "IBM Plex" not in family, family
     assert page.evaluate("() => [...document.fonts].filter(f => f.status === 'loaded').map(f => f.family)") == []
+    assert page.evaluate("() => window.__csp") == []
+    page.evaluate("() => { const i = new Image(); i.src = 'http://127.0.0.1:9/t.png'; document.body.append(i); }")
+    page.wait_for_function("() => window.__csp.length > 0")   # ... while the policy does block what is foreign
+    assert page.evaluate("() => window.__csp") == ["img-src http://127.0.0.1:9/t.png"]
 
     # one click labels, and the next item starts at its first line
     page.locator("#response-a").evaluate("el => { el.scrollTop = el.scrollHeight; }")
