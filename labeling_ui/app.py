@@ -92,12 +92,12 @@ HEAD = """
   const mark = () => {
     document.querySelectorAll(".choice-bar button").forEach((b) => {
       const m = /^btn-([ab])-([1-4])$/.exec(b.id || "");
-      b.classList.toggle("pending", !!m && (m[1] === side || Number(m[2]) === strength) &&
+      b.classList.toggle("pending", !!m && (side !== null || strength !== null) &&
         (side === null || m[1] === side) && (strength === null || Number(m[2]) === strength));
     });
   };
   const forget = () => { side = null; strength = null; mark(); hint(""); };
-  const words = {1: "about the same", 2: "slightly better", 3: "better", 4: "much better"};
+  const words = {1: "negligibly better", 2: "slightly better", 3: "better", 4: "much better"};
   document.addEventListener("keydown", (ev) => {
     if (ev.ctrlKey || ev.metaKey || ev.altKey || ev.repeat || typing(ev.target)) return;
     if (!shown(document.getElementById("choice-bar"))) return;          // another tab is showing
