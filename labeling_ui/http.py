@@ -1,13 +1,16 @@
-"""HTTP hardening of the Gradio server: security headers on every response, and Gradio's routes that
-the labeling app does not use answer 404.
+"""HTTP hardening of the Gradio server: security headers on every response, Gradio's routes that the
+labeling app does not use answer 404, and malformed event requests a 4xx (Gradio answered them with 500
+or a dropped connection: an unknown ``fn_index`` or API name, too few arguments, a body that is not a
+JSON object, the event stream of a session that never joined).
 
 Gradio serves more than this app needs. Turned off here, in front of Gradio's own routing:
 
 * ``/gradio_api/upload`` (and its progress stream): any logged-in annotator could store files of any
   size in the server's temp folder; no component of the app takes a file. ``max_file_size`` is set to
   one byte as well, so that a route we do not know of refuses files too.
-* ``/gradio_api/openapi.json``, ``/docs``, ``/redoc``: a machine-readable map of every endpoint, for
-  nobody (the bot API is documented in :mod:`labeling_ui.app`).
+* ``/openapi.json`` (FastAPI's own, which Gradio left public), ``/gradio_api/openapi.json``, ``/docs``,
+  ``/redoc``: a machine-readable map of every endpoint, for nobody (the bot API is documented in
+  :mod:`labeling_ui.app`).
 * ``/gradio_api/call/...``: Gradio's second REST API for queued events. The app's API is
   ``/gradio_api/run/<name>`` (unqueued) and the browser uses the queue's ``join``/``data``; these
   routes answered 500 for the app's own endpoints.
@@ -26,8 +29,8 @@ Every response, including these 404s and Gradio's 401s, carries:
   anything), no plugins, ``frame-ancestors 'self'`` (no clickjacking), ``form-action 'self'``,
   ``base-uri 'self'``. Scripts need ``'unsafe-inline'`` (Gradio's page carries its config and our
   keyboard shortcuts inline) and ``'unsafe-eval'`` (``gr.HTML`` renders its template with
-  ``new Function``); styles need ``'unsafe-inline'`` (Svelte's inline styles). Frames may show only
-  ``about:srcdoc`` documents (the sandboxed report of the Reports tab).
+  ``new Function``); styles need ``'unsafe-inline'`` (Svelte's inline styles). Frames may show this
+  origin and ``about:srcdoc`` (the sandboxed report of the Reports tab, which inherits this policy).
 * ``X-Frame-Options: SAMEORIGIN`` (older browsers), ``X-Content-Type-Options: nosniff``,
   ``Referrer-Policy: no-referrer``.
 """
