@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from enum import Enum
 
 from hydra.core.config_store import ConfigStore
 
@@ -273,6 +274,13 @@ class LabelBotsConfig:
     name_prefix: str = "bot"
 
 
+class ReportsFor(str, Enum):
+    """Who sees the labeling app's Reports tab (an Enum so that Hydra rejects any other value)."""
+
+    admins = "admins"
+    everyone = "everyone"
+
+
 @dataclass
 class LabelConfig:
     """The labeling app (``align-label``): database, queue rules, server, import/export."""
@@ -299,6 +307,8 @@ class LabelConfig:
     guidelines_file: str | None = None
     #: The Reports tab lists the pipeline runs in this folder (and one level below: sweeps).
     runs_dir: str = "runs"
+    #: Who may read those reports: ``admins`` (default) or ``everyone`` logged in.
+    reports_for: ReportsFor = ReportsFor.admins
     #: ``import``: the JSONL file, whether its pairs are gold items, whether bad lines are skipped.
     input: str | None = None
     import_as_gold: bool = False

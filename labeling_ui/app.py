@@ -8,11 +8,15 @@ Security model
 * Every handler resolves the caller from ``gr.Request.username`` on the server and acts only on that
   annotator's assignments and labels; admin handlers re-check the role on every call (hiding the
   admin tab is cosmetic). A client cannot name another annotator anywhere.
-* Model and user text is rendered with ``gr.Markdown(sanitize_html=True)`` after HTML-escaping it
-  outside code spans, so ``<script>`` or ``<img onerror=...>`` show as text and run nothing; images are
-  not loaded (``![..](..)`` is shown as text too). ``gr.HTML`` is used once, for the Reports tab, and
-  never with model text in it directly: see :func:`report_frame`.
-* The Reports tab (any logged-in user) lists the pipeline runs under ``runs_dir`` and shows the selected
+* Model and user text is shown by :mod:`labeling_ui.render`: every character HTML-escaped exactly once
+  into a ``white-space: pre-wrap`` block inside a ``gr.HTML`` (no Markdown: what the annotator reads is
+  what the model wrote, links stay inert text with their target visible, images are never loaded, and
+  ``<script>`` or ``<img onerror=...>`` are text). The only tags are the renderer's own.
+* The HTTP layer (:mod:`labeling_ui.http`) turns off the Gradio routes the app does not use (uploads,
+  the OpenAPI schema, the queued REST API, media streams, ...) and sets a Content-Security-Policy
+  (this origin only, ``frame-ancestors 'self'``), ``X-Frame-Options`` and ``nosniff`` on every response.
+* The Reports tab (admins; everyone with ``label.reports_for=everyone``, re-checked on every call) lists
+  the pipeline runs under ``runs_dir`` and shows the selected
   run's alignment eval report (``alignment.reports.run_report``): a page we generate with every model
   text escaped. It is shown in an ``<iframe sandbox srcdoc=...>`` rather than served by a route: the
   page travels through the same authenticated event channel as everything else (Gradio's file route
@@ -36,7 +40,6 @@ import html
 import json
 import logging
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -53,77 +56,168 @@ from alignment.errors import UserError
 from alignment.reports.run_report import build_run_report, list_runs, render_run_report, report_is_current
 from alignment.safety.categories import CATEGORIES
 from labeling_ui.agreement import project_stats
+from labeling_ui.http import launch_options
 from labeling_ui.queue import LabelQueue, QueueError, Shown
+from labeling_ui.render import message_html, prompt_html, text_html
 from labeling_ui.store import Annotator, LabelStore
 
 log = logging.getLogger(__name__)
 
-STRENGTHS = [("1 · negligibly better / unsure", 1), ("2 · slightly better", 2), ("3 · better", 3),
-             ("4 · significantly better", 4)]
+#: Who may read the Reports tab (``label.reports_for``).
+REPORTS_FOR = ("admins", "everyone")
+
+#: The choice bar, left to right: A's strengths strongest first, the two neutral choices, then B's
+#: strengths weakest first, mirroring the two responses above it. (choice, strength, label, elem_id)
+STRENGTH_WORDS = {4: "much better", 3: "better", 2: "slightly better", 1: "negligibly better"}
+STRENGTH_KEYS = {1: "q", 2: "w", 3: "e", 4: "r"}
+CHOICES = ([("A", s, f"A {STRENGTH_WORDS[s]}\n1 {STRENGTH_KEYS[s]}", f"btn-a-{s}") for s in (4, 3, 2, 1)]
+           + [("tie", None, "Tie\n3", "btn-tie"), ("both_bad", None, "Both bad\n4", "btn-both-bad")]
+           + [("B", s, f"B {STRENGTH_WORDS[s]}\n2 {STRENGTH_KEYS[s]}", f"btn-b-{s}") for s in (1, 2, 3, 4)])
 
 HEAD = """
 <script>
 (() => {
-  // Keyboard shortcuts: 1 A, 2 B, 3 tie, 4 both bad, s skip, u undo; q w e r pick the strength 1-4.
-  const buttons = {"1": "btn-a", "2": "btn-b", "3": "btn-tie", "4": "btn-both-bad", "s": "btn-skip", "u": "btn-undo"};
-  const strengths = {"q": 0, "w": 1, "e": 2, "r": 3};
+  // Keyboard shortcuts, on the Label tab only and never while typing (the note, a dropdown):
+  //   1 / 2 pick A / B and q w e r the strength 1-4, in either order: the second key labels;
+  //   3 tie, 4 both bad, s skip, u undo, Escape forgets a half-typed choice.
+  // The pending half is highlighted on the choice bar and named in #key-hint, beside the buttons.
+  const direct = {"3": "btn-tie", "4": "btn-both-bad", "s": "btn-skip", "u": "btn-undo"};
+  const sides = {"1": "a", "2": "b"};
+  const strengths = {"q": 1, "w": 2, "e": 3, "r": 4};
+  let side = null, strength = null;
   const typing = (el) => el && (el.isContentEditable || el.tagName === "TEXTAREA" || el.tagName === "SELECT" ||
     (el.tagName === "INPUT" && !["checkbox", "radio", "button", "submit"].includes((el.type || "").toLowerCase())));
+  const shown = (el) => el && el.offsetParent !== null && !el.disabled;
+  const hint = (text) => { const el = document.getElementById("key-hint"); if (el) el.textContent = text; };
+  const mark = () => {
+    document.querySelectorAll(".choice-bar button").forEach((b) => {
+      const m = /^btn-([ab])-([1-4])$/.exec(b.id || "");
+      b.classList.toggle("pending", !!m && (side !== null || strength !== null) &&
+        (side === null || m[1] === side) && (strength === null || Number(m[2]) === strength));
+    });
+  };
+  const forget = () => { side = null; strength = null; mark(); hint(""); };
+  const words = {1: "negligibly better", 2: "slightly better", 3: "better", 4: "much better"};
   document.addEventListener("keydown", (ev) => {
     if (ev.ctrlKey || ev.metaKey || ev.altKey || ev.repeat || typing(ev.target)) return;
+    if (!shown(document.getElementById("choice-bar"))) return;          // another tab is showing
     const key = (ev.key || "").toLowerCase();
-    if (key in buttons) {
-      const el = document.getElementById(buttons[key]);
-      if (el && el.offsetParent !== null && !el.disabled) { ev.preventDefault(); el.click(); }
-    } else if (key in strengths) {
-      const radios = document.querySelectorAll("#strength input[type=radio]");
-      const el = radios[strengths[key]];
-      if (el) { ev.preventDefault(); el.click(); }
+    if (key === "escape") { forget(); return; }
+    if (key in direct) {
+      const el = document.getElementById(direct[key]);
+      if (shown(el)) { ev.preventDefault(); forget(); el.click(); }
+      return;
     }
+    if (key in sides) side = sides[key];
+    else if (key in strengths) strength = strengths[key];
+    else return;
+    ev.preventDefault();
+    if (side !== null && strength !== null) {
+      const el = document.getElementById(`btn-${side}-${strength}`);
+      forget();
+      if (shown(el)) el.click();
+      return;
+    }
+    mark();
+    hint(side !== null ? `${side.toUpperCase()} is better: by how much? q w e r (Esc: cancel)`
+                       : `${words[strength]}: which one? 1 = A, 2 = B (Esc: cancel)`);
   });
+  // A new item: forget a half-typed choice, show its first lines and bring it into view.
+  let lastKey = null;
+  new MutationObserver(() => {
+    const text = document.querySelector("#prompt .model-text");
+    const key = text ? (text.dataset.key || text.textContent) : null;
+    if (key === lastKey) return;
+    lastKey = key;
+    forget();
+    document.querySelectorAll("#response-a, #response-b, #prompt").forEach((el) => { el.scrollTop = 0; });
+    const top = document.getElementById("prompt-label") || document.getElementById("prompt");
+    if (top && top.getBoundingClientRect().top < 0) top.scrollIntoView({block: "start"});
+  }).observe(document.documentElement, {childList: true, subtree: true});
 })();
 </script>
 """
 
-CSS = """
-.response-box { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 12px;
-                min-height: 8em; overflow-wrap: anywhere; }
-#prompt { border-left: 4px solid var(--color-accent); padding-left: 12px; overflow-wrap: anywhere; }
-.run-report { width: 100%; height: 80vh; border: 1px solid var(--border-color-primary); border-radius: 8px; }
-"""
+#: System fonts for the whole page, no web fonts: Gradio's default theme loads a bundled subset of
+#: Source Sans Pro that lacks many glyphs (bold "A" and "B" fell back to another typeface), and the
+#: system's fonts have every glyph the text needs.
+THEME = gr.themes.Default(
+    font=["system-ui", "-apple-system", "Segoe UI", "Roboto", "Noto Sans", "Liberation Sans", "DejaVu Sans",
+          "Arial", "sans-serif"],
+    font_mono=["ui-monospace", "SFMono-Regular", "Cascadia Mono", "DejaVu Sans Mono", "Liberation Mono", "Menlo",
+               "Consolas", "monospace"])
 
-_CODE = re.compile(r"(```.*?```|`[^`\n]+`)", re.DOTALL)
+CSS = """
+.gradio-container { max-width: 1600px !important; padding-top: 6px !important; padding-bottom: 6px !important; }
+/* (Gradio scopes rules inside @media to its content, so the page margin narrows on phones here.) */
+.main.fillable.app { padding-left: clamp(8px, calc(100vw - 660px), 32px) !important;
+                     padding-right: clamp(8px, calc(100vw - 660px), 32px) !important; }
+#header { align-items: center; font-size: 14px; }
+#header-text { gap: 2px !important; min-width: 0 !important; }
+#btn-logout { min-width: 0 !important; flex: 0 0 auto !important; padding: 4px 14px !important; }
+#whoami, #progress { padding: 0 !important; }
+#header p { margin: 0; }
+#label-tab { gap: 8px !important; }
+.tabitem { padding: 8px 0 0 0 !important; }
+.section-label { font-weight: 700; font-size: 13px; color: var(--body-text-color-subdued); margin: 0 0 2px 0; }
+.section-label.sticky { position: sticky; top: -8px; background: var(--background-fill-primary);
+                        padding: 2px 0; z-index: 1; }
+.model-text { white-space: pre-wrap; overflow-wrap: anywhere; word-break: normal; font-family: var(--font);
+              font-size: 15px; line-height: 1.45; margin: 0; color: var(--body-text-color); }
+.model-text code { font-family: var(--font-mono); font-size: 0.92em; background: var(--background-fill-secondary);
+                   border-radius: 3px; -webkit-box-decoration-break: clone; box-decoration-break: clone; }
+.model-text .empty, .model-text.app-message { color: var(--body-text-color-subdued); font-style: italic; }
+.model-text .speaker { font-weight: 700; }
+#prompt { border-left: 4px solid var(--color-accent) !important; padding: 4px 10px !important;
+          max-height: 8.5em; overflow-y: auto !important; background: var(--background-fill-secondary);
+          border-radius: 4px; }
+/* The two answers side by side, each in its own scroll box of the same height: as tall as the window
+   leaves room for (header, prompt, choice bar and status stay on screen at 1366x768). */
+#responses { gap: 10px !important; }
+#response-a, #response-b { border: 1px solid var(--border-color-primary) !important; border-radius: 8px;
+                           padding: 8px 12px !important; height: max(10em, calc(100vh - 370px));
+                           overflow-y: auto !important; }
+#response-a .prose, #response-b .prose, #prompt .prose { max-width: none; }
+#choice-bar { gap: 6px !important; align-items: stretch !important; flex-wrap: wrap; }
+#choice-bar button { min-width: 0 !important; padding: 4px 2px !important; font-size: 14px !important;
+                     line-height: 1.2; white-space: pre-line; min-height: 2.9em; }
+/* A scale: the stronger the preference, the stronger the colour. */
+#btn-a-3, #btn-b-3 { background: color-mix(in srgb, var(--button-primary-background-fill) 80%, white) !important; }
+#btn-a-2, #btn-b-2 { background: color-mix(in srgb, var(--button-primary-background-fill) 55%, white) !important;
+                     color: var(--body-text-color) !important; }
+#btn-a-1, #btn-b-1 { background: color-mix(in srgb, var(--button-primary-background-fill) 30%, white) !important;
+                     color: var(--body-text-color) !important; }
+#choice-bar button.pending { outline: 3px solid var(--body-text-color); outline-offset: 1px; }
+#status-row { align-items: center !important; gap: 8px !important; min-height: 2em; }
+#status, #status-row > div { border: none !important; padding: 0 !important; }
+#status p, #key-hint, #status .prose { margin: 0; font-size: 15px; }
+#status { flex-grow: 3 !important; min-height: 1.5em; }
+#key-hint { color: var(--color-accent); font-weight: 600; }
+.keys p { color: var(--body-text-color-subdued); font-size: 13px; margin: 0; }
+.run-report { width: 100%; height: 80vh; border: 1px solid var(--border-color-primary); border-radius: 8px; }
+@media (max-width: 700px) {
+  /* Phone: the answers stacked, each short enough that both starts and the whole choice bar fit one
+     screen; the bar wraps into A's strengths, B's strengths, then tie and both bad. */
+  #header { flex-wrap: nowrap !important; gap: 2px 8px !important; font-size: 13px; }
+  .keys { display: none !important; }
+  #responses { flex-direction: column !important; gap: 6px !important; }
+  #response-a, #response-b { flex: 0 0 auto !important; height: 23vh; padding: 4px 8px !important; }
+  #prompt { max-height: 5.5em; }
+  .model-text { font-size: 14px; }
+  #choice-bar { gap: 4px !important; }
+  #choice-bar button { flex: 1 1 22% !important; font-size: 12px !important; min-height: 3.6em; }
+  #btn-b-1, #btn-b-2, #btn-b-3, #btn-b-4 { order: 1; }
+  #btn-tie, #btn-both-bad { order: 2; flex-basis: 40% !important; min-height: 2.4em; }
+}
+"""
 
 
 def safe_markdown(text: str) -> str:
-    """Markdown source that shows ``text`` with any HTML as literal text.
-
-    ``<``, ``>`` and ``&`` are escaped outside code spans/blocks (inside them Markdown already shows text
-    verbatim), and ``![alt](url)`` loses its ``!`` so no remote image is fetched. The Markdown component's
-    own sanitiser (``sanitize_html=True``) stays on as a second line of defence.
-    """
-    parts = _CODE.split(text)
-    out = []
-    for i, part in enumerate(parts):
-        if i % 2:          # a code span or block: shown verbatim
-            out.append(part)
-        else:
-            part = html.escape(part, quote=False)
-            part = part.replace("![", "!\\[")
-            out.append(part)
-    return "".join(out)
-
-
-def render_prompt(prompt: str) -> str:
-    """The prompt as Markdown; an HH-RLHF transcript becomes one paragraph per turn."""
-    if "\n\nHuman:" in prompt or prompt.lstrip().startswith("Human:"):
-        turns = re.split(r"\n\n(?=(?:Human|Assistant):)", prompt.strip())
-        rendered = []
-        for turn in turns:
-            speaker, _, said = turn.partition(":")
-            rendered.append(f"**{speaker.strip()}:** {safe_markdown(said.strip())}")
-        return "\n\n".join(rendered)
-    return safe_markdown(prompt)
+    """Markdown source that shows ``text`` (a name, a path, an error: never model text, see
+    :mod:`labeling_ui.render`) with any HTML as literal text: ``<``, ``>`` and ``&`` are escaped,
+    ``![alt](url)`` loses its ``!`` so no remote image is fetched. The Markdown component's own
+    sanitiser (``sanitize_html=True``) stays on as a second line of defence."""
+    return html.escape(text, quote=False).replace("![", "!\\[")
 
 
 def _md_table(header: list[str], rows: list[list[Any]]) -> str:
@@ -196,9 +290,13 @@ def _num(v: Any) -> str:
 
 
 def build_app(store: LabelStore, queue: LabelQueue, *, guidelines: str = "",
-              export_fn: Callable[[], dict[str, Any]] | None = None, runs_dir: str | Path = "runs") -> gr.Blocks:
+              export_fn: Callable[[], dict[str, Any]] | None = None, runs_dir: str | Path = "runs",
+              reports_for: str = "admins") -> gr.Blocks:
     """The Blocks app (not launched). ``export_fn`` runs the export for the admin tab's button;
-    ``runs_dir`` is the folder whose pipeline runs the Reports tab lists."""
+    ``runs_dir`` is the folder whose pipeline runs the Reports tab lists; ``reports_for``
+    (``admins`` | ``everyone``) who may read them."""
+    if reports_for not in REPORTS_FOR:
+        raise UserError(f"label.reports_for: expected one of {'|'.join(REPORTS_FOR)}, got {reports_for!r}")
     runs_root = Path(runs_dir)
 
     def user(request: gr.Request | None) -> Annotator:
@@ -214,32 +312,42 @@ def build_app(store: LabelStore, queue: LabelQueue, *, guidelines: str = "",
             raise gr.Error("Admins only.", print_exception=False)
         return annotator
 
+    def may_read_reports(annotator: Annotator) -> bool:
+        return annotator.is_admin or reports_for == "everyone"
+
+    def reader(request: gr.Request | None) -> Annotator:
+        annotator = user(request)
+        if not may_read_reports(annotator):
+            raise gr.Error("Reports are for admins only (label.reports_for).", print_exception=False)
+        return annotator
+
     # ------------------------------------------------------------------ UI helpers
     def progress_md(name: str) -> str:
         p = queue.progress(name)
-        return (f"**{safe_markdown(name)}** · your labels: **{p['labeled']}** (last 24 h: {p['labeled_24h']}, "
-                f"skipped: {p['skipped']}) · project: {p['project_complete']}/{p['project_items']} items complete")
+        return (f"Project: {p['project_complete']}/{p['project_items']} items complete · your labels: "
+                f"**{p['labeled']}** (last 24 h: {p['labeled_24h']}, skipped: {p['skipped']})")
 
     def item_outputs(name: str, shown: Shown | None, status: str = "") -> tuple:
         if shown is None:
-            view = (None, "### All done: nothing left to label for you right now. Thank you!", "", "")
+            view = (None, message_html("All done: nothing left to label for you right now. Thank you!"), "", "")
         else:
-            view = (shown.assignment_id, render_prompt(shown.prompt), safe_markdown(shown.response_left),
-                    safe_markdown(shown.response_right))
-        return (*view, gr.update(value=None), [], [], "", progress_md(name), status)
+            key = shown.assignment_id
+            view = (key, prompt_html(shown.prompt, key=key), text_html(shown.response_left, key=key),
+                    text_html(shown.response_right, key=key))
+        return (*view, [], [], "", progress_md(name), status)
 
     def keep_outputs(name: str, status: str) -> tuple:
-        return (gr.skip(),) * 8 + (progress_md(name), status)
+        return (gr.skip(),) * 7 + (progress_md(name), status)
 
     # ------------------------------------------------------------------ UI handlers
     def on_load(request: gr.Request):
         me = user(request)
         shown = queue.next_item(me.name)
         return (*item_outputs(me.name, shown), gr.update(visible=me.is_admin),
-                f"Signed in as **{safe_markdown(me.name)}** ({me.role})")
+                gr.update(visible=may_read_reports(me)), f"Signed in as **{safe_markdown(me.name)}** ({me.role})")
 
-    def label_handler(choice: str):
-        def handler(assignment, strength, flags_left, flags_right, note, request: gr.Request):
+    def label_handler(choice: str, strength: int | None, words: str):
+        def handler(assignment, flags_left, flags_right, note, request: gr.Request):
             me = user(request)
             if assignment is None:
                 return keep_outputs(me.name, "Nothing to label.")
@@ -247,11 +355,9 @@ def build_app(store: LabelStore, queue: LabelQueue, *, guidelines: str = "",
                 label_id, shown = queue.submit(me.name, assignment, choice, strength, flags_left or [],
                                                flags_right or [], note or "")
             except QueueError as e:
-                if "strength" in str(e):
-                    return keep_outputs(me.name, f"⚠️ {e}")
                 return item_outputs(me.name, queue.next_item(me.name), f"⚠️ {e}")
-            return item_outputs(me.name, shown, f"Saved label #{label_id} ({choice}).")
-        handler.__name__ = f"label_{choice}"
+            return item_outputs(me.name, shown, f"Saved label #{label_id}: {words}.")
+        handler.__name__ = f"label_{choice}" + (f"_{strength}" if strength else "")
         return handler
 
     def on_skip(assignment, request: gr.Request):
@@ -284,7 +390,7 @@ def build_app(store: LabelStore, queue: LabelQueue, *, guidelines: str = "",
         return {path.relative_to(runs_root).as_posix(): path for path in list_runs(runs_root)}
 
     def on_runs(request: gr.Request):
-        user(request)
+        reader(request)
         reports = {}
         for name, path in runs_by_name().items():
             try:
@@ -294,7 +400,7 @@ def build_app(store: LabelStore, queue: LabelQueue, *, guidelines: str = "",
         return runs_markdown(runs_root, reports), gr.update(choices=list(reports))
 
     def on_pick_run(name: str | None, request: gr.Request):
-        user(request)
+        reader(request)
         path = runs_by_name().get(name or "")  # only a run we list ourselves: never a path from the client
         if path is None:
             return "", "Pick a run to read its report."
@@ -356,47 +462,49 @@ def build_app(store: LabelStore, queue: LabelQueue, *, guidelines: str = "",
     # ------------------------------------------------------------------ layout
     with gr.Blocks(title="Preference labeling", analytics_enabled=False) as demo:
         assignment = gr.State(None)
-        with gr.Row():
-            whoami = gr.Markdown(elem_id="whoami")
+        with gr.Row(equal_height=True, elem_id="header"):
+            with gr.Column(scale=1, elem_id="header-text"):
+                whoami = gr.Markdown(elem_id="whoami")
+                progress = gr.Markdown(elem_id="progress")
             gr.Button("Log out", link="/logout", size="sm", scale=0, elem_id="btn-logout")
-        progress = gr.Markdown(elem_id="progress")
         with gr.Tabs():
             with gr.Tab("Label", id="label", elem_id="tab-label"):
-                with gr.Accordion("Guidelines", open=False, elem_id="guidelines"):
-                    gr.Markdown(guidelines or "No guidelines configured (label.guidelines).")
-                gr.Markdown("#### Prompt")
-                prompt_md = gr.Markdown(elem_id="prompt", latex_delimiters=[], sanitize_html=True)
-                with gr.Row(equal_height=False):
-                    with gr.Column():
-                        gr.Markdown("#### Response A")
-                        left_md = gr.Markdown(elem_id="response-a", elem_classes=["response-box"],
-                                              latex_delimiters=[], sanitize_html=True)
-                        flags_left = gr.CheckboxGroup(list(CATEGORIES), label="Safety flags for A",
-                                                      elem_id="flags-a")
-                    with gr.Column():
-                        gr.Markdown("#### Response B")
-                        right_md = gr.Markdown(elem_id="response-b", elem_classes=["response-box"],
-                                               latex_delimiters=[], sanitize_html=True)
-                        flags_right = gr.CheckboxGroup(list(CATEGORIES), label="Safety flags for B",
-                                                       elem_id="flags-b")
-                strength = gr.Radio(STRENGTHS, value=None, label="How much better? (keys q w e r)",
-                                    elem_id="strength")
-                with gr.Row():
-                    btn_a = gr.Button("A is better (1)", variant="primary", elem_id="btn-a")
-                    btn_b = gr.Button("B is better (2)", variant="primary", elem_id="btn-b")
-                    btn_tie = gr.Button("Tie (3)", elem_id="btn-tie")
-                    btn_bad = gr.Button("Both bad (4)", elem_id="btn-both-bad")
-                note = gr.Textbox(label="Note (optional)", lines=1, max_lines=4, elem_id="note")
-                with gr.Row():
-                    btn_skip = gr.Button("Skip (s)", size="sm", elem_id="btn-skip")
-                    btn_undo = gr.Button("Undo last label (u)", size="sm", elem_id="btn-undo")
-                status = gr.Markdown(elem_id="status")
+                with gr.Column(elem_id="label-tab"):
+                    # Each text box carries its own heading (our template, the text goes into ${value}).
+                    prompt_view = gr.HTML(elem_id="prompt", js_on_load=None, html_template=(
+                        '<div class="section-label" id="prompt-label">Prompt</div>${value}'))
+                    with gr.Row(equal_height=True, elem_id="responses"):
+                        left_view = gr.HTML(elem_id="response-a", js_on_load=None, min_width=300, html_template=(
+                            '<div class="section-label sticky">Response A</div>${value}'))
+                        right_view = gr.HTML(elem_id="response-b", js_on_load=None, min_width=300, html_template=(
+                            '<div class="section-label sticky">Response B</div>${value}'))
+                    with gr.Row(elem_id="choice-bar", elem_classes=["choice-bar"]):
+                        choice_buttons = [
+                            (gr.Button(text, elem_id=elem_id, min_width=0,
+                                       variant="primary" if strength else "secondary"), choice, strength, text)
+                            for choice, strength, text, elem_id in CHOICES]
+                    with gr.Row(elem_id="status-row", equal_height=True):
+                        status = gr.Markdown(elem_id="status")
+                        gr.HTML('<div id="key-hint" aria-live="polite"></div>', js_on_load=None)
+                        btn_skip = gr.Button("Skip (s)", size="sm", scale=0, min_width=90, elem_id="btn-skip")
+                        btn_undo = gr.Button("Undo (u)", size="sm", scale=0, min_width=90, elem_id="btn-undo")
+                    gr.Markdown("Keys: **1** / **2** = A / B and **q w e r** = how much better (either order) · "
+                                "**3** tie · **4** both bad · **s** skip · **u** undo", elem_classes=["keys"])
+                    with gr.Accordion("Safety flags and note", open=False, elem_id="flags"):
+                        with gr.Row():
+                            flags_left = gr.CheckboxGroup(list(CATEGORIES), label="Safety flags for A",
+                                                          elem_id="flags-a")
+                            flags_right = gr.CheckboxGroup(list(CATEGORIES), label="Safety flags for B",
+                                                           elem_id="flags-b")
+                        note = gr.Textbox(label="Note (optional)", lines=1, max_lines=4, elem_id="note")
+                    with gr.Accordion("Guidelines", open=False, elem_id="guidelines"):
+                        gr.Markdown(guidelines or "No guidelines configured (label.guidelines).")
             with gr.Tab("Admin", id="admin", visible=False, elem_id="tab-admin") as admin_tab:
                 btn_refresh = gr.Button("Refresh stats", elem_id="btn-refresh")
                 btn_export = gr.Button("Export preferences dataset", variant="primary", elem_id="btn-export")
                 export_md = gr.Markdown(elem_id="export-result")
                 stats_md = gr.Markdown(elem_id="admin-stats")
-            with gr.Tab("Reports", id="reports", elem_id="tab-reports") as reports_tab:
+            with gr.Tab("Reports", id="reports", visible=False, elem_id="tab-reports") as reports_tab:
                 gr.Markdown("Alignment eval reports of the pipeline runs: pick a run to read its report "
                             "(`align-report RUN_DIR` writes the same page to the run directory).")
                 btn_runs = gr.Button("Refresh runs", size="sm", elem_id="btn-runs-refresh")
@@ -405,13 +513,12 @@ def build_app(store: LabelStore, queue: LabelQueue, *, guidelines: str = "",
                 report_note = gr.Markdown(elem_id="report-note")
                 report_view = gr.HTML(elem_id="run-report", js_on_load=None)
 
-        item_out = [assignment, prompt_md, left_md, right_md, strength, flags_left, flags_right, note, progress,
-                    status]
+        item_out = [assignment, prompt_view, left_view, right_view, flags_left, flags_right, note, progress, status]
         ui = dict(api_visibility="private", show_progress="hidden")
-        demo.load(on_load, None, [*item_out, admin_tab, whoami], **ui)
-        label_in = [assignment, strength, flags_left, flags_right, note]
-        for button, choice in ((btn_a, "A"), (btn_b, "B"), (btn_tie, "tie"), (btn_bad, "both_bad")):
-            button.click(label_handler(choice), label_in, item_out, **ui)
+        demo.load(on_load, None, [*item_out, admin_tab, reports_tab, whoami], **ui)
+        label_in = [assignment, flags_left, flags_right, note]
+        for button, choice, strength, text in choice_buttons:
+            button.click(label_handler(choice, strength, text.partition("\n")[0]), label_in, item_out, **ui)
         btn_skip.click(on_skip, [assignment], item_out, **ui)
         btn_undo.click(on_undo, None, item_out, **ui)
         btn_refresh.click(on_refresh, None, [stats_md], **ui)
@@ -437,15 +544,17 @@ def make_auth(store: LabelStore) -> Callable:
 def launch(store: LabelStore, queue: LabelQueue, *, host: str = "127.0.0.1", port: int = 7860,
            guidelines: str = "", export_fn: Callable[[], dict[str, Any]] | None = None,
            concurrency_limit: int = 32, max_threads: int = 40, block: bool = True,
-           runs_dir: str | Path = "runs") -> gr.Blocks:
+           runs_dir: str | Path = "runs", reports_for: str = "admins") -> gr.Blocks:
     """Build and start the app; with ``block=False`` return once it listens (tests)."""
-    demo = build_app(store, queue, guidelines=guidelines, export_fn=export_fn, runs_dir=runs_dir)
+    demo = build_app(store, queue, guidelines=guidelines, export_fn=export_fn, runs_dir=runs_dir,
+                     reports_for=reports_for)
     demo.queue(default_concurrency_limit=concurrency_limit, api_open=False)
     demo.launch(server_name=host, server_port=port, auth=make_auth(store),
                 auth_message="Preference labeling: sign in with the account an admin made for you.",
                 max_threads=max_threads, prevent_thread_lock=not block, show_error=True, quiet=True,
-                head=HEAD, css=CSS, ssr_mode=False, enable_monitoring=False, mcp_server=False,
-                footer_links=[])
+                head=HEAD, css=CSS, theme=THEME, ssr_mode=False, enable_monitoring=False, mcp_server=False,
+                footer_links=[],
+                **launch_options(demo))
     return demo
 
 

@@ -114,6 +114,7 @@ def run(command: str, args: argparse.Namespace, cfg: Any) -> int:
                guidelines=read_guidelines(label.guidelines, label.guidelines_file),
                export_fn=lambda: export_preferences(store, label.project, label.export.dir, **export_options(cfg)),
                concurrency_limit=label.concurrency_limit, max_threads=label.max_threads, runs_dir=label.runs_dir,
+               reports_for=label.reports_for.value,
                block=True)
         return 0
     if command == "add-user":

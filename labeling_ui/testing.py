@@ -27,7 +27,8 @@ class RunningApp:
 
 
 def start_app(db: str | Path, project: str = "p", *, overlap: int = 3, gold_rate: float = 0.0, lease_seconds: float = 600.0,
-              export_dir: str | Path | None = None, guidelines: str = "Be kind.") -> RunningApp:
+              export_dir: str | Path | None = None, guidelines: str = "Be kind.",
+              reports_for: str = "admins", runs_dir: str | Path = "runs") -> RunningApp:
     """The real app on 127.0.0.1 (a free port) in this process, serving ``project`` of ``db``."""
     from labeling_ui.app import launch
     from labeling_ui.export import export_preferences
@@ -38,7 +39,8 @@ def start_app(db: str | Path, project: str = "p", *, overlap: int = 3, gold_rate
     queue = LabelQueue(store, project, gold_rate=gold_rate, lease_seconds=lease_seconds)
     export_fn = (lambda: export_preferences(store, project, export_dir)) if export_dir else None
     port = free_port()
-    demo = launch(store, queue, port=port, guidelines=guidelines, export_fn=export_fn, block=False)
+    demo = launch(store, queue, port=port, guidelines=guidelines, export_fn=export_fn, block=False,
+                  reports_for=reports_for, runs_dir=runs_dir)
     url = f"http://127.0.0.1:{port}"
     wait_until_up(url)
     return RunningApp(url, store, demo)

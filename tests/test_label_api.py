@@ -68,8 +68,9 @@ def test_unauthenticated_calls_get_nothing(app: RunningApp) -> None:
         r = anon.raw(api_name, *data)
         assert r.status_code == 401, (api_name, r.text)
         assert "prompt" not in r.text
-    for path in ("/config", "/gradio_api/info", "/gradio_api/openapi.json"):
+    for path in ("/config", "/gradio_api/info"):
         assert anon.http.get(path).status_code == 401
+    assert anon.http.get("/gradio_api/openapi.json").status_code == 404       # turned off for everyone
     r = anon.http.post("/gradio_api/queue/join", json={"data": [], "fn_index": fn_index(app, "on_refresh"),
                                                        "session_hash": "x"})
     assert r.status_code == 401
@@ -136,17 +137,6 @@ def test_a_deactivated_account_loses_access_at_once(app: RunningApp) -> None:
     r = gone.raw("next_item")
     assert r.status_code >= 400 and "prompt" not in r.text
     gone.close()
-
-
-def test_model_text_is_escaped_for_markdown() -> None:
-    from labeling_ui.app import render_prompt, safe_markdown
-
-    text = 'a <script>x()</script> & <img src=x onerror=y()> ![t](http://e/t.png) `<b>code</b>`'
-    md = safe_markdown(text)
-    assert "<script>" not in md and "<img" not in md and "&lt;script&gt;" in md and "&amp;" in md
-    assert "!\\[t]" in md and "`<b>code</b>`" in md          # no remote image; code spans verbatim
-    hh = render_prompt("\n\nHuman: hi <b>\n\nAssistant: yes\n\nHuman: and?")
-    assert hh.split("\n\n") == ["**Human:** hi &lt;b&gt;", "**Assistant:** yes", "**Human:** and?"]
 
 
 def test_bot_brain_uses_the_demo_world_and_a_stable_fallback() -> None:

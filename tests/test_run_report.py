@@ -321,7 +321,7 @@ def test_reports_tab_lists_runs_and_shows_their_reports(runs_root: Path, smoke_r
     store.ensure_project("p", 1)
     store.add_annotator("rita", PASSWORD, "annotator")
     port = free_port()
-    demo = launch(store, LabelQueue(store, "p"), port=port, block=False, runs_dir=runs_root)
+    demo = launch(store, LabelQueue(store, "p"), port=port, block=False, runs_dir=runs_root, reports_for="everyone")
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(url)

@@ -71,6 +71,7 @@ def wait_for_humans(cfg: Config, store: LabelStore, queue: LabelQueue) -> bool:
                         f"`align-label add-user NAME --role annotator label.db={label.db}`")
     app = launch(store, queue, host=label.host, port=label.port,
                  guidelines=read_guidelines(label.guidelines, label.guidelines_file), runs_dir=label.runs_dir,
+                 reports_for=label.reports_for.value,
                  export_fn=lambda: export_preferences(store, label.project, label.export.dir, **export_options(cfg)),
                  block=False)
     deadline = None if cfg.labels.wait_seconds is None else time.monotonic() + cfg.labels.wait_seconds
