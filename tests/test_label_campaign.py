@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -220,7 +221,11 @@ def test_serving_a_missing_project_names_the_ones_there_are(tmp_path: Path, worl
     db = tmp_path / "l.db"
     pairs = write_pairs(tmp_path / "pairs.jsonl", demo_items(world, 2))
     assert main(["import", str(pairs), f"label.db={db}", f"run.dir={tmp_path}", "label.project=round1"]) == 0
-    assert main(["serve", f"label.db={db}", f"run.dir={tmp_path}", "label.port=1"]) == 2
+    with socket.socket() as taken:          # should it get as far as serving, it fails at once, not blocks
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", f"label.db={db}", f"run.dir={tmp_path}", f"label.port={port}"]) == 2
     assert "no project named 'default'" in caplog.text and "'round1'" in caplog.text
     with sqlite3.connect(db) as c:
         assert [r[0] for r in c.execute("SELECT name FROM projects")] == ["round1"]
