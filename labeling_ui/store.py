@@ -17,6 +17,11 @@ Conventions
   threads), and ``BEGIN IMMEDIATE`` with a busy timeout serialises writers across processes.
 * Schema versions: ``PRAGMA user_version`` is the truth, and the ``schema_version`` table keeps the
   history. :data:`MIGRATIONS` is append-only; opening a database applies the missing ones in order.
+* Labels are never deleted: undo sets ``withdrawn_at`` (an audit trail), and every count, the
+  statistics and the export read only the labels in force. Label ids come from ``AUTOINCREMENT``, so
+  no id is ever handed out twice.
+* Accounts carry a ``session_epoch``: a password change, deactivation or reactivation bumps it, and
+  :mod:`labeling_ui.auth` ends every session opened under an older epoch.
 """
 
 from __future__ import annotations

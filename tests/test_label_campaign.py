@@ -124,8 +124,9 @@ def test_an_old_database_upgrades_in_place(tmp_path: Path) -> None:
         c.execute("PRAGMA user_version = 1")
         c.execute("INSERT INTO projects VALUES (1, 'p', 2, 0)")
         for i in (1, 2):
+            labeled = int(i == 1)
             c.execute("INSERT INTO items (id, project_id, ext_id, prompt, response_a, response_b, slots_left, "
-                      "created_at, n_labels) VALUES (?, 1, ?, 'q', 'a', 'b', ?, 0, ?)", (i, f"i{i}", 2 - (i == 1), i == 1))
+                      "created_at, n_labels) VALUES (?, 1, ?, 'q', 'a', 'b', ?, 0, ?)", (i, f"i{i}", 2 - labeled, labeled))
         c.execute("INSERT INTO annotators VALUES (1, 'ann', 'annotator', ?, 1, 0)", (hash_password("password-123"),))
         c.execute("INSERT INTO assignments VALUES (7, 1, 1, 'A', 'labeled', 0, 600, 1)")
         c.execute("INSERT INTO labels (id, item_id, annotator_id, assignment_id, choice, shown_first, strength, "
