@@ -14,9 +14,10 @@ token of the user. This module makes that fit a labeling campaign:
 * **Brute force.** :class:`LoginThrottle` counts failed logins per (account, client address): after
   :data:`MAX_FAILURES` failures within :data:`WINDOW_S`, that address is refused for that account with
   HTTP 429 until :data:`LOCKOUT_S` after its last failure, even with the right password. Other
-  accounts and addresses are unaffected. The name is not checked for existence first, so a 429 says
-  nothing about which names exist; and an unknown name costs the same one scrypt as a wrong password
-  (see :meth:`LabelStore.check_password`).
+  accounts and addresses are unaffected. A refused attempt is answered after :data:`REFUSAL_DELAY_S`
+  (costing a sleeping coroutine only), which slows a scripted flood down. The name is not checked for
+  existence first, so a 429 says nothing about which names exist; and an unknown name costs the same
+  one scrypt as a wrong password (see :meth:`LabelStore.check_password`).
 * **A flood cannot starve labeling.** Password checks run in worker threads behind their own
   :data:`SCRYPT_THREADS`-token limiter, not in the pool that serves the label handlers (whose tokens
   are then never taken by a login) nor on the event loop; and a throttled attempt costs no scrypt.
@@ -49,9 +50,13 @@ MAX_FAILURES = 10
 WINDOW_S = 300.0
 #: How long a locked-out pair is refused after its last failure.
 LOCKOUT_S = 60.0
+#: How long a refused (429) login attempt is held before the answer.
+REFUSAL_DELAY_S = 1.0
 #: Concurrent scrypt checks (each ~50-100 ms of one core and 16 MB): a login wave queues here
 #: instead of taking cores and threads from the labeling handlers.
 SCRYPT_THREADS = 1
+#: Longer names are cut to this for the throttle and the check (account names have at most 64).
+MAX_NAME_CHARS = 256
 #: Pairs kept by the throttle at most (an attacker cycling through names cannot grow it without bound).
 MAX_TRACKED = 100_000
 
@@ -73,6 +78,7 @@ class LoginThrottle:
         self.lockout_s = lockout_s
         self.clock = clock
         self._failures: dict[tuple[str, str], deque[float]] = {}
+        self._pending: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
 
     def _recent(self, key: tuple[str, str], now: float) -> deque[float] | None:
@@ -86,19 +92,38 @@ class LoginThrottle:
             return None
         return times
 
-    def retry_after(self, account: str, address: str) -> float:
-        """Seconds until ``address`` may try ``account`` again (0: it may now)."""
-        with self._lock:
-            now = self.clock()
-            times = self._recent((account, address), now)
-            if times is None or len(times) < self.max_failures:
-                return 0.0
-            return max(0.0, times[-1] + self.lockout_s - now)
-
-    def failed(self, account: str, address: str) -> None:
+    def begin(self, account: str, address: str) -> float:
+        """Reserve one login attempt: 0 when it may go ahead (then :meth:`end` it), else the seconds to
+        wait. Attempts in flight count as failures until they end, so concurrent guesses cannot slip
+        more than :attr:`max_failures` past the limit."""
         with self._lock:
             now = self.clock()
             key = (account, address)
+            times = self._recent(key, now)
+            failures = len(times) if times else 0
+            pending = self._pending.get(key, 0)
+            if failures >= self.max_failures:
+                wait = times[-1] + self.lockout_s - now
+                if wait > 0:
+                    return wait
+                if pending:                  # after a lockout: one try at a time
+                    return 1.0
+            elif failures + pending >= self.max_failures:
+                return 1.0
+            self._pending[key] = pending + 1
+            return 0.0
+
+    def end(self, account: str, address: str, ok: bool) -> None:
+        """Record how an attempt reserved by :meth:`begin` went (a success forgets the failures)."""
+        with self._lock:
+            now = self.clock()
+            key = (account, address)
+            left = self._pending.pop(key, 1) - 1
+            if left > 0:
+                self._pending[key] = left
+            if ok:
+                self._failures.pop(key, None)
+                return
             times = self._recent(key, now)
             if times is None:
                 if len(self._failures) >= MAX_TRACKED:
@@ -108,10 +133,6 @@ class LoginThrottle:
             if len(times) == self.max_failures:
                 log.warning("login: %d failures for %r from %s within %.0f s; locked out for %.0f s",
                             len(times), account, address, self.window_s, self.lockout_s)
-
-    def succeeded(self, account: str, address: str) -> None:
-        with self._lock:
-            self._failures.pop((account, address), None)
 
     def _prune(self, now: float) -> None:
         for key in list(self._failures):
@@ -194,21 +215,29 @@ class Auth:
     async def check(self, username: str, password: str) -> bool:
         """Gradio's ``auth=`` callable. Raises HTTP 429 for a locked-out (account, address) pair."""
         address = _CLIENT.get()
-        wait = self.throttle.retry_after(username, address)
+        username = username[:MAX_NAME_CHARS]    # throttle keys stay small (real names have at most 64)
+        wait = self.throttle.begin(username, address)
         if wait > 0:
+            # A tarpit: a client that waits for each answer (as guessing scripts do) is slowed to a few
+            # attempts a second per connection, at the cost of a sleeping coroutine (no thread, no CPU).
+            await anyio.sleep(REFUSAL_DELAY_S)
             raise HTTPException(status_code=429, headers={"Retry-After": str(math.ceil(wait))},
                                 detail=f"Too many failed logins; try again in {math.ceil(wait)} s.")
-        epoch = self.store.session_epoch(username)   # read before the check: a change during it revokes
-        ok = await anyio.to_thread.run_sync(self.store.check_password, username, password, limiter=self._limiter)
-        if not ok:
-            self.throttle.failed(username, address)
-            return False
-        self.throttle.succeeded(username, address)
-        if epoch is None:
+        ok = False
+        try:
+            epoch = self.store.session_epoch(username)   # read before the check: a change during it revokes
+            ok = await anyio.to_thread.run_sync(self.store.check_password, username, password,
+                                                limiter=self._limiter)
+        finally:
+            self.throttle.end(username, address, ok)
+        if not ok or epoch is None:
             return False
         _CHECKED_EPOCH.set((username, epoch))
         return True
 
-    def app_kwargs(self) -> dict[str, Any]:
-        """``launch(app_kwargs=...)``: the middleware, given to the FastAPI app as it is created."""
-        return {"middleware": [Middleware(AuthMiddleware, sessions=self.sessions)]}
+    def app_kwargs(self, base: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``launch(app_kwargs=...)``: ``base`` (other FastAPI arguments) plus this module's middleware,
+        which must be given to the FastAPI app as it is created (none can be added once it serves)."""
+        kwargs = dict(base or {})
+        kwargs["middleware"] = [*kwargs.get("middleware", []), Middleware(AuthMiddleware, sessions=self.sessions)]
+        return kwargs

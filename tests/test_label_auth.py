@@ -114,23 +114,34 @@ def test_failed_logins_are_throttled_per_account_and_address(app: RunningApp) ->
 def test_the_throttle_locks_out_for_a_minute_and_forgets_after_the_window() -> None:
     now = [0.0]
     t = LoginThrottle(clock=lambda: now[0])
+
+    def fail(account: str = "a", address: str = "1.2.3.4") -> None:
+        assert t.begin(account, address) == 0
+        t.end(account, address, ok=False)
+
     for _ in range(MAX_FAILURES - 1):
-        t.failed("a", "1.2.3.4")
-    assert t.retry_after("a", "1.2.3.4") == 0
-    t.failed("a", "1.2.3.4")
-    assert t.retry_after("a", "1.2.3.4") == LOCKOUT_S
-    assert t.retry_after("a", "5.6.7.8") == 0 and t.retry_after("b", "1.2.3.4") == 0
+        fail()
+    assert t.begin("a", "1.2.3.4") == 0                     # the 10th attempt may go ahead ...
+    t.end("a", "1.2.3.4", ok=False)                         # ... and fails: locked out
+    assert t.begin("a", "1.2.3.4") == LOCKOUT_S
+    assert t.begin("a", "5.6.7.8") == 0 and t.begin("b", "1.2.3.4") == 0   # others unaffected
     now[0] = LOCKOUT_S - 1
-    assert t.retry_after("a", "1.2.3.4") > 0
+    assert t.begin("a", "1.2.3.4") > 0
     now[0] = LOCKOUT_S
-    assert t.retry_after("a", "1.2.3.4") == 0
-    t.failed("a", "1.2.3.4")                               # one more try, one more failure: a minute again
-    assert t.retry_after("a", "1.2.3.4") == LOCKOUT_S
+    fail()                                                  # one more try, one more failure: a minute again
+    assert t.begin("a", "1.2.3.4") == LOCKOUT_S
     now[0] += WINDOW_S
-    assert t.retry_after("a", "1.2.3.4") == 0
-    t.succeeded("a", "1.2.3.4")
-    t.failed("a", "1.2.3.4")
-    assert t.retry_after("a", "1.2.3.4") == 0
+    assert t.begin("a", "1.2.3.4") == 0                     # the failures have left the window
+    t.end("a", "1.2.3.4", ok=True)
+
+
+def test_concurrent_guesses_cannot_exceed_the_limit() -> None:
+    t = LoginThrottle(clock=lambda: 0.0)
+    assert [t.begin("a", "x") for _ in range(MAX_FAILURES)] == [0.0] * MAX_FAILURES
+    assert t.begin("a", "x") > 0                            # ten guesses in flight: the eleventh waits
+    for _ in range(MAX_FAILURES):
+        t.end("a", "x", ok=False)
+    assert t.begin("a", "x") == LOCKOUT_S
 
 
 def test_labeling_answers_while_password_checks_are_stuck(app: RunningApp, monkeypatch: pytest.MonkeyPatch) -> None:
