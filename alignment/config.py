@@ -254,8 +254,8 @@ class LabelExportConfig:
     dir: str = "${run.dir}/labels/preferences"
     keep_ties: bool = False
     keep_both_bad: bool = False
-    #: Items with fewer labels are left out.
-    min_labels: int = 1
+    #: Items with fewer labels are left out; ``None``: the project's overlap (complete items only).
+    min_labels: int | None = None
     include_gold: bool = False
     #: Margin per strength 1..4 (Llama 2's "margin small").
     margins: list[float] = field(default_factory=lambda: [0.0, 1 / 3, 2 / 3, 1.0])
@@ -313,6 +313,9 @@ class LabelConfig:
     input: str | None = None
     import_as_gold: bool = False
     skip_invalid: bool = False
+    #: ``import``: the longest prompt or response accepted, in characters (a longer one is an error naming
+    #: its file and line: a pasted log or a runaway generation, not something to label).
+    max_text_chars: int = 20_000
     export: LabelExportConfig = field(default_factory=LabelExportConfig)
     bots: LabelBotsConfig = field(default_factory=LabelBotsConfig)
 

@@ -116,6 +116,8 @@ def project_stats(store: LabelStore, project: str, now: float | None = None) -> 
                            (p.id, now)).fetchone()[0]
         skips = c.execute("""SELECT COUNT(*) FROM assignments a JOIN items i ON i.id = a.item_id
                              WHERE i.project_id = ? AND a.status = 'skipped'""", (p.id,)).fetchone()[0]
+        withdrawn = c.execute("""SELECT COUNT(*) FROM labels l JOIN items i ON i.id = l.item_id
+                                 WHERE i.project_id = ? AND l.withdrawn_at IS NOT NULL""", (p.id,)).fetchone()[0]
 
     regular = [lab for lab in labels if not lab["is_gold"]]
     by_item: dict[int, dict[str, str]] = defaultdict(dict)
@@ -159,6 +161,7 @@ def project_stats(store: LabelStore, project: str, now: float | None = None) -> 
                   "untouched": total - complete - started, "gold": gold_items,
                   "active_leases": leases, "skips": skips},
         "labels": {"total": len(labels), "regular": len(regular), "gold": len(labels) - len(regular),
+                   "withdrawn_by_undo": withdrawn,
                    "choices": dict(Counter(lab["choice"] for lab in labels))},
         "per_annotator": per_annotator,
         "per_hour": dict(sorted(per_hour.items())),

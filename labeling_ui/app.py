@@ -4,7 +4,8 @@ Security model
 --------------
 * Login through Gradio's ``auth=`` with a callable that checks the store (scrypt hashes); accounts are
   made by ``align-label add-user``, never in code. Every route but the login page answers 401 without
-  the auth cookie.
+  the auth cookie. :mod:`labeling_ui.auth` adds session revocation (a password change or deactivation
+  ends the account's sessions at once), per-session logout, and a failed-login throttle (HTTP 429).
 * Every handler resolves the caller from ``gr.Request.username`` on the server and acts only on that
   annotator's assignments and labels; admin handlers re-check the role on every call (hiding the
   admin tab is cosmetic). A client cannot name another annotator anywhere.
@@ -40,6 +41,7 @@ import html
 import json
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,13 +51,13 @@ from typing import Any
 os.environ.setdefault("MPLBACKEND", "agg")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-import anyio  # noqa: E402
 import gradio as gr  # noqa: E402
 
 from alignment.errors import UserError
 from alignment.reports.run_report import build_run_report, list_runs, render_run_report, report_is_current
 from alignment.safety.categories import CATEGORIES
 from labeling_ui.agreement import project_stats
+from labeling_ui.auth import Auth
 from labeling_ui.http import launch_options
 from labeling_ui.queue import LabelQueue, QueueError, Shown
 from labeling_ui.render import message_html, prompt_html, text_html
@@ -289,6 +291,57 @@ def _num(v: Any) -> str:
     return "–" if v is None else f"{v:.3f}"
 
 
+def notes_markdown(notes: list[dict[str, Any]]) -> str:
+    """The admin tab's table of recent notes (every cell escaped by :func:`_md_table`)."""
+    if not notes:
+        return "No notes yet."
+    return _md_table(["label", "item", "annotator", "choice", "note", "when"],
+                     [[f"#{n['label_id']}" + (" (withdrawn)" if n["withdrawn"] else ""), n["item"], n["annotator"],
+                       n["choice"], n["note"], time.strftime("%Y-%m-%d %H:%M", time.localtime(n["created_at"]))]
+                      for n in notes])
+
+
+def admin_tools(store: LabelStore, queue: LabelQueue, admin: Callable[[gr.Request | None], Annotator],
+                refresh: gr.Button, tab: gr.Tab) -> None:
+    """The admin tab's account control (deactivate / reactivate) and recent notes, built in place.
+
+    Deactivating an account revokes its sessions at once (see :mod:`labeling_ui.auth`); an admin cannot
+    deactivate themself (that would lock the last admin out).
+    """
+    with gr.Accordion("Accounts and notes", open=True, elem_id="admin-tools"):
+        with gr.Row():
+            account = gr.Textbox(label="Account name", max_lines=1, scale=2, elem_id="account-name")
+            btn_off = gr.Button("Deactivate", variant="stop", size="sm", scale=0, elem_id="btn-deactivate")
+            btn_on = gr.Button("Reactivate", size="sm", scale=0, elem_id="btn-reactivate")
+        account_md = gr.Markdown(elem_id="account-result")
+        notes_md = gr.Markdown(elem_id="admin-notes")
+
+    def set_active(active: bool):
+        def handler(name: str, request: gr.Request) -> str:
+            me = admin(request)
+            name = (name or "").strip()
+            if not active and name == me.name:
+                return "⚠️ You cannot deactivate your own account."
+            try:
+                (store.reactivate_annotator if active else store.deactivate_annotator)(name)
+            except UserError as e:
+                return f"⚠️ {safe_markdown(str(e))}"
+            return (f"Account **{safe_markdown(name)}** reactivated." if active else
+                    f"Account **{safe_markdown(name)}** deactivated; its sessions are revoked.")
+        handler.__name__ = "on_reactivate" if active else "on_deactivate"
+        return handler
+
+    def on_notes(request: gr.Request) -> str:
+        admin(request)
+        return "#### Recent notes\n" + notes_markdown(store.recent_notes(queue.project_name))
+
+    ui = dict(api_visibility="private", show_progress="hidden")
+    btn_off.click(set_active(False), [account], [account_md], **ui)
+    btn_on.click(set_active(True), [account], [account_md], **ui)
+    refresh.click(on_notes, None, [notes_md], **ui)
+    tab.select(on_notes, None, [notes_md], **ui)
+
+
 def build_app(store: LabelStore, queue: LabelQueue, *, guidelines: str = "",
               export_fn: Callable[[], dict[str, Any]] | None = None, runs_dir: str | Path = "runs",
               reports_for: str = "admins") -> gr.Blocks:
@@ -504,6 +557,7 @@ def build_app(store: LabelStore, queue: LabelQueue, *, guidelines: str = "",
                 btn_export = gr.Button("Export preferences dataset", variant="primary", elem_id="btn-export")
                 export_md = gr.Markdown(elem_id="export-result")
                 stats_md = gr.Markdown(elem_id="admin-stats")
+                admin_tools(store, queue, admin, btn_refresh, admin_tab)
             with gr.Tab("Reports", id="reports", visible=False, elem_id="tab-reports") as reports_tab:
                 gr.Markdown("Alignment eval reports of the pipeline runs: pick a run to read its report "
                             "(`align-report RUN_DIR` writes the same page to the run directory).")
@@ -534,13 +588,6 @@ def build_app(store: LabelStore, queue: LabelQueue, *, guidelines: str = "",
     return demo
 
 
-def make_auth(store: LabelStore) -> Callable:
-    """Gradio's ``auth=`` callable: scrypt checks run in a worker thread, not on the event loop."""
-    async def auth(username: str, password: str) -> bool:
-        return await anyio.to_thread.run_sync(store.check_password, username, password)
-    return auth
-
-
 def launch(store: LabelStore, queue: LabelQueue, *, host: str = "127.0.0.1", port: int = 7860,
            guidelines: str = "", export_fn: Callable[[], dict[str, Any]] | None = None,
            concurrency_limit: int = 32, max_threads: int = 40, block: bool = True,
@@ -549,12 +596,14 @@ def launch(store: LabelStore, queue: LabelQueue, *, host: str = "127.0.0.1", por
     demo = build_app(store, queue, guidelines=guidelines, export_fn=export_fn, runs_dir=runs_dir,
                      reports_for=reports_for)
     demo.queue(default_concurrency_limit=concurrency_limit, api_open=False)
-    demo.launch(server_name=host, server_port=port, auth=make_auth(store),
+    auth = Auth(store)
+    options = launch_options(demo)
+    options["app_kwargs"] = auth.app_kwargs(options["app_kwargs"])
+    demo.launch(server_name=host, server_port=port, auth=auth.check,
                 auth_message="Preference labeling: sign in with the account an admin made for you.",
                 max_threads=max_threads, prevent_thread_lock=not block, show_error=True, quiet=True,
                 head=HEAD, css=CSS, theme=THEME, ssr_mode=False, enable_monitoring=False, mcp_server=False,
-                footer_links=[],
-                **launch_options(demo))
+                footer_links=[], **options)
     return demo
 
 

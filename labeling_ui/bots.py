@@ -126,17 +126,20 @@ def run_bots(store: LabelStore, url: str, *, n: int = 3, noise: float = 0.1, pos
     results: list[dict[str, Any]] = [{} for _ in accounts]
     rng = random.Random(seed)
 
-    def work(i: int, name: str, password: str) -> None:
-        bot = Bot(url, name, password, BotBrain(world, noise, position_bias, seed=rng.randrange(1 << 30) + i))
-        try:
+    def work(i: int, name: str, password: str, seed: int) -> None:
+        bot = None
+        try:        # connecting and logging in can fail too (no server at url): a failure to report
+            bot = Bot(url, name, password, BotBrain(world, noise, position_bias, seed=seed))
             results[i] = bot.run(max_labels)
         except Exception as e:  # noqa: BLE001 - report, do not kill the other bots
             log.exception("bot %s failed", name)
-            results[i] = {"name": name, "labels": len(bot.label_ids), "error": repr(e)}
+            results[i] = {"name": name, "labels": len(bot.label_ids) if bot else 0, "error": repr(e)}
         finally:
-            bot.close()
+            if bot is not None:
+                bot.close()
 
-    threads = [threading.Thread(target=work, args=(i, name, pw), daemon=True) for i, (name, pw) in enumerate(accounts)]
+    threads = [threading.Thread(target=work, args=(i, name, pw, rng.randrange(1 << 30) + i), daemon=True)
+               for i, (name, pw) in enumerate(accounts)]
     for t in threads:
         t.start()
     for t in threads:

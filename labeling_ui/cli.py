@@ -7,12 +7,21 @@ override composed onto ``conf/label.yaml`` (so typos fail before any work, namin
 other stage). Without a positional sub-command, ``label.command`` decides (``align-label
 label.command=serve`` works too).
 
-    serve                 start the web app (label.host, label.port; --host/--port override them)
+    serve [--create]      start the web app for label.project (label.host, label.port; --host/--port
+                          override them). The project must exist (import creates it); a name that
+                          does not is an error listing the projects there are, unless --create
+                          (an empty project with label.overlap)
     add-user NAME --role annotator|admin [--password-stdin] [--update]
-    import FILE [--gold] [--skip-invalid]     JSONL pairs or HH-RLHF transcripts (label.input)
-    export [--out DIR]    the TRL preferences dataset + summary.json (label.export.*)
+                          --update resets the password / role and ends the account's open sessions
+    deactivate NAME       cut an account off: no login, its open sessions end at once
+    reactivate NAME       let a deactivated account log in again
+    import FILE [--gold] [--skip-invalid]     JSONL pairs or HH-RLHF transcripts (label.input); UTF-8,
+                          texts up to label.max_text_chars characters
+    export [--out DIR]    the TRL preferences dataset + summary.json (label.export.*); DIR may only be
+                          a previous export's folder (or new, or empty): anything else is refused
     stats                 the admin tab's figures as JSON
-    bots [--n N] [--url URL] [--max-labels K]  simulated annotators through the HTTP API
+    bots [--n N] [--url URL] [--max-labels K]  simulated annotators through the HTTP API (exit 1 when
+                          a bot failed)
 """
 
 from __future__ import annotations
@@ -28,22 +37,30 @@ from typing import Any
 from alignment.errors import UserError
 
 log = logging.getLogger("align-label")
-COMMANDS = ("serve", "add-user", "import", "export", "stats", "bots")
+COMMANDS = ("serve", "add-user", "deactivate", "reactivate", "import", "export", "stats", "bots")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="align-label", description="The labeling app: serve, add-user, import, export, stats, bots. "
+        prog="align-label", description="The labeling app: serve, add-user, deactivate, reactivate, import, export, "
+        "stats, bots. "
         "Hydra overrides (key=value, e.g. label.db=... run.dir=...) go after the sub-command.")
     sub = parser.add_subparsers(dest="command")
     p = sub.add_parser("serve", help="start the web app")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    p.add_argument("--create", action="store_true",
+                   help="create label.project (empty, with label.overlap) when it does not exist")
     p = sub.add_parser("add-user", help="create an annotator or admin account")
     p.add_argument("name")
     p.add_argument("--role", choices=["annotator", "admin"], default="annotator")
     p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
-    p.add_argument("--update", action="store_true", help="reset the password / role of an existing account")
+    p.add_argument("--update", action="store_true",
+                   help="reset the password / role of an existing account (ends its open sessions)")
+    p = sub.add_parser("deactivate", help="cut an account off (no login; its open sessions end at once)")
+    p.add_argument("name")
+    p = sub.add_parser("reactivate", help="let a deactivated account log in again")
+    p.add_argument("name")
     p = sub.add_parser("import", help="import pairs (JSONL) into label.project")
     p.add_argument("file", nargs="?")
     p.add_argument("--gold", action="store_true", help="the pairs are gold items (HH: the chosen is the answer)")
@@ -84,9 +101,17 @@ def _store(cfg: Any):
     return LabelStore(cfg.label.db, synchronous=cfg.label.synchronous)
 
 
-def _queue(cfg: Any, store: Any):
+def _queue(cfg: Any, store: Any, *, create: bool = False):
+    """The queue of ``label.project``; a project that does not exist is an error naming those that do
+    (a typo must not serve an empty project), unless ``create``."""
     from labeling_ui.queue import LabelQueue
-    store.ensure_project(cfg.label.project, cfg.label.overlap)
+    if create:
+        store.ensure_project(cfg.label.project, cfg.label.overlap)
+    elif store.get_project(cfg.label.project) is None:
+        known = store.project_names()
+        raise UserError(f"label.project: no project named {cfg.label.project!r} in {cfg.label.db} "
+                        f"(projects there: {', '.join(map(repr, known)) if known else 'none'}); pick one with "
+                        "label.project=NAME, import items into a new one, or pass --create to serve it empty")
     return LabelQueue(store, cfg.label.project, gold_rate=cfg.label.gold_rate,
                       lease_seconds=cfg.label.lease_seconds, seed=cfg.seed)
 
@@ -104,7 +129,7 @@ def run(command: str, args: argparse.Namespace, cfg: Any) -> int:
         from labeling_ui.app import launch, read_guidelines
         from labeling_ui.export import export_preferences
         store = _store(cfg)
-        queue = _queue(cfg, store)
+        queue = _queue(cfg, store, create=getattr(args, "create", False))
         if not store.annotators():
             log.warning("no accounts yet: add one with `align-label add-user NAME --role admin label.db=%s`", label.db)
         host = getattr(args, "host", None) or label.host
@@ -128,7 +153,14 @@ def run(command: str, args: argparse.Namespace, cfg: Any) -> int:
                 raise UserError("the two passwords differ")
         store = _store(cfg)
         a = store.add_annotator(args.name, password, args.role, update=args.update)
-        log.info("%s account %r ready in %s", a.role, a.name, label.db)
+        log.info("%s account %r ready in %s%s", a.role, a.name, label.db,
+                 "; its open sessions are revoked" if args.update else "")
+        return 0
+    if command in ("deactivate", "reactivate"):
+        if not hasattr(args, "name"):
+            raise UserError(f"{command} needs a name: align-label {command} NAME")
+        store = _store(cfg)
+        (store.deactivate_annotator if command == "deactivate" else store.reactivate_annotator)(args.name)
         return 0
     if command == "import":
         from labeling_ui.importer import import_file
@@ -139,7 +171,8 @@ def run(command: str, args: argparse.Namespace, cfg: Any) -> int:
         store = _store(cfg)
         n = import_file(store, label.project, path, overlap=label.overlap,
                         as_gold=getattr(args, "gold", False) or label.import_as_gold,
-                        skip_invalid=getattr(args, "skip_invalid", False) or label.skip_invalid, skipped=skipped)
+                        skip_invalid=getattr(args, "skip_invalid", False) or label.skip_invalid, skipped=skipped,
+                        max_text_chars=label.max_text_chars)
         for msg in skipped[:20]:
             log.warning("skipped %s", msg)
         if len(skipped) > 20:
@@ -167,6 +200,11 @@ def run(command: str, args: argparse.Namespace, cfg: Any) -> int:
                            max_labels=max_labels, name_prefix=b.name_prefix, world_seed=cfg.data.world_seed,
                            seed=cfg.seed)
         print(json.dumps(results, indent=2))
+        failed = [r.get("name", "?") for r in results["bots"] if "error" in r]
+        if failed:
+            log.error("%d of %d bot(s) failed (%s): is the server up at %s?", len(failed), len(results["bots"]),
+                      ", ".join(failed), url)
+            return 1
         return 0
     raise UserError(f"label.command: unknown command {command!r}; expected one of {COMMANDS}")
 

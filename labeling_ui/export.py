@@ -9,7 +9,11 @@ Per item, the labels are aggregated by majority vote over ``A | B | tie | both_b
   ``label`` = ``tie`` / ``both_bad``, ``chosen`` = response A, ``rejected`` = response B and margin 0,
   so a trainer can filter on ``label``;
 * no strict majority (e.g. 1 A, 1 B) drops the item; so do items with fewer than ``min_labels``
-  labels, and gold items unless ``include_gold``.
+  labels (by default the project's overlap: complete items only), and gold items unless
+  ``include_gold``. Labels withdrawn by undo count nowhere.
+
+``notes`` lists the notes annotators left on the item (any label, empty ones left out), so a
+trainer or a reviewer can read why a pair was hard.
 
 Safety columns: ``chosen_flags`` / ``rejected_flags`` (categories any annotator flagged on that
 response), ``chosen_flagged`` / ``rejected_flagged`` (any flag at all), and the safety filter's
@@ -18,7 +22,11 @@ highest category score per response when the candidates stage recorded scores
 
 The dataset is written with ``save_to_disk`` into a temporary folder beside ``out_dir`` that is then
 renamed into place (a previous export is replaced only once the new one is complete), together with
-``summary.json``, whose ``safety`` section reports how often the chosen response was flagged.
+``summary.json``, whose ``safety`` section reports how often the chosen response was flagged, and
+the marker file :data:`MARKER`. An existing ``out_dir`` is replaced only when it is a previous export
+(it has the marker, or it is an export written before the marker existed: nothing but a saved dataset
+and ``summary.json``) or empty; anything else (``--out runs/x`` pointing at a run folder, say) is an
+error and nothing is touched.
 """
 
 from __future__ import annotations
@@ -42,15 +50,25 @@ log = logging.getLogger(__name__)
 DEFAULT_MARGINS = (0.0, 1 / 3, 2 / 3, 1.0)
 #: Safety-filter score above which a response counts as flagged by the filter in the summary.
 FILTER_THRESHOLD = 0.5
+#: Written into every export folder: only a folder that has it (or looks exactly like an older
+#: export) may be replaced by the next export.
+MARKER = ".alignment-export"
+#: What ``save_to_disk`` and this module write; an unmarked folder of only these is an older export.
+_LEGACY_EXPORT_FILES = ("summary.json", "dataset_info.json", "state.json")
 
 
 def aggregate(store: LabelStore, project: str, *, keep_ties: bool = False, keep_both_bad: bool = False,
-              min_labels: int = 1, include_gold: bool = False,
+              min_labels: int | None = None, include_gold: bool = False,
               margins: Sequence[float] = DEFAULT_MARGINS) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The exported rows and the summary (without writing anything)."""
+    """The exported rows and the summary (without writing anything).
+
+    ``min_labels=None`` means the project's overlap: only items with all their labels are exported.
+    """
     if len(margins) != 4:
         raise UserError(f"label.export.margins: need 4 values (strength 1..4), got {list(margins)}")
-    if min_labels < 1:
+    if min_labels is None:
+        min_labels = store.project(project).overlap
+    if not isinstance(min_labels, int) or min_labels < 1:
         raise UserError(f"label.export.min_labels: must be >= 1, got {min_labels}")
     items = {it["id"]: it for it in store.items(project)}
     by_item: dict[int, list[dict[str, Any]]] = defaultdict(list)
@@ -99,6 +117,7 @@ def aggregate(store: LabelStore, project: str, *, keep_ties: bool = False, keep_
             "rejected_flagged": bool(rejected_flags),
             "chosen_safety_max": _max_score(item[f"safety_{chosen_key}"]),
             "rejected_safety_max": _max_score(item[f"safety_{rejected_key}"]),
+            "notes": [lab["note"] for lab in labels if lab["note"].strip()],
         })
     return rows, _summary(project, items, by_item, rows, dropped,
                           dict(keep_ties=keep_ties, keep_both_bad=keep_both_bad, min_labels=min_labels,
@@ -170,7 +189,32 @@ def _features():
         "chosen_flags": Seq(Value("string")), "rejected_flags": Seq(Value("string")),
         "chosen_flagged": Value("bool"), "rejected_flagged": Value("bool"),
         "chosen_safety_max": Value("float64"), "rejected_safety_max": Value("float64"),
+        "notes": Seq(Value("string")),
     })
+
+
+def check_replaceable(out_dir: Path) -> None:
+    """Refuse (``UserError`` naming the folder) to replace ``out_dir`` unless it is a previous export.
+
+    The export renames an existing folder aside and deletes it; pointed at a run folder by mistake it
+    would delete a database. So only a folder this module wrote (the marker), an older export (nothing
+    but a saved dataset and ``summary.json``) or an empty folder may go.
+    """
+    if not out_dir.exists() and not out_dir.is_symlink():
+        return
+    if out_dir.is_symlink() or not out_dir.is_dir():
+        raise UserError(f"export: {out_dir} exists and is not a folder; nothing was written (pick another --out / "
+                        "label.export.dir)")
+    if (out_dir / MARKER).is_file():
+        return
+    entries = list(out_dir.iterdir())
+    legacy = (all(e.is_file() and (e.name in _LEGACY_EXPORT_FILES
+                                   or (e.name.startswith("data-") and e.name.endswith(".arrow"))) for e in entries)
+              and all((out_dir / name).is_file() for name in _LEGACY_EXPORT_FILES))
+    if entries and not legacy:
+        raise UserError(f"export: {out_dir} exists and is not a previous export (no {MARKER} file in it); "
+                        "an export replaces only its own folder, so nothing was touched: pick another --out / "
+                        "label.export.dir")
 
 
 def export_preferences(store: LabelStore, project: str, out_dir: str | Path, **options: Any) -> dict[str, Any]:
@@ -179,6 +223,7 @@ def export_preferences(store: LabelStore, project: str, out_dir: str | Path, **o
 
     rows, summary = aggregate(store, project, **options)
     out_dir = Path(out_dir)
+    check_replaceable(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
     old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
@@ -188,6 +233,8 @@ def export_preferences(store: LabelStore, project: str, out_dir: str | Path, **o
         Dataset.from_dict(columns, features=features).save_to_disk(str(tmp))
         summary["path"] = str(out_dir)
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (tmp / MARKER).write_text(json.dumps({"project": project, "rows": len(rows), "db": str(store.path)}) + "\n")
+        check_replaceable(out_dir)          # again: the folder may have appeared while the dataset was written
         if out_dir.exists():
             os.replace(out_dir, old)
         os.replace(tmp, out_dir)

@@ -14,8 +14,10 @@ and across processes sharing the database file):
 * gold items (known answers) are mixed in at ``gold_rate``; they never run out of slots;
 * the A/B order is drawn per assignment and stored (``shown_first``); callers speak in *display* terms
   (``A`` = the response shown first), the store in *stored* terms;
-* ``skip`` releases the slot (the annotator never gets the item again); ``undo`` deletes the
-  annotator's last label and re-opens its assignment, which becomes the current item again.
+* ``skip`` releases the slot (the annotator never gets the item again); ``undo`` withdraws the
+  annotator's last label (the row stays, with ``withdrawn_at``, as an audit trail; it counts nowhere
+  any more) and re-opens its assignment, which becomes the current item again. Label ids are never
+  reused.
 """
 
 from __future__ import annotations
@@ -184,7 +186,8 @@ class LabelQueue:
             now = self.clock()
             a = self._own_assignment(c, annotator_id, assignment_id)
             if a["status"] == "labeled":
-                label = c.execute("SELECT id FROM labels WHERE assignment_id = ?", (a["id"],)).fetchone()
+                label = c.execute("SELECT id FROM labels WHERE assignment_id = ? AND withdrawn_at IS NULL",
+                                  (a["id"],)).fetchone()
                 return label[0], self._next(c, annotator_id, now)
             if a["status"] == "skipped":
                 raise QueueError("this item was skipped")
@@ -227,7 +230,7 @@ class LabelQueue:
             return self._next(c, annotator_id, now)
 
     def undo(self, annotator: str | Annotator) -> Shown | None:
-        """Delete the annotator's last label in this project; its item becomes the current one again.
+        """Withdraw the annotator's last label in this project; its item becomes the current one again.
 
         Returns that item, or the current item unchanged when there is nothing to undo.
         """
@@ -235,11 +238,12 @@ class LabelQueue:
         with self.store.write() as c:
             now = self.clock()
             r = c.execute("""SELECT l.id, l.item_id, l.assignment_id FROM labels l JOIN items i ON i.id = l.item_id
-                             WHERE l.annotator_id = ? AND i.project_id = ? ORDER BY l.id DESC LIMIT 1""",
+                             WHERE l.annotator_id = ? AND i.project_id = ? AND l.withdrawn_at IS NULL
+                             ORDER BY l.id DESC LIMIT 1""",
                           (annotator_id, self.project.id)).fetchone()
             if r is None:
                 return self._next(c, annotator_id, now)
-            c.execute("DELETE FROM labels WHERE id = ?", (r["id"],))
+            c.execute("UPDATE labels SET withdrawn_at = ? WHERE id = ?", (now, r["id"]))
             c.execute("UPDATE items SET n_labels = n_labels - 1 WHERE id = ?", (r["item_id"],))
             # The label's slot becomes the re-opened lease's slot: slots_left does not move.
             c.execute("""UPDATE assignments SET status = 'active', leased_at = ?, expires_at = ?, closed_at = NULL
@@ -252,9 +256,11 @@ class LabelQueue:
         project = self.project
         with self.store.read() as c:
             mine = c.execute("""SELECT COUNT(*) FROM labels l JOIN items i ON i.id = l.item_id
-                                WHERE l.annotator_id = ? AND i.project_id = ?""", (annotator_id, project.id)).fetchone()[0]
+                                WHERE l.annotator_id = ? AND i.project_id = ? AND l.withdrawn_at IS NULL""",
+                             (annotator_id, project.id)).fetchone()[0]
             today = c.execute("""SELECT COUNT(*) FROM labels l JOIN items i ON i.id = l.item_id
-                                 WHERE l.annotator_id = ? AND i.project_id = ? AND l.created_at >= ?""",
+                                 WHERE l.annotator_id = ? AND i.project_id = ? AND l.created_at >= ?
+                                   AND l.withdrawn_at IS NULL""",
                               (annotator_id, project.id, time.time() - 86400)).fetchone()[0]
             skipped = c.execute("""SELECT COUNT(*) FROM assignments a JOIN items i ON i.id = a.item_id
                                    WHERE a.annotator_id = ? AND a.status = 'skipped' AND i.project_id = ?""",

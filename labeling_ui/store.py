@@ -17,6 +17,11 @@ Conventions
   threads), and ``BEGIN IMMEDIATE`` with a busy timeout serialises writers across processes.
 * Schema versions: ``PRAGMA user_version`` is the truth, and the ``schema_version`` table keeps the
   history. :data:`MIGRATIONS` is append-only; opening a database applies the missing ones in order.
+* Labels are never deleted: undo sets ``withdrawn_at`` (an audit trail), and every count, the
+  statistics and the export read only the labels in force. Label ids come from ``AUTOINCREMENT``, so
+  no id is ever handed out twice.
+* Accounts carry a ``session_epoch``: a password change, deactivation or reactivation bumps it, and
+  :mod:`labeling_ui.auth` ends every session opened under an older epoch.
 """
 
 from __future__ import annotations
@@ -126,6 +131,47 @@ BEGIN
     SELECT RAISE(ABORT, 'overlap exceeded: the item already has all its labels');
 END;
 """),
+    # Undo withdraws a label instead of deleting it (an audit trail), and label ids are never reused:
+    # the table is rebuilt with AUTOINCREMENT, and "one label per assignment / per annotator and item"
+    # now holds among the labels that are not withdrawn. Sessions: a password change, deactivation or
+    # reactivation bumps session_epoch, which revokes every session opened before it.
+    ("withdrawn labels, session epochs", """
+CREATE TABLE labels_v2 (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    item_id       INTEGER NOT NULL REFERENCES items(id),
+    annotator_id  INTEGER NOT NULL REFERENCES annotators(id),
+    assignment_id INTEGER NOT NULL REFERENCES assignments(id),
+    choice        TEXT NOT NULL CHECK (choice IN ('A', 'B', 'tie', 'both_bad')),   -- stored order
+    shown_first   TEXT NOT NULL CHECK (shown_first IN ('A', 'B')),
+    strength      INTEGER CHECK (strength BETWEEN 1 AND 4),
+    flags_a       TEXT NOT NULL DEFAULT '[]',       -- JSON list of safety categories
+    flags_b       TEXT NOT NULL DEFAULT '[]',
+    note          TEXT NOT NULL DEFAULT '',
+    time_ms       INTEGER,
+    created_at    REAL NOT NULL,
+    withdrawn_at  REAL,                             -- set by undo; a withdrawn label counts nowhere
+    CHECK ((choice IN ('A', 'B')) = (strength IS NOT NULL))
+);
+INSERT INTO labels_v2 (id, item_id, annotator_id, assignment_id, choice, shown_first, strength, flags_a, flags_b,
+                       note, time_ms, created_at)
+    SELECT id, item_id, annotator_id, assignment_id, choice, shown_first, strength, flags_a, flags_b, note, time_ms,
+           created_at FROM labels;
+DROP TABLE labels;
+ALTER TABLE labels_v2 RENAME TO labels;
+CREATE UNIQUE INDEX labels_assignment ON labels (assignment_id) WHERE withdrawn_at IS NULL;
+CREATE UNIQUE INDEX labels_item_annotator ON labels (item_id, annotator_id) WHERE withdrawn_at IS NULL;
+CREATE INDEX labels_annotator ON labels (annotator_id, id);
+CREATE INDEX labels_created ON labels (created_at);
+CREATE INDEX labels_item ON labels (item_id);
+CREATE TRIGGER labels_overlap BEFORE INSERT ON labels
+WHEN (SELECT is_gold FROM items WHERE id = NEW.item_id) = 0
+ AND (SELECT COUNT(*) FROM labels WHERE item_id = NEW.item_id AND withdrawn_at IS NULL)
+     >= (SELECT p.overlap FROM items i JOIN projects p ON p.id = i.project_id WHERE i.id = NEW.item_id)
+BEGIN
+    SELECT RAISE(ABORT, 'overlap exceeded: the item already has all its labels');
+END;
+ALTER TABLE annotators ADD COLUMN session_epoch INTEGER NOT NULL DEFAULT 0;
+"""),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -140,6 +186,13 @@ def hash_password(password: str) -> str:
     digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
     b64 = base64.b64encode
     return "scrypt${n}${r}${p}${s}${d}".format(**_SCRYPT, s=b64(salt).decode(), d=b64(digest).decode())
+
+
+#: What an unknown name is checked against: a well-formed hash (random salt and digest, no password
+#: has it) with the same cost as a real one, so an unknown name costs exactly one scrypt like a known one.
+_NO_SUCH_USER_HASH = "scrypt${n}${r}${p}${s}${d}".format(
+    **_SCRYPT, s=base64.b64encode(secrets.token_bytes(16)).decode(),
+    d=base64.b64encode(secrets.token_bytes(32)).decode())
 
 
 def verify_password(password: str, stored: str) -> bool:
@@ -509,16 +562,38 @@ class LabelStore:
             if row is None:
                 c.execute("INSERT INTO annotators (name, role, pw_hash, created_at) VALUES (?, ?, ?, ?)",
                           (name, role, pw_hash, time.time()))
-            else:
-                c.execute("UPDATE annotators SET role = ?, pw_hash = ?, active = 1 WHERE id = ?", (role, pw_hash, row[0]))
+            else:       # a new password revokes the sessions opened with the old one
+                c.execute("""UPDATE annotators SET role = ?, pw_hash = ?, active = 1, session_epoch = session_epoch + 1
+                             WHERE id = ?""", (role, pw_hash, row[0]))
         annotator = self.annotator(name)
         assert annotator is not None
         return annotator
 
     def deactivate_annotator(self, name: str) -> None:
+        """Cut an account off: it cannot log in, and its open sessions are revoked at once."""
+        self._set_active(name, False)
+
+    def reactivate_annotator(self, name: str) -> None:
+        """Let a deactivated account log in again (its old sessions stay revoked)."""
+        self._set_active(name, True)
+
+    def _set_active(self, name: str, active: bool) -> None:
         with self.write() as c:
-            if c.execute("UPDATE annotators SET active = 0 WHERE name = ?", (name,)).rowcount != 1:
-                raise UserError(f"no annotator named {name!r}")
+            if c.execute("UPDATE annotators SET active = ?, session_epoch = session_epoch + 1 WHERE name = ?",
+                         (int(active), name)).rowcount != 1:
+                known = [r[0] for r in c.execute("SELECT name FROM annotators ORDER BY name")]
+                raise UserError(f"no annotator named {name!r} (known: {known})")
+        self._auth_cache.pop(name, None)
+        log.info("annotator %r %s", name, "reactivated" if active else "deactivated; sessions revoked")
+
+    def session_epoch(self, name: str) -> int | None:
+        """The account's session epoch (a session opened under another epoch is revoked), ``None`` when
+        the account does not exist or is deactivated. One indexed read: checked on every request."""
+        row = self._conn().execute("SELECT active, session_epoch FROM annotators WHERE name = ?",
+                                   (name,)).fetchone()
+        if row is None or not row[0]:
+            return None
+        return row[1]
 
     def annotator(self, name: str | None) -> Annotator | None:
         """The active annotator called ``name`` (``None`` for unknown or deactivated names)."""
@@ -537,13 +612,14 @@ class LabelStore:
         """Whether ``name`` is an active annotator with this password.
 
         scrypt costs ~50 ms by design; a successful check is remembered (as an HMAC under a per-process
-        key, tied to the stored hash, so a password reset invalidates it) to keep re-logins cheap.
+        key, tied to the stored hash, so a password reset invalidates it) to keep re-logins cheap. A
+        failed check costs exactly one scrypt whether the name exists or not (no username oracle).
         """
         if not isinstance(name, str) or not isinstance(password, str):
             return False
         row = self._conn().execute("SELECT pw_hash, active FROM annotators WHERE name = ?", (name,)).fetchone()
         if row is None or not row["active"]:
-            verify_password(password, hash_password("timing-equaliser"))   # same cost as a real check
+            verify_password(password, _NO_SUCH_USER_HASH)   # the same one scrypt as a real check
             return False
         tag = hmac.new(self._auth_key, password.encode(), "sha256").digest()
         cached = self._auth_cache.get(name)
@@ -555,13 +631,18 @@ class LabelStore:
         return False
 
     # ------------------------------------------------------------------ labels (reads)
-    def labels(self, project: str) -> list[dict[str, Any]]:
-        """Every label of a project, joined with its annotator's name and the item's gold answer."""
+    def labels(self, project: str, *, withdrawn: bool = False) -> list[dict[str, Any]]:
+        """Every label of a project, joined with its annotator's name and the item's gold answer.
+
+        Labels withdrawn by undo are left out (they stay in the table as an audit trail) unless
+        ``withdrawn``.
+        """
         p = self.project(project)
+        keep = "" if withdrawn else "AND l.withdrawn_at IS NULL"
         rows = self._conn().execute(
-            """SELECT l.*, a.name AS annotator, i.is_gold, i.gold_choice, i.gold_strength, i.ext_id
+            f"""SELECT l.*, a.name AS annotator, i.is_gold, i.gold_choice, i.gold_strength, i.ext_id
                FROM labels l JOIN items i ON i.id = l.item_id JOIN annotators a ON a.id = l.annotator_id
-               WHERE i.project_id = ? ORDER BY l.id""", (p.id,)).fetchall()
+               WHERE i.project_id = ? {keep} ORDER BY l.id""", (p.id,)).fetchall()
         out = []
         for r in rows:
             d = dict(r)
@@ -571,7 +652,18 @@ class LabelStore:
         return out
 
     def label_ids(self) -> set[int]:
-        return {r[0] for r in self._conn().execute("SELECT id FROM labels")}
+        """The ids of the labels in force (not withdrawn)."""
+        return {r[0] for r in self._conn().execute("SELECT id FROM labels WHERE withdrawn_at IS NULL")}
+
+    def recent_notes(self, project: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest labels of a project that carry a note (withdrawn ones marked), newest first."""
+        p = self.project(project)
+        rows = self._conn().execute(
+            """SELECT l.id AS label_id, i.ext_id AS item, a.name AS annotator, l.choice, l.note, l.created_at,
+                      l.withdrawn_at IS NOT NULL AS withdrawn
+               FROM labels l JOIN items i ON i.id = l.item_id JOIN annotators a ON a.id = l.annotator_id
+               WHERE i.project_id = ? AND l.note != '' ORDER BY l.id DESC LIMIT ?""", (p.id, limit)).fetchall()
+        return [dict(r) | {"withdrawn": bool(r["withdrawn"])} for r in rows]
 
     def check_invariants(self, project: str | None = None) -> list[str]:
         """Consistency problems (empty when all is well): over-assigned items, counters out of step."""
@@ -579,7 +671,7 @@ class LabelStore:
         where, args = ("WHERE i.project_id = ?", (self.project(project).id,)) if project else ("", ())
         problems = []
         for r in c.execute(f"""SELECT i.id, i.is_gold, i.n_labels, i.slots_left, p.overlap,
-                (SELECT COUNT(*) FROM labels l WHERE l.item_id = i.id) AS labels,
+                (SELECT COUNT(*) FROM labels l WHERE l.item_id = i.id AND l.withdrawn_at IS NULL) AS labels,
                 (SELECT COUNT(*) FROM assignments a WHERE a.item_id = i.id AND a.status = 'active') AS leases
                 FROM items i JOIN projects p ON p.id = i.project_id {where}""", args):
             if r["labels"] != r["n_labels"]:

@@ -7,6 +7,10 @@ subprocess, and drives it with N concurrent bot annotators through its real HTTP
 
 1. human pace: every bot submits one label every ``--interval`` seconds (random phase) for
    ``--human-seconds``; reports the p50/p95/p99 latency of submit -> next item;
+1b. login flood: the same human pace for ``--flood-seconds`` while one client (one address) sends
+   wrong passwords for another account as fast as ``--flood-concurrency`` connections allow; reports
+   the annotators' p95 (``login_flood_p95_ms``) and what the flood got (most attempts should be
+   refused with 429 by the login throttle, at no scrypt cost);
 2. saturation: every bot submits as fast as it can for ``--saturation-seconds``; reports labels/s;
 3. kill: bots keep labeling while the server is SIGKILLed ``--kill-trials`` times and restarted; bots
    re-login and retry (a retried submit is idempotent on the server).
@@ -51,6 +55,8 @@ from labeling_ui.store import LabelStore, hash_password  # noqa: E402
 log = logging.getLogger("bench_labeling")
 PROJECT = "bench"
 CHOICES = ("A", "B", "tie", "both_bad")
+#: The account the login flood guesses passwords for (not one of the bots: they must keep working).
+FLOOD_TARGET = "flood-target"
 
 
 class Server:
@@ -183,6 +189,27 @@ async def human_pace(bots: list[Bot], seconds: float, interval: float) -> list[f
     return latencies
 
 
+async def login_flood(url: str, account: str, seconds: float, concurrency: int) -> dict[str, int]:
+    """Wrong passwords for ``account`` from one client for ``seconds``; HTTP status -> count."""
+    end = time.monotonic() + seconds
+    statuses: dict[str, int] = {}
+    async with httpx.AsyncClient(base_url=url, timeout=30.0,
+                                 limits=httpx.Limits(max_connections=concurrency)) as http:
+        async def run(worker: int) -> None:
+            n = 0
+            while time.monotonic() < end:
+                n += 1
+                try:
+                    r = await http.post("/login", data={"username": account, "password": f"wrong-{worker}-{n}"})
+                    key = str(r.status_code)
+                except httpx.HTTPError as e:
+                    key = type(e).__name__
+                statuses[key] = statuses.get(key, 0) + 1
+
+        await asyncio.gather(*(run(w) for w in range(concurrency)))
+    return statuses
+
+
 async def saturate(bots: list[Bot], seconds: float) -> tuple[int, float]:
     end = time.monotonic() + seconds
     counts = [0]
@@ -254,6 +281,8 @@ async def main_async(args: argparse.Namespace) -> dict:
         for i in range(args.bots):
             c.execute("INSERT INTO annotators (name, role, pw_hash, created_at) VALUES (?, 'annotator', ?, ?)",
                       (f"bench{i:03d}", shared_hash, time.time()))
+        c.execute("INSERT INTO annotators (name, role, pw_hash, created_at) VALUES (?, 'admin', ?, ?)",
+                  (FLOOD_TARGET, shared_hash, time.time()))
     store.close()
     log.info("workdir %s: %d items (overlap %d), %d bots", workdir, args.items, args.overlap, args.bots)
 
@@ -272,6 +301,17 @@ async def main_async(args: argparse.Namespace) -> dict:
         latencies = await human_pace(bots, args.human_seconds, args.interval)
         log.info("human pace: %d labels, latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms", len(latencies),
                  pct(latencies, 50) or 0, pct(latencies, 95) or 0, pct(latencies, 99) or 0)
+
+        flood: dict[str, int] = {}
+        flood_latencies: list[float] = []
+        if args.flood_seconds > 0:
+            log.info("phase 1b: human pace for %.0f s while one client floods wrong logins for %r (%d connections)",
+                     args.flood_seconds, FLOOD_TARGET, args.flood_concurrency)
+            flood_latencies, flood = await asyncio.gather(
+                human_pace(bots, args.flood_seconds, args.interval),
+                login_flood(server.url, FLOOD_TARGET, args.flood_seconds, args.flood_concurrency))
+            log.info("under the login flood: %d labels, latency p50 %.1f ms, p95 %.1f ms; flood answers %s",
+                     len(flood_latencies), pct(flood_latencies, 50) or 0, pct(flood_latencies, 95) or 0, flood)
 
         for b in bots:
             b.phase = "saturation"
@@ -294,11 +334,12 @@ async def main_async(args: argparse.Namespace) -> dict:
         server.stop()
 
     with sqlite3.connect(db) as c:
-        stored = {r[0] for r in c.execute("SELECT id FROM labels")}
+        stored = {r[0] for r in c.execute("SELECT id FROM labels WHERE withdrawn_at IS NULL")}
         over = c.execute("""SELECT COUNT(*) FROM (SELECT l.item_id FROM labels l JOIN items i ON i.id = l.item_id
-                            WHERE i.is_gold = 0 GROUP BY l.item_id HAVING COUNT(*) > ?)""",
+                            WHERE i.is_gold = 0 AND l.withdrawn_at IS NULL GROUP BY l.item_id HAVING COUNT(*) > ?)""",
                          (args.overlap,)).fetchone()[0]
-        twice = c.execute("""SELECT COUNT(*) FROM (SELECT 1 FROM labels GROUP BY item_id, annotator_id
+        twice = c.execute("""SELECT COUNT(*) FROM (SELECT 1 FROM labels WHERE withdrawn_at IS NULL
+                             GROUP BY item_id, annotator_id
                              HAVING COUNT(*) > 1)""").fetchone()[0]
     check = LabelStore(db)
     problems = check.check_invariants(PROJECT)
@@ -318,6 +359,9 @@ async def main_async(args: argparse.Namespace) -> dict:
         "p95_ms_human_pace": round(pct(latencies, 95) or 0, 1),
         "p99_ms_human_pace": round(pct(latencies, 99) or 0, 1),
         "labels_human_pace": len(latencies),
+        "login_flood_p95_ms": round(pct(flood_latencies, 95) or 0, 1) if flood_latencies else None,
+        "login_flood_attempts": sum(flood.values()),
+        "login_flood_refused_429": flood.get("429", 0),
         "labels_per_s_saturation": round(n_sat / elapsed, 1),
         "server_cpu_ms_per_label": round(cpu_ms, 2),
         "client_cpu_ms_per_label": round(client_ms, 2),
@@ -341,6 +385,9 @@ def main() -> None:
     parser.add_argument("--overlap", type=int, default=3)
     parser.add_argument("--human-seconds", type=float, default=40.0)
     parser.add_argument("--interval", type=float, default=5.0)
+    parser.add_argument("--flood-seconds", type=float, default=20.0,
+                        help="phase 1b's length (0 skips it)")
+    parser.add_argument("--flood-concurrency", type=int, default=8)
     parser.add_argument("--saturation-seconds", type=float, default=20.0)
     parser.add_argument("--kill-trials", type=int, default=3)
     parser.add_argument("--synchronous", default="NORMAL", choices=["NORMAL", "FULL"])
