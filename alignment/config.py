@@ -24,7 +24,7 @@ from alignment.errors import UserError
 
 log = logging.getLogger(__name__)
 
-C = TypeVar("C", bound="Choice")
+_C = TypeVar("_C", bound="Choice")
 
 
 class Choice(str, Enum):
@@ -40,7 +40,7 @@ class Choice(str, Enum):
         return str.__str__(self)
 
     @classmethod
-    def parse(cls: type[C], value: object, key: str) -> C:
+    def parse(cls: type[_C], value: object, key: str) -> _C:
         """``value`` as a member (a config built in Python may hold the plain string), else a
         :class:`UserError` naming ``key`` and the valid values."""
         try:

@@ -37,7 +37,6 @@ from alignment.ppo.retokenize import encode_for_reward_model
 REWARD_CONFIG_FILE = "reward_config.json"
 
 
-
 class MeanPoolingRewardModel(PreTrainedModel):
     """A scalar reward read off the attention-masked mean of any ``AutoModel`` backbone's last hidden states.
 

@@ -137,8 +137,6 @@ def tokenize_pairs(rows: list[dict], tokenizer: PreTrainedTokenizerBase, cfg: Co
     return Dataset.from_list(out), truncated
 
 
-
-
 def scalar_head(model: PreTrainedModel) -> torch.nn.Linear:
     """The freshly initialised ``Linear(hidden, 1)`` outside the pretrained backbone (BERT's
     ``classifier``, a decoder's or :class:`MeanPoolingRewardModel`'s ``score``)."""
