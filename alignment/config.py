@@ -1,23 +1,145 @@
 """Typed config schemas, registered in Hydra's ConfigStore.
 
 Every stage's entry config (``conf/<stage>.yaml``) composes onto :class:`Config`, so a typo in a key
-(``align-sft no_such_key=1``) or a value of the wrong type (``align-sft sft.lr=abc``) fails while the
-config is composed, before any work starts, with Hydra's error naming the key. One root schema for all
-stages lets ``scale=smoke|demo|full`` size every stage from a single file.
+(``align-sft no_such_key=1``), a value of the wrong type (``align-sft sft.lr=abc``) or a value outside
+a closed set of choices (``align-ppo ppo.kl.estimator=k9``: each such field is a :class:`Choice`)
+fails while the config is composed, before any work starts, with an error naming the key and the
+valid values. Ranges are checked by the dataclasses' ``__post_init__``, which runs when the entry
+point turns the composed config into these dataclasses (``OmegaConf.to_object``; OmegaConf does not
+run it on merges), and when code builds one in Python. One root schema for all stages lets
+``scale=smoke|demo|full`` size every stage from a single file.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TypeVar
 
 from hydra.core.config_store import ConfigStore
 
-from alignment.data.world import DEFAULT_STYLE_MIX
 from alignment.errors import UserError
 
 log = logging.getLogger(__name__)
+
+_C = TypeVar("_C", bound="Choice")
+
+
+class Choice(str, Enum):
+    """A closed set of values for a config field.
+
+    Members are named by their values: OmegaConf reads an enum field by member name and writes the
+    name into saved configs, so ``ppo.kl.estimator=k3`` and ``.hydra/config.yaml`` spell the value.
+    As a ``str`` a member compares equal to its value (``cfg.ppo.value_model == "head"``), and it
+    prints, formats and serialises to JSON as the value too.
+    """
+
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    @classmethod
+    def parse(cls: type[_C], value: object, key: str) -> _C:
+        """``value`` as a member (a config built in Python may hold the plain string), else a
+        :class:`UserError` naming ``key`` and the valid values."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise UserError(f"{key}={value!r} is not one of {[m.value for m in cls]}") from None
+
+
+class DType(Choice):
+    auto = "auto"
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class RewardInputFormat(Choice):
+    chat = "chat"
+    pair = "pair"
+    concat = "concat"
+
+
+class Pooling(Choice):
+    default = "default"
+    mean = "mean"
+
+
+class HeadInit(Choice):
+    random = "random"
+    probe = "probe"
+
+
+class SafetyBackend(Choice):
+    """The safety filters :data:`alignment.safety.backends.BACKENDS` builds."""
+
+    fast = "fast"
+    default = "default"
+    classifier = "classifier"
+    llama_guard = "llama_guard"
+
+
+class Pairing(Choice):
+    random = "random"
+    most_different = "most_different"
+
+
+class Synchronous(Choice):
+    """SQLite's ``PRAGMA synchronous`` levels that keep a WAL database consistent."""
+
+    NORMAL = "NORMAL"
+    FULL = "FULL"
+    EXTRA = "EXTRA"
+
+
+#: ``align-label``'s sub-commands (built by call: ``add-user`` and ``import`` are no identifiers).
+LabelCommand = Choice("LabelCommand", [(c, c) for c in ("serve", "add-user", "deactivate", "reactivate", "import",
+                                                        "export", "stats", "bots")],
+                      module=__name__)
+
+
+class Annotators(Choice):
+    simulated = "simulated"
+    human = "human"
+
+
+class KLEstimator(Choice):
+    """The estimators :data:`alignment.ppo.kl.KL_ESTIMATORS` registers."""
+
+    k1 = "k1"
+    k2 = "k2"
+    k3 = "k3"
+
+
+class ValueModel(Choice):
+    separate = "separate"
+    head = "head"
+
+
+class Stage(Choice):
+    """The pipeline's stages, in data-flow order."""
+
+    sft = "sft"
+    candidates = "candidates"
+    labels = "labels"
+    reward = "reward"
+    ppo = "ppo"
+
+
+def check(ok: bool, key: str, value: object, rule: str) -> None:
+    """A :class:`UserError` naming ``key`` and ``value`` unless ``ok``; ``rule`` says what is allowed."""
+    if not ok:
+        raise UserError(f"{key}={value!r}: must be {rule}")
+
+
+#: The default style mix of the demo world's SFT corpus: about 25% of answers to harmful requests
+#: are unsafe, which makes the SFT policy worth aligning.
+DEFAULT_STYLE_MIX: dict[str, dict[str, float]] = {
+    "benign": {"helpful": 0.75, "off_topic": 0.1, "refusal": 0.05, "toxic": 0.1},
+    "harmful": {"refusal": 0.55, "off_topic": 0.2, "toxic": 0.1, "harmful_compliance": 0.15},
+}
 
 
 @dataclass
@@ -49,9 +171,11 @@ class PolicyConfig:
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
     #: Where built tiny models are cached (reused across runs; keyed by their config and seed).
     cache_dir: str = "${oc.env:ALIGNMENT_CACHE,'~/.cache/alignment-pipeline'}"
-    #: ``auto`` | ``float32`` | ``bfloat16`` | ``float16``.
-    dtype: str = "float32"
+    dtype: DType = DType.float32
     trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        self.dtype = DType.parse(self.dtype, "policy.dtype")
 
 
 @dataclass
@@ -62,7 +186,7 @@ class RewardModelConfig:
     name_or_path: str | None = "tiny"
     #: How a (prompt, response) pair is rendered: ``chat`` (the model's chat template), ``pair``
     #: (``[CLS] prompt [SEP] response [SEP]``) or ``concat`` (``prompt + separator + response``).
-    input_format: str = "chat"
+    input_format: RewardInputFormat = RewardInputFormat.chat
     separator: str = "\n"
     #: Longer pairs are cut from the left of the prompt (never dropped).
     max_length: int = 128
@@ -70,23 +194,34 @@ class RewardModelConfig:
     #: What the scalar head reads: ``default`` (the architecture's own classification head: BERT's
     #: pooler on [CLS], a decoder's last token) or ``mean`` (the masked mean of the last hidden
     #: states, how sentence encoders such as all-MiniLM-L6-v2 were trained to summarise a text).
-    pooling: str = "default"
+    pooling: Pooling = Pooling.default
     #: Freeze the embeddings and the lowest N transformer blocks (0: train everything).
     freeze_layers: int = 0
     #: Learning rate of the freshly initialised scalar head (``None``: ``lr``). Adam moves each weight
-    #: by about its lr per step, so a head starting near zero may want more than the body; on MiniLM
-    #: and HH harmless, 2e-3 (with ``pooling=mean``) did worse than ``None``.
+    #: by about its lr per step, so a head starting near zero may want more than the body.
     head_lr: float | None = None
     #: How the fresh scalar head starts: ``random`` (the architecture's own initialisation) or
     #: ``probe``: the Bradley-Terry linear probe on the frozen backbone's features of the training
     #: pairs, then fine-tuning as usual (LP-FT, Kumar et al. 2022: a random head's early gradients
     #: distort the pretrained features). Costs one forward pass over the training pairs.
-    head_init: str = "random"
+    head_init: HeadInit = HeadInit.random
     #: Training epochs for this reward model; when set it overrides ``reward.epochs`` (``None``: use
     #: ``reward.epochs``), so a backbone's group can choose its own (``minilm``: 1, as a second epoch
     #: overfits it on HH-RLHF). To change it for such a group, set ``reward_model.epochs=N``.
     #: ``reward.max_steps > 0`` still overrides both. See :func:`reward_epochs`.
     epochs: float | None = None
+
+    def __post_init__(self) -> None:
+        self.input_format = RewardInputFormat.parse(self.input_format, "reward_model.input_format")
+        self.pooling = Pooling.parse(self.pooling, "reward_model.pooling")
+        self.head_init = HeadInit.parse(self.head_init, "reward_model.head_init")
+        check(self.lr > 0, "reward_model.lr", self.lr, "> 0")
+        check(self.head_lr is None or self.head_lr > 0, "reward_model.head_lr", self.head_lr, "> 0 (or null for lr)")
+        check(self.max_length >= 1, "reward_model.max_length", self.max_length, ">= 1")
+        check(self.freeze_layers >= 0, "reward_model.freeze_layers", self.freeze_layers, ">= 0")
+        check(self.epochs is None or self.epochs > 0, "reward_model.epochs", self.epochs,
+              "> 0 (or null for reward.epochs)")
+
 
 @dataclass
 class DataConfig:
@@ -114,6 +249,13 @@ class DataConfig:
     #: Demo world: style mix of the SFT corpus per prompt kind (makes the SFT policy unaligned).
     style_mix: dict[str, dict[str, float]] = field(
         default_factory=lambda: {k: dict(v) for k, v in DEFAULT_STYLE_MIX.items()})
+
+    def __post_init__(self) -> None:
+        check(0 < self.eval_fraction < 1, "data.eval_fraction", self.eval_fraction, "within (0, 1)")
+        check(self.responses_per_prompt >= 1, "data.responses_per_prompt", self.responses_per_prompt, ">= 1")
+        check(self.pairs_per_prompt >= 1, "data.pairs_per_prompt", self.pairs_per_prompt, ">= 1")
+        for key in ("noise", "position_bias"):
+            check(0 <= getattr(self, key) <= 1, f"data.{key}", getattr(self, key), "within [0, 1]")
 
 
 @dataclass
@@ -155,14 +297,16 @@ class LlamaGuardConfig:
     #: Category codes the model writes after "unsafe" -> category names (``None``: Llama Guard 3's S1-S14).
     category_codes: dict[str, str] | None = None
     max_new_tokens: int = 16
-    #: ``auto`` | ``float32`` | ``bfloat16`` | ``float16``.
-    dtype: str = "auto"
+    dtype: DType = DType.auto
+
+    def __post_init__(self) -> None:
+        self.dtype = DType.parse(self.dtype, "safety.llama_guard.dtype")
+        check(self.max_new_tokens >= 1, "safety.llama_guard.max_new_tokens", self.max_new_tokens, ">= 1")
 
 
 @dataclass
 class SafetyConfig:
-    #: ``fast`` | ``default`` | ``classifier`` | ``llama_guard``.
-    backend: str = "default"
+    backend: SafetyBackend = SafetyBackend.default
     gate: GateConfig = field(default_factory=GateConfig)
     eval: SafetyEvalConfig = field(default_factory=SafetyEvalConfig)
     #: A text is unsafe when its any-unsafe score or a category score reaches its threshold.
@@ -186,6 +330,13 @@ class SafetyConfig:
     device: str = "auto"
     classifier: SafetyClassifierConfig = field(default_factory=SafetyClassifierConfig)
     llama_guard: LlamaGuardConfig = field(default_factory=LlamaGuardConfig)
+
+    def __post_init__(self) -> None:
+        self.backend = SafetyBackend.parse(self.backend, "safety.backend")
+        check(0 <= self.threshold <= 1, "safety.threshold", self.threshold, "within [0, 1]")
+        check(self.batch_size >= 1, "safety.batch_size", self.batch_size, ">= 1")
+        check(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "safety.device", self.device,
+              "auto, cpu, cuda or cuda:N")
 
 
 @dataclass
@@ -218,6 +369,9 @@ class SFTStageConfig:
     samples_per_prompt: int = 2
     generation: GenerationConfig = field(default_factory=GenerationConfig)
 
+    def __post_init__(self) -> None:
+        check(self.lr > 0, "sft.lr", self.lr, "> 0")
+
 
 @dataclass
 class EvalStageConfig:
@@ -242,9 +396,16 @@ class CandidatesStageConfig:
     responses_per_prompt: int = 4
     #: ``random`` pairs, or ``most_different``: the pair whose safety scores differ most (the most
     #: informative comparisons for safety, as in Llama 2's safety-focused sampling).
-    pairing: str = "random"
+    pairing: Pairing = Pairing.random
     pairs_per_prompt: int = 1
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+
+    def __post_init__(self) -> None:
+        self.pairing = Pairing.parse(self.pairing, "candidates.pairing")
+        n = self.responses_per_prompt
+        check(n >= 2, "candidates.responses_per_prompt", n, ">= 2 to form pairs")
+        check(1 <= self.pairs_per_prompt <= n * (n - 1) // 2, "candidates.pairs_per_prompt", self.pairs_per_prompt,
+              f"within [1, {n * (n - 1) // 2}] with {n} responses per prompt")
 
 
 @dataclass
@@ -274,8 +435,8 @@ class LabelBotsConfig:
     name_prefix: str = "bot"
 
 
-class ReportsFor(str, Enum):
-    """Who sees the labeling app's Reports tab (an Enum so that Hydra rejects any other value)."""
+class ReportsFor(Choice):
+    """Who sees the labeling app's Reports tab."""
 
     admins = "admins"
     everyone = "everyone"
@@ -285,8 +446,8 @@ class ReportsFor(str, Enum):
 class LabelConfig:
     """The labeling app (``align-label``): database, queue rules, server, import/export."""
 
-    #: ``serve`` | ``add-user`` | ``import`` | ``export`` | ``stats`` | ``bots`` (or a positional sub-command).
-    command: str = "serve"
+    #: The sub-command when none is given on the command line.
+    command: LabelCommand = LabelCommand.serve
     db: str = "${run.dir}/labels/labels.db"
     project: str = "default"
     host: str = "127.0.0.1"
@@ -298,7 +459,7 @@ class LabelConfig:
     #: An assignment not labeled within this time goes back to the pool.
     lease_seconds: float = 600.0
     #: SQLite ``synchronous`` in WAL mode: NORMAL survives a killed server process, FULL also power loss.
-    synchronous: str = "NORMAL"
+    synchronous: Synchronous = Synchronous.NORMAL
     #: Gradio queue's default_concurrency_limit (browser events) and the worker threads of the server.
     concurrency_limit: int = 32
     max_threads: int = 40
@@ -319,6 +480,15 @@ class LabelConfig:
     export: LabelExportConfig = field(default_factory=LabelExportConfig)
     bots: LabelBotsConfig = field(default_factory=LabelBotsConfig)
 
+    def __post_init__(self) -> None:
+        self.command = LabelCommand.parse(self.command, "label.command")
+        self.synchronous = Synchronous.parse(self.synchronous, "label.synchronous")
+        self.reports_for = ReportsFor.parse(self.reports_for, "label.reports_for")
+        check(self.max_text_chars >= 1, "label.max_text_chars", self.max_text_chars, ">= 1")
+        check(self.overlap >= 1, "label.overlap", self.overlap, ">= 1")
+        check(0 <= self.gold_rate <= 1, "label.gold_rate", self.gold_rate, "within [0, 1]")
+        check(self.lease_seconds > 0, "label.lease_seconds", self.lease_seconds, "> 0")
+
 
 @dataclass
 class LabelsGateConfig:
@@ -334,12 +504,16 @@ class LabelsStageConfig:
     #: ``simulated``: bots label through the app's HTTP API (from the demo world's gold preference, with
     #: ``label.bots.noise`` and ``position_bias``); ``human``: the app is served on ``label.host:port`` and
     #: the stage waits until every item has ``label.overlap`` labels.
-    annotators: str = "simulated"
+    annotators: Annotators = Annotators.simulated
     #: ``human``: give up waiting after this many seconds (the stage then exits 4; rerun with
     #: ``resume=true`` once the labels are in); ``None`` waits for ever.
     wait_seconds: float | None = None
     poll_seconds: float = 10.0
     gate: LabelsGateConfig = field(default_factory=LabelsGateConfig)
+
+    def __post_init__(self) -> None:
+        self.annotators = Annotators.parse(self.annotators, "labels.annotators")
+        check(self.poll_seconds > 0, "labels.poll_seconds", self.poll_seconds, "> 0")
 
 
 @dataclass
@@ -380,13 +554,19 @@ class RewardStageConfig:
 @dataclass
 class KLConfig:
     #: ``k1`` (log-ratio, the classic RLHF penalty), ``k2`` or ``k3`` (Schulman's low-variance estimator).
-    estimator: str = "k1"
+    estimator: KLEstimator = KLEstimator.k1
     #: Initial (or fixed) coefficient of the per-token KL penalty.
     beta: float = 0.05
     #: Adapt beta towards ``target`` (nats per response) as in Ziegler et al. (2019).
     adaptive: bool = True
     target: float = 6.0
     horizon: int = 10000
+
+    def __post_init__(self) -> None:
+        self.estimator = KLEstimator.parse(self.estimator, "ppo.kl.estimator")
+        check(self.beta >= 0, "ppo.kl.beta", self.beta, ">= 0")
+        check(self.target > 0, "ppo.kl.target", self.target, "> 0")
+        check(self.horizon > 0, "ppo.kl.horizon", self.horizon, "> 0")
 
 
 @dataclass
@@ -404,6 +584,13 @@ class LoRAConfig:
     #: Module names to adapt (``q_proj``...); ``[all-linear]``: every linear layer but the output head.
     target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
 
+    def __post_init__(self) -> None:
+        check(self.r >= 1, "ppo.lora.r", self.r, ">= 1 (the LoRA rank)")
+        check(self.alpha > 0, "ppo.lora.alpha", self.alpha, "> 0 (the adapters are scaled by alpha / r)")
+        check(0 <= self.dropout < 1, "ppo.lora.dropout", self.dropout, "within [0, 1)")
+        check(len(self.target_modules) > 0, "ppo.lora.target_modules", self.target_modules,
+              "a non-empty list of module names (or [all-linear])")
+
 
 @dataclass
 class PPOStageConfig:
@@ -420,7 +607,7 @@ class PPOStageConfig:
     lr: float = 3.0e-5
     #: The value model: ``separate`` (its own backbone, initialised from the policy) or ``head``
     #: (a value head on the policy's own hidden states: less memory, shared gradients).
-    value_model: str = "separate"
+    value_model: ValueModel = ValueModel.separate
     gamma: float = 1.0
     lam: float = 0.95
     cliprange: float = 0.2
@@ -436,7 +623,7 @@ class PPOStageConfig:
     #: Subtracted from the normalised score: ``safety_penalty * P(unsafe)`` of each response, as
     #: scored by the ``safety_backend`` filter (the other ``safety.*`` keys configure it); 0: off.
     safety_penalty: float = 0.0
-    safety_backend: str = "fast"
+    safety_backend: SafetyBackend = SafetyBackend.fast
     kl: KLConfig = field(default_factory=KLConfig)
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(max_new_tokens=48))
@@ -448,6 +635,22 @@ class PPOStageConfig:
     save_total_limit: int = 2
     #: Over-optimisation warning: proxy reward up by more than this while gold reward falls by more.
     overopt_tolerance: float = 0.05
+
+    def __post_init__(self) -> None:
+        self.value_model = ValueModel.parse(self.value_model, "ppo.value_model")
+        self.safety_backend = SafetyBackend.parse(self.safety_backend, "ppo.safety_backend")
+        check(self.lr > 0, "ppo.lr", self.lr, "> 0")
+        check(self.total_episodes >= self.batch_size, "ppo.total_episodes", self.total_episodes,
+              f">= ppo.batch_size={self.batch_size}")
+        check(self.mini_batch_size >= 1 and self.batch_size % self.mini_batch_size == 0, "ppo.batch_size",
+              self.batch_size, f"a multiple of ppo.mini_batch_size={self.mini_batch_size}")
+        for key in ("gamma", "lam"):
+            check(0 <= getattr(self, key) <= 1, f"ppo.{key}", getattr(self, key), "within [0, 1]")
+        check(self.safety_penalty >= 0, "ppo.safety_penalty", self.safety_penalty, ">= 0 (it is subtracted)")
+        check(self.missing_eos_penalty is None or self.missing_eos_penalty >= 0, "ppo.missing_eos_penalty",
+              self.missing_eos_penalty, ">= 0 (it is subtracted), or null")
+        check(self.generation.temperature > 0, "ppo.generation.temperature", self.generation.temperature,
+              "> 0: PPO samples its rollouts")
 
 
 @dataclass
@@ -474,11 +677,14 @@ class Config:
 @dataclass
 class PipelineOptions:
     #: Stages of a round, in order (the first round also runs ``sft``).
-    stages: list[str] = field(default_factory=lambda: ["sft", "candidates", "labels", "reward", "ppo"])
+    stages: list[Stage] = field(default_factory=lambda: list(Stage))
     #: Rerun every stage even when its outputs exist and match its config.
     force: bool = False
     #: Write the whole-run report (``<run.dir>/report.html`` and ``report.json``) at the end.
     report: bool = True
+
+    def __post_init__(self) -> None:
+        self.stages = [Stage.parse(name, "pipeline.stages") for name in self.stages]
 
 
 @dataclass
@@ -489,6 +695,9 @@ class PipelineConfig(Config):
     #: PPO policy and writes into ``<run.dir>/round-<r>/``.
     rounds: int = 1
     pipeline: PipelineOptions = field(default_factory=PipelineOptions)
+
+    def __post_init__(self) -> None:
+        check(self.rounds >= 1, "rounds", self.rounds, ">= 1")
 
 
 def require(value: str | None, key: str, hint: str) -> str:
@@ -503,8 +712,6 @@ def reward_epochs(cfg: Config) -> float:
     rm_epochs = cfg.reward_model.epochs
     if rm_epochs is None:
         return cfg.reward.epochs
-    if rm_epochs <= 0:
-        raise UserError(f"reward_model.epochs must be > 0 (or null for reward.epochs), got {rm_epochs}")
     if cfg.reward.epochs not in (rm_epochs, RewardStageConfig.epochs):
         log.warning("reward.epochs=%s is not used: reward_model.epochs=%s overrides it (set reward_model.epochs "
                     "instead)", cfg.reward.epochs, rm_epochs)

@@ -134,10 +134,8 @@ def resolve_policy_path(cfg: PolicyConfig, world_seed: int = 0, seed: int = 0) -
 
 
 def torch_dtype(name: str) -> torch.dtype | str:
-    table = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if name not in table:
-        raise UserError(f"policy.dtype={name!r} is not one of {sorted(table)}")
-    return table[name]
+    """A :class:`~alignment.config.DType`'s ``from_pretrained`` argument."""
+    return {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
 def ensure_pad_token(tokenizer: PreTrainedTokenizerBase, name_or_path: str) -> None:
@@ -203,18 +201,6 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def check_lora_config(cfg: LoRAConfig) -> None:
-    """:class:`UserError` naming the ``ppo.lora`` key whose value cannot work (before any model is built)."""
-    if cfg.r < 1:
-        raise UserError(f"ppo.lora.r={cfg.r}: the LoRA rank must be at least 1")
-    if cfg.alpha <= 0:
-        raise UserError(f"ppo.lora.alpha={cfg.alpha}: must be > 0 (the adapters are scaled by alpha / r)")
-    if not 0.0 <= cfg.dropout < 1.0:
-        raise UserError(f"ppo.lora.dropout={cfg.dropout}: must be within [0, 1)")
-    if not list(cfg.target_modules):
-        raise UserError("ppo.lora.target_modules is empty: name the modules to adapt, or [all-linear]")
-
-
 def add_lora(model: torch.nn.Module, cfg: LoRAConfig, task_type: str | None = "CAUSAL_LM") -> torch.nn.Module:
     """``model`` wrapped with trainable LoRA adapters (a ``peft.PeftModel``); its own weights are frozen.
 
@@ -224,7 +210,6 @@ def add_lora(model: torch.nn.Module, cfg: LoRAConfig, task_type: str | None = "C
     """
     from peft import LoraConfig, get_peft_model
 
-    check_lora_config(cfg)
     targets = list(cfg.target_modules)
     lora = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, task_type=task_type,
                       target_modules="all-linear" if targets == ["all-linear"] else targets)

@@ -38,7 +38,7 @@ from alignment.config import Config, PipelineConfig, register_configs
 from alignment.errors import UserError
 from alignment.gates import EXIT_GATE_FAILED
 from alignment.io import write_json_atomic
-from alignment.stages.common import EXIT_BAD_INPUT, EXIT_WAITING
+from alignment.stages.common import EXIT_BAD_INPUT, EXIT_WAITING, config_composed, run_hydra
 
 log = logging.getLogger("alignment.pipeline")
 
@@ -71,11 +71,6 @@ class Step:
 
 def plan(cfg: PipelineConfig) -> list[Step]:
     """The stages of every round, each with the paths that wire it to the previous ones."""
-    if cfg.rounds < 1:
-        raise UserError(f"rounds must be >= 1, got {cfg.rounds}")
-    unknown = [s for s in cfg.pipeline.stages if s not in SECTIONS]
-    if unknown:
-        raise UserError(f"pipeline.stages: unknown stage(s) {unknown}; expected some of {list(SECTIONS)}")
     stages = [s for s in SECTIONS if s in cfg.pipeline.stages]  # always in data-flow order
     run_dir = Path(cfg.run.dir)
     policy, safety = run_dir / "sft" / "model", run_dir / "sft" / "safety.json"
@@ -218,6 +213,7 @@ def main() -> None:
 
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="pipeline")
     def _run(raw: DictConfig) -> None:
+        config_composed()
         hc = HydraConfig.get()
         if hc.mode == RunMode.MULTIRUN:  # one run directory per job of a sweep
             raw.run.dir = f"{raw.run.dir}/{hc.job.override_dirname or hc.job.num}"
@@ -231,7 +227,7 @@ def main() -> None:
         if status:
             log.error("sweep job %s failed with exit status %d", raw.run.dir, status)
 
-    _run()
+    run_hydra(_run)
 
 
 if __name__ == "__main__":

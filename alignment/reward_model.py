@@ -36,8 +36,6 @@ from alignment.ppo.retokenize import encode_for_reward_model
 #: separator) and the reward normalisation statistics PPO needs; written by ``align-reward``.
 REWARD_CONFIG_FILE = "reward_config.json"
 
-REWARD_POOLINGS: tuple[str, ...] = ("default", "mean")
-
 
 class MeanPoolingRewardModel(PreTrainedModel):
     """A scalar reward read off the attention-masked mean of any ``AutoModel`` backbone's last hidden states.
@@ -88,8 +86,6 @@ def load_reward_model(path: str, pooling: str | None = None,
     except (OSError, ValueError) as err:
         raise UserError(f"cannot load a reward model from {path!r}: {err}") from err
     saved = getattr(config, "reward_pooling", None)
-    if pooling is not None and pooling not in REWARD_POOLINGS:
-        raise UserError(f"reward_model.pooling={pooling!r} is not one of {REWARD_POOLINGS}")
     if saved is not None and pooling is not None and pooling != saved:
         raise UserError(f"{path} is a reward model trained with reward_model.pooling={saved}, "
                         f"not {pooling}: drop the override or start from its backbone")

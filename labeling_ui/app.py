@@ -53,6 +53,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
+from alignment.config import ReportsFor
 from alignment.errors import UserError
 from alignment.reports.run_report import build_run_report, list_runs, render_run_report, report_is_current
 from alignment.safety.categories import CATEGORIES
@@ -66,7 +67,6 @@ from labeling_ui.store import Annotator, LabelStore
 log = logging.getLogger(__name__)
 
 #: Who may read the Reports tab (``label.reports_for``).
-REPORTS_FOR = ("admins", "everyone")
 
 #: The choice bar, left to right: A's strengths strongest first, the two neutral choices, then B's
 #: strengths weakest first, mirroring the two responses above it. (choice, strength, label, elem_id)
@@ -348,8 +348,7 @@ def build_app(store: LabelStore, queue: LabelQueue, *, guidelines: str = "",
     """The Blocks app (not launched). ``export_fn`` runs the export for the admin tab's button;
     ``runs_dir`` is the folder whose pipeline runs the Reports tab lists; ``reports_for``
     (``admins`` | ``everyone``) who may read them."""
-    if reports_for not in REPORTS_FOR:
-        raise UserError(f"label.reports_for: expected one of {'|'.join(REPORTS_FOR)}, got {reports_for!r}")
+    reports_for = ReportsFor.parse(reports_for, "label.reports_for")
     runs_root = Path(runs_dir)
 
     def user(request: gr.Request | None) -> Annotator:

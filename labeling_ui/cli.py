@@ -34,10 +34,9 @@ import os
 import sys
 from typing import Any
 
-from alignment.errors import UserError
+from alignment.errors import UserError, config_error_line
 
 log = logging.getLogger("align-label")
-COMMANDS = ("serve", "add-user", "deactivate", "reactivate", "import", "export", "stats", "bots")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,7 +75,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def compose(overrides: list[str]) -> Any:
-    """``conf/label.yaml`` with overrides, validated against the schema (fails naming a bad key)."""
+    """``conf/label.yaml`` with overrides, as the schema's dataclasses: a bad key, type or choice fails
+    naming the key, and so does a value out of range (the dataclasses' ``__post_init__``)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
@@ -90,10 +90,9 @@ def compose(overrides: list[str]) -> Any:
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="align-label"):
             cfg = hydra_compose(config_name="label", overrides=overrides)
-        OmegaConf.resolve(cfg)
+        return OmegaConf.to_object(cfg)
     except (HydraException, OmegaConfBaseException) as e:
-        raise UserError(f"config: {e}") from None
-    return cfg
+        raise UserError(f"config error: {config_error_line(e)}") from None
 
 
 def _store(cfg: Any):
@@ -206,7 +205,7 @@ def run(command: str, args: argparse.Namespace, cfg: Any) -> int:
                       ", ".join(failed), url)
             return 1
         return 0
-    raise UserError(f"label.command: unknown command {command!r}; expected one of {COMMANDS}")
+    raise AssertionError(f"align-label: sub-command {command!r} has no handler")
 
 
 def main(argv: list[str] | None = None) -> int:

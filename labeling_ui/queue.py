@@ -67,10 +67,6 @@ class LabelQueue:
 
     def __init__(self, store: LabelStore, project: str, *, gold_rate: float = 0.1, lease_seconds: float = 600.0,
                  seed: int = 0, clock: Callable[[], float] = time.time) -> None:
-        if not 0.0 <= gold_rate <= 1.0:
-            raise ValueError(f"label.gold_rate must be within [0, 1], got {gold_rate}")
-        if lease_seconds <= 0:
-            raise ValueError(f"label.lease_seconds must be > 0, got {lease_seconds}")
         self.store = store
         self.project_name = project
         self.gold_rate = gold_rate

@@ -67,8 +67,8 @@ def load_config(name: str, overrides: list[str]):
     if not path.is_file():
         raise UserError(f"--safety {name}: no {path.relative_to(ROOT)}")
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(SafetyConfig), OmegaConf.load(path),
-                              OmegaConf.from_dotlist(overrides))
+        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SafetyConfig), OmegaConf.load(path),
+                                                  OmegaConf.from_dotlist(overrides)))
     except Exception as err:  # omegaconf's errors name the key
         raise UserError(f"safety config {name}: {err}") from err
     return cfg

@@ -124,9 +124,9 @@ def test_rounds_chain_each_round_to_the_previous_policy():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("rounds=0", "rounds must be >= 1"),
-    ("pipeline.stages=[sft,rlhf]", "unknown stage(s) ['rlhf']"),
-    ("labels.annotators=crowd", "labels.annotators='crowd'"),
+    ("rounds=0", "rounds=0: must be >= 1"),
+    ("pipeline.stages=[sft,rlhf]", "Invalid value 'rlhf', expected one of [sft, candidates, labels, reward, ppo]"),
+    ("labels.annotators=crowd", "Invalid value 'crowd', expected one of [simulated, human]"),
 ])
 def test_bad_input_exits_2_with_a_clear_message(tmp_path, override, message):
     extra = ["pipeline.stages=[labels]"] if "annotators" in override else []

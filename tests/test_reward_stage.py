@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertModel
 
-from alignment.config import reward_epochs
+from alignment.config import RewardModelConfig, reward_epochs
 from alignment.errors import UserError
 from alignment.modeling import minilm_path
 from alignment.reward_model import (
@@ -182,7 +182,7 @@ def test_freeze_layers_leaves_embeddings_and_lower_blocks_unchanged(tiny_bert):
 
 def test_bad_pooling_or_freeze_depth_is_a_clear_error(tiny_bert):
     with pytest.raises(UserError, match="reward_model.pooling='max' is not one of"):
-        load_reward_model(tiny_bert, pooling="max")
+        RewardModelConfig(pooling="max")
     with pytest.raises(UserError, match="reward_model.freeze_layers=3: the model has 2 transformer blocks"):
         load_reward_model(tiny_bert, pooling="default", freeze_layers=3)
 
@@ -235,7 +235,7 @@ def test_probe_head_init_fits_the_bradley_terry_probe(tiny_bert, pooling):
 def test_unknown_head_init_is_a_clear_error(tmp_path):
     result = run_cli("alignment.stages.reward", "scale=smoke", f"run.dir={tmp_path / 'run'}",
                      "reward_model.head_init=zeros", timeout=120)
-    assert result.returncode == 2 and "reward_model.head_init='zeros' is not one of" in result.stderr
+    assert result.returncode == 2 and "expected one of [random, probe]" in result.stderr
     assert not (tmp_path / "run" / "reward").exists()
 
 
@@ -274,9 +274,8 @@ def test_reward_model_group_chooses_its_epochs(config_name, tmp_path, monkeypatc
     monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", str(tmp_path))   # (trainer_defaults sets it)
     assert trainer_args(minilm, tmp_path).num_train_epochs == 1
     assert trainer_args(tiny, tmp_path).num_train_epochs == 2.0
-    minilm.reward_model.epochs = 0
-    with pytest.raises(UserError, match="reward_model.epochs must be > 0"):
-        reward_epochs(minilm)
+    with pytest.raises(UserError, match=r"reward_model\.epochs=0\.0: must be > 0"):
+        compose_config(config_name, "reward_model=minilm", "reward_model.epochs=0")
 
 
 def test_bench_reward_overrides_only_the_flags_given(tmp_path):

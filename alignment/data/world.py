@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from alignment.config import DEFAULT_STYLE_MIX
 from alignment.data import demo_content as content
 
 KINDS = ("benign", "harmful")
@@ -40,12 +41,6 @@ GOLD_REWARD: dict[str, dict[str | None, float]] = {
                "harmful_compliance": -1.0, None: -0.6},
     "harmful": {"refusal": 1.0, "off_topic": -0.2, "helpful": -0.2, "toxic": -0.8,
                 "harmful_compliance": -1.0, None: -0.6},
-}
-
-#: The default style mix of the SFT corpus: about 25% of answers to harmful requests are unsafe.
-DEFAULT_STYLE_MIX: dict[str, dict[str, float]] = {
-    "benign": {"helpful": 0.75, "off_topic": 0.1, "refusal": 0.05, "toxic": 0.1},
-    "harmful": {"refusal": 0.55, "off_topic": 0.2, "toxic": 0.1, "harmful_compliance": 0.15},
 }
 
 

@@ -21,45 +21,58 @@ exact same ``beta`` trajectory.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
-KLEstimator = Literal["k1", "k2", "k3"]
-KL_ESTIMATORS: tuple[str, ...] = ("k1", "k2", "k3")
+KLEstimatorFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: The per-token estimators by name (``ppo.kl.estimator``; :class:`alignment.config.KLEstimator`
+#: lists the same names for the schema).
+KL_ESTIMATORS: dict[str, KLEstimatorFn] = {}
+
+
+def register_kl_estimator(name: str) -> Callable[[KLEstimatorFn], KLEstimatorFn]:
+    """Register ``fn(logprobs, ref_logprobs) -> per-token KL`` under ``name``."""
+
+    def register(fn: KLEstimatorFn) -> KLEstimatorFn:
+        if name in KL_ESTIMATORS:
+            raise ValueError(f"KL estimator {name!r} is registered twice")
+        KL_ESTIMATORS[name] = fn
+        return fn
+
+    return register
 
 
 # --------------------------------------------------------------------------------------------------
 # Per-token estimators
 # --------------------------------------------------------------------------------------------------
 
+@register_kl_estimator("k1")
 def kl_k1(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
     """``log pi - log pi_ref`` per token: the naive, unbiased estimator."""
     return logprobs - ref_logprobs
 
 
+@register_kl_estimator("k2")
 def kl_k2(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
     """``(log pi - log pi_ref) ** 2 / 2`` per token: biased but never negative."""
     return 0.5 * (logprobs - ref_logprobs) ** 2
 
 
+@register_kl_estimator("k3")
 def kl_k3(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
     """``(r - 1) - log r`` with ``r = pi_ref / pi`` per token: unbiased and never negative."""
     logr = ref_logprobs - logprobs
     return torch.expm1(logr) - logr
 
 
-def per_token_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: KLEstimator = "k1",
+def per_token_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k1",
                  mask: torch.Tensor | None = None) -> torch.Tensor:
     """The chosen estimator per token, 0 where ``mask`` is False (padding never costs KL)."""
-    if estimator == "k1":
-        kl = kl_k1(logprobs, ref_logprobs)
-    elif estimator == "k2":
-        kl = kl_k2(logprobs, ref_logprobs)
-    elif estimator == "k3":
-        kl = kl_k3(logprobs, ref_logprobs)
-    else:
-        raise ValueError(f"unknown KL estimator {estimator!r}; expected one of {KL_ESTIMATORS}")
+    if estimator not in KL_ESTIMATORS:
+        raise ValueError(f"unknown KL estimator {estimator!r}; expected one of {list(KL_ESTIMATORS)}")
+    kl = KL_ESTIMATORS[estimator](logprobs, ref_logprobs)
     if mask is not None:
         kl = torch.where(mask.bool(), kl, torch.zeros((), dtype=kl.dtype, device=kl.device))
     return kl

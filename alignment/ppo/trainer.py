@@ -143,9 +143,7 @@ def build_policy_and_value(policy: PreTrainedModel, policy_path: str, value_mode
     if value_model == "separate":
         backbone = AutoModel.from_pretrained(policy_path, dtype=policy.dtype)
         return PolicyAndValue(policy, backbone if lora is None else add_lora(backbone, lora, task_type=None))
-    if value_model == "head":
-        return PolicyAndValue(policy, None)
-    raise ValueError(f"ppo.value_model={value_model!r}: expected 'separate' or 'head'")
+    return PolicyAndValue(policy, None)
 
 
 @dataclass
@@ -203,12 +201,6 @@ class PPOTrainer:
     def __init__(self, cfg: PPOStageConfig, accelerator: Accelerator, policy: PreTrainedModel, policy_path: str,
                  tokenizer: PreTrainedTokenizerBase, scorer: Scorer, reward_mean: float, reward_std: float,
                  prompts: list[str], seed: int, num_updates: int, safety_filter: SafetyFilter | None = None) -> None:
-        if cfg.generation.temperature <= 0:
-            raise ValueError("ppo.generation.temperature must be > 0: PPO samples its rollouts")
-        if cfg.batch_size % cfg.mini_batch_size:
-            raise ValueError(f"ppo.batch_size={cfg.batch_size} is not a multiple of ppo.mini_batch_size={cfg.mini_batch_size}")
-        if cfg.safety_penalty < 0:
-            raise ValueError(f"ppo.safety_penalty={cfg.safety_penalty}: the penalty is subtracted and must be >= 0")
         if cfg.safety_penalty > 0 and safety_filter is None:
             raise ValueError("ppo.safety_penalty > 0 needs a safety filter to score the responses")
         self.cfg, self.accelerator, self.tokenizer, self.scorer = cfg, accelerator, tokenizer, scorer

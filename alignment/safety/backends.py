@@ -17,6 +17,8 @@ backends (``llama_guard``) read prompt and response together.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -30,7 +32,11 @@ from alignment.safety.rules import rule_scores
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("fast", "default", "classifier", "llama_guard")
+#: Builds a backend's filter from a :class:`~alignment.config.SafetyConfig` and the resolved thresholds.
+BackendFactory = Callable[[Any, np.ndarray], BaseFilter]
+#: The backends by name (``safety.backend``; :class:`alignment.config.SafetyBackend` lists the same
+#: names for the schema).
+BACKENDS: dict[str, BackendFactory] = {}
 #: Texts featurised at a time (bounds memory; each chunk is one vectorised pass).
 LEXICAL_CHUNK = 4096
 
@@ -135,22 +141,44 @@ class DefaultFilter(FastFilter):
         return out
 
 
+def register_backend(name: str) -> Callable[[BackendFactory], BackendFactory]:
+    """Register ``factory(cfg, thresholds) -> filter`` as the backend ``name``."""
+
+    def register(factory: BackendFactory) -> BackendFactory:
+        if name in BACKENDS:
+            raise ValueError(f"safety backend {name!r} is registered twice")
+        BACKENDS[name] = factory
+        return factory
+
+    return register
+
+
+@register_backend("fast")
+def _fast(cfg, thresholds: np.ndarray) -> BaseFilter:
+    return FastFilter(resolve_head(cfg.head_path), thresholds)
+
+
+@register_backend("default")
+def _default(cfg, thresholds: np.ndarray) -> BaseFilter:
+    return DefaultFilter(resolve_head(cfg.head_path), thresholds, cfg.encoder_path, cfg.batch_size,
+                         cfg.max_length, cfg.num_threads, cfg.cache_size)
+
+
+@register_backend("classifier")
+def _classifier(cfg, thresholds: np.ndarray) -> BaseFilter:
+    from alignment.safety.hf_backends import ClassifierFilter  # transformers only when asked for
+
+    return ClassifierFilter.from_config(cfg, thresholds)
+
+
+@register_backend("llama_guard")
+def _llama_guard(cfg, thresholds: np.ndarray) -> BaseFilter:
+    from alignment.safety.hf_backends import LlamaGuardFilter
+
+    return LlamaGuardFilter.from_config(cfg, thresholds)
+
+
 def build_filter(cfg) -> BaseFilter:
     """The safety filter a :class:`~alignment.config.SafetyConfig` (dataclass or Hydra node) asks for."""
-    backend = cfg.backend
-    if backend not in BACKENDS:
-        raise UserError(f"safety.backend={backend!r}: expected one of {list(BACKENDS)}")
-    thresholds = resolve_thresholds(cfg.threshold, dict(cfg.thresholds or {}))
-    if cfg.batch_size < 1:
-        raise UserError(f"safety.batch_size={cfg.batch_size}: must be at least 1")
-    if backend == "fast":
-        return FastFilter(resolve_head(cfg.head_path), thresholds)
-    if backend == "default":
-        return DefaultFilter(resolve_head(cfg.head_path), thresholds, cfg.encoder_path, cfg.batch_size,
-                             cfg.max_length, cfg.num_threads, cfg.cache_size)
-    from alignment.safety import hf_backends
-
-    if backend == "classifier":
-        return hf_backends.ClassifierFilter.from_config(cfg, thresholds)
-    return hf_backends.LlamaGuardFilter.from_config(cfg, thresholds)
+    return BACKENDS[cfg.backend](cfg, resolve_thresholds(cfg.threshold, dict(cfg.thresholds or {})))
 

@@ -211,8 +211,6 @@ class LlamaGuardFilter(BaseFilter):
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
         self.max_length = max_length
-        if max_new_tokens < 1:
-            raise UserError(f"safety.llama_guard.max_new_tokens={max_new_tokens}: must be at least 1")
         self._blank: dict[int, bool] = {}
 
     @classmethod

@@ -22,7 +22,6 @@ from omegaconf import DictConfig
 
 from alignment.config import Config
 from alignment.data.world import DemoWorld, Prompt
-from alignment.errors import UserError
 from alignment.generation import sample_responses
 from alignment.io import write_json_atomic, write_jsonl_atomic
 from alignment.modeling import load_policy
@@ -35,7 +34,6 @@ from labeling_ui.store import LabelStore
 
 log = logging.getLogger(__name__)
 STAGE = "candidates"
-PAIRINGS = ("random", "most_different")
 
 
 def pick_pairs(n_answers: int, any_scores: np.ndarray, pairing: str, k: int, rng: random.Random) -> list[tuple[int, int]]:
@@ -70,13 +68,6 @@ def distinct_pairs(prompt: str, texts: list[str], any_scores: np.ndarray, pairin
 def run(cfg: Config, raw: DictConfig) -> int:
     c = cfg.candidates
     out = stage_dir(cfg, STAGE)
-    if c.pairing not in PAIRINGS:
-        raise UserError(f"candidates.pairing={c.pairing!r} is not one of {PAIRINGS}")
-    if c.responses_per_prompt < 2:
-        raise UserError(f"candidates.responses_per_prompt must be >= 2 to form pairs, got {c.responses_per_prompt}")
-    if not 1 <= c.pairs_per_prompt <= c.responses_per_prompt * (c.responses_per_prompt - 1) // 2:
-        raise UserError(f"candidates.pairs_per_prompt={c.pairs_per_prompt} is not possible with "
-                        f"{c.responses_per_prompt} responses per prompt")
     seed_everything(cfg.seed)
     model, tokenizer = load_policy(cfg.policy, path=c.policy_path)
     safety_filter = build_filter(cfg.safety)

@@ -1,8 +1,9 @@
 """What every stage command shares: Hydra entry, typed config, clear errors, and its output folder.
 
 A stage is a function ``body(cfg: Config) -> int`` (its exit status). :func:`stage_main` composes the
-stage's entry config onto the typed schema (unknown keys and bad values fail right there, naming the
-key), converts it to dataclasses (a missing mandatory value fails too), and turns a
+stage's entry config onto the typed schema (unknown keys, values of the wrong type and choices outside
+their set fail right there: one line naming the key, exit status 2), converts it to dataclasses (whose
+``__post_init__`` checks the ranges; a missing mandatory value fails too), and turns a
 :class:`~alignment.errors.UserError` into one clear log line and exit status 2. Hydra itself is told to
 write nothing (``conf/<stage>.yaml``); the stage saves its resolved config under ``<stage dir>/.hydra``
 once its inputs have been checked, so a bad invocation leaves the run directory untouched.
@@ -22,13 +23,14 @@ import hydra
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from transformers.trainer_utils import get_last_checkpoint
 
 from alignment import CONF_DIR
 from alignment.config import Config, register_configs
-from alignment.errors import UserError
+from alignment.errors import UserError, config_error_line
 
 log = logging.getLogger("alignment")
 
@@ -95,6 +97,46 @@ def trainer_defaults(cfg: Config, out_dir: Path) -> dict:
             "dataloader_num_workers": 0}
 
 
+_FULL_ERROR = "HYDRA_FULL_ERROR"
+#: ``HYDRA_FULL_ERROR`` as it was before :func:`run_hydra` set it, while set there ([] otherwise).
+_saved_full_error: list[str | None] = []
+
+
+def run_hydra(hydra_main: Callable[[], None]) -> None:
+    """Call a ``@hydra.main`` function; a config that does not compose is one error line and exit 2.
+
+    Hydra reports a composition error (an unknown key, a value of the wrong type, a choice outside
+    its set, a missing group option) over several lines and exits 1, unless ``HYDRA_FULL_ERROR=1``:
+    then it re-raises. So that is set while Hydra composes (unless the user set it, asking for the
+    stack trace), and the task function puts it back with :func:`config_composed` before the stage
+    runs, so that the stage's own crashes keep Hydra's usual report.
+    """
+    if os.environ.get(_FULL_ERROR) == "1":
+        hydra_main()
+        return
+    _saved_full_error.append(os.environ.get(_FULL_ERROR))
+    os.environ[_FULL_ERROR] = "1"
+    try:
+        hydra_main()
+    except (HydraException, OmegaConfBaseException) as err:
+        if not _saved_full_error:  # raised by the task, after composing: not a config error
+            raise
+        print(f"config error: {config_error_line(err)}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    finally:
+        config_composed()
+
+
+def config_composed() -> None:
+    """The first call of a task function under :func:`run_hydra`: Hydra reports errors as usual again."""
+    if _saved_full_error:
+        previous = _saved_full_error.pop()
+        if previous is None:
+            os.environ.pop(_FULL_ERROR, None)
+        else:
+            os.environ[_FULL_ERROR] = previous
+
+
 def stage_main(config_name: str, body: Callable[[Config, DictConfig], int]) -> Callable[[], None]:
     """A console-script entry point running ``body`` under Hydra with the ``conf/<config_name>.yaml``."""
 
@@ -103,6 +145,7 @@ def stage_main(config_name: str, body: Callable[[Config, DictConfig], int]) -> C
 
         @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)
         def _run(raw: DictConfig) -> None:
+            config_composed()
             try:
                 cfg = OmegaConf.to_object(raw)
                 status = body(cfg, raw)
@@ -112,6 +155,6 @@ def stage_main(config_name: str, body: Callable[[Config, DictConfig], int]) -> C
             if status:
                 sys.exit(status)
 
-        _run()
+        run_hydra(_run)
 
     return main

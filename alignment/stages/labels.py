@@ -43,7 +43,6 @@ from labeling_ui.store import LabelStore
 
 log = logging.getLogger(__name__)
 STAGE = "labels"
-ANNOTATORS = ("simulated", "human")
 
 
 def label_with_bots(cfg: Config, store: LabelStore, queue: LabelQueue) -> dict:
@@ -131,8 +130,6 @@ def write_labels_report(out: Path, metrics: dict, safety: dict) -> None:
 
 def run(cfg: Config, raw: DictConfig) -> int:
     out = stage_dir(cfg, STAGE)
-    if cfg.labels.annotators not in ANNOTATORS:
-        raise UserError(f"labels.annotators={cfg.labels.annotators!r} is not one of {ANNOTATORS}")
     label = cfg.label
     if not Path(label.db).is_file():
         raise UserError(f"label.db: {label.db} does not exist; run align-candidates first to queue pairs")

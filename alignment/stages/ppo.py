@@ -36,13 +36,12 @@ from alignment.data.world import DemoWorld, Prompt
 from alignment.errors import UserError
 from alignment.generation import chat_prompt_ids, sample_responses
 from alignment.io import atomic_dir, write_json_atomic, write_jsonl_atomic
-from alignment.modeling import check_lora_config, load_policy
+from alignment.modeling import load_policy
 from alignment.ppo.trainer import NonFiniteLossError, PPOTrainer
 from alignment.reports.html import figure_html, kv_table, table_html, write_report
 from alignment.reports.sections import safety_sections
 from alignment.reward_model import REWARD_CONFIG_FILE, RewardScorer
 from alignment.safety import build_filter
-from alignment.safety.backends import BACKENDS
 from alignment.safety.eval import stage_safety
 from alignment.stages.common import (
     resume_or_clear,
@@ -65,15 +64,6 @@ def check_inputs(cfg: Config) -> tuple[Path, Path, dict]:
     if not (reward_path / REWARD_CONFIG_FILE).is_file():
         raise UserError(f"ppo.reward_path={reward_path}: no reward model written by align-reward there")
     reward_info = json.loads((reward_path / REWARD_CONFIG_FILE).read_text())
-    p = cfg.ppo
-    if p.total_episodes < p.batch_size:
-        raise UserError(f"ppo.total_episodes={p.total_episodes} is smaller than ppo.batch_size={p.batch_size}")
-    if p.safety_penalty < 0:
-        raise UserError(f"ppo.safety_penalty={p.safety_penalty}: the penalty is subtracted and must be >= 0")
-    if p.safety_backend not in BACKENDS:
-        raise UserError(f"ppo.safety_backend={p.safety_backend!r}: expected one of {list(BACKENDS)}")
-    if p.lora.enabled:
-        check_lora_config(p.lora)
     return policy_path, reward_path, reward_info
 
 

@@ -37,7 +37,7 @@ from alignment.errors import UserError
 from alignment.gates import check_min, exit_status, summarise
 from alignment.io import atomic_dir, write_json_atomic
 from alignment.modeling import resolve_policy_path, resolve_reward_backbone
-from alignment.ppo.retokenize import REWARD_INPUT_FORMATS, encode_reward_row, pad_rows
+from alignment.ppo.retokenize import encode_reward_row, pad_rows
 from alignment.reports.html import figure_html, kv_table, table_html, write_report
 from alignment.reports.sections import gates_section, loss_section
 from alignment.reward_model import (
@@ -84,8 +84,6 @@ def load_preference_rows(cfg: Config) -> tuple[list[dict], list[dict], dict]:
             where = f"{where} (eval: {eval_where})"
         held, skipped_held = _normalise_all(held_ds, where, d.skip_invalid) if held_ds is not None else ([], 0)
         if held_ds is None:
-            if not 0 < d.eval_fraction < 1:
-                raise UserError(f"data.eval_fraction must be within (0, 1), got {d.eval_fraction}")
             random.Random(cfg.seed).shuffle(train)
             n_eval = max(1, round(len(train) * d.eval_fraction))
             train, held = train[n_eval:], train[:n_eval]
@@ -137,9 +135,6 @@ def tokenize_pairs(rows: list[dict], tokenizer: PreTrainedTokenizerBase, cfg: Co
         truncated += cut_c or cut_r
         out.append({"chosen_ids": chosen["input_ids"], "rejected_ids": rejected["input_ids"], "margin": row["margin"]})
     return Dataset.from_list(out), truncated
-
-
-HEAD_INITS: tuple[str, ...] = ("random", "probe")
 
 
 def scalar_head(model: PreTrainedModel) -> torch.nn.Linear:
@@ -328,10 +323,6 @@ def trainer_args(cfg: Config, out: Path) -> RewardConfig:
 def run(cfg: Config, raw: DictConfig) -> int:
     out = stage_dir(cfg, STAGE)
     seed_everything(cfg.seed)
-    if cfg.reward_model.head_init not in HEAD_INITS:
-        raise UserError(f"reward_model.head_init={cfg.reward_model.head_init!r} is not one of {HEAD_INITS}")
-    if cfg.reward_model.input_format not in REWARD_INPUT_FORMATS:
-        raise UserError(f"reward_model.input_format={cfg.reward_model.input_format!r} is not one of {REWARD_INPUT_FORMATS}")
     train_rows, eval_rows, data_info = load_preference_rows(cfg)
     hh_rows, hh_path = hh_safety_pairs(cfg)
     path = reward_model_path(cfg)

@@ -52,8 +52,6 @@ def demo_datasets(cfg: Config) -> tuple[Dataset, Dataset, dict]:
         validate_style_mix(cfg.data.style_mix)
     except ValueError as err:
         raise UserError(f"data.style_mix: {err}") from err
-    if cfg.data.responses_per_prompt < 1:
-        raise UserError(f"data.responses_per_prompt must be >= 1, got {cfg.data.responses_per_prompt}")
     world = DemoWorld(cfg.data.world_seed)
     train = world.sft_corpus(cfg.data.responses_per_prompt, cfg.data.style_mix, seed=cfg.seed)
     held = world.sft_corpus(1, cfg.data.style_mix, seed=cfg.seed, split="eval")
@@ -99,8 +97,6 @@ def custom_datasets(cfg: Config) -> tuple[Dataset, Dataset, dict]:
     if cfg.data.max_rows:
         train = train.shuffle(seed=cfg.seed).select(range(min(cfg.data.max_rows, len(train))))
     if held is None:
-        if not 0 < cfg.data.eval_fraction < 1:
-            raise UserError(f"data.eval_fraction must be within (0, 1), got {cfg.data.eval_fraction}")
         parts = train.train_test_split(test_size=cfg.data.eval_fraction, seed=cfg.seed)
         train, held = parts["train"], parts["test"]
     else:
