@@ -6,6 +6,7 @@ re-exported here.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,20 @@ def start_app(db: str | Path, project: str = "p", *, overlap: int = 3, gold_rate
     return RunningApp(url, store, demo)
 
 
+def start_demo_app(db: str | Path, *, n_items: int, users: dict[str, str], password: str, overlap: int = 3,
+                   **options: Any) -> RunningApp:
+    """:func:`start_app` with ``n_items`` demo-world pairs queued in project ``p`` and ``users`` (name ->
+    role) sharing ``password``."""
+    from alignment.data.world import DemoWorld
+    from labeling_ui.demo import demo_items
+
+    running = start_app(db, overlap=overlap, **options)
+    running.store.add_items("p", demo_items(DemoWorld(0), n_items), overlap=overlap)
+    for name, role in users.items():
+        running.store.add_annotator(name, password, role)
+    return running
+
+
 class ApiClient:
     """A logged-in client of the bot API (``POST /gradio_api/run/<name>``)."""
 
@@ -66,3 +81,23 @@ class ApiClient:
 
     def close(self) -> None:
         self.http.close()
+
+
+def queue_call(http: httpx.Client, fn_index: int, data: list, session_hash: str, timeout: float = 60) -> dict:
+    """Call a UI event the way the browser does (queue/join + the SSE stream); the completion message."""
+    r = http.post("/gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": session_hash,
+                                                 "event_data": None, "trigger_id": None}, timeout=timeout)
+    if r.status_code != 200:
+        return {"status": r.status_code, "success": False}
+    with http.stream("GET", "/gradio_api/queue/data", params={"session_hash": session_hash}, timeout=timeout) as s:
+        for line in s.iter_lines():
+            if line.startswith("data:"):
+                msg = json.loads(line[5:])
+                if msg.get("msg") == "process_completed":
+                    return msg
+    raise AssertionError("no completion message")
+
+
+def fn_index(app: RunningApp, name: str) -> int:
+    """The index of the UI event handler called ``name`` (what the browser posts as ``fn_index``)."""
+    return next(i for i, fn in app.demo.fns.items() if fn.name == name)

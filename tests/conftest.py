@@ -1,4 +1,5 @@
-"""Shared test fixtures: an isolated model cache, the shared data folder, and a smoke SFT run."""
+"""Shared test fixtures: an isolated model cache, the shared data folder, a smoke SFT run, the demo world
+and an empty label store."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from alignment.data.world import DemoWorld
+from labeling_ui.store import LabelStore
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -44,3 +48,16 @@ def smoke_sft(tmp_path_factory: pytest.TempPathFactory, isolated_cache: Path) ->
     result = run_cli("alignment.stages.sft", "scale=smoke", f"run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir
+
+
+@pytest.fixture(scope="module")
+def world() -> DemoWorld:
+    return DemoWorld(0)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LabelStore:
+    """An empty label store in a fresh database."""
+    s = LabelStore(tmp_path / "labels.db")
+    yield s
+    s.close()

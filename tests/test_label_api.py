@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import httpx
 import pytest
 
 from alignment.data.world import DemoWorld
 from labeling_ui.bots import BotBrain, fallback_label, run_bots
 from labeling_ui.demo import demo_items
-from labeling_ui.testing import ApiClient, RunningApp, start_app
+from labeling_ui.testing import ApiClient, RunningApp, fn_index, queue_call, start_app, start_demo_app
 
 PASSWORD = "pass-word-1"
 
@@ -19,11 +18,8 @@ PASSWORD = "pass-word-1"
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> RunningApp:
     tmp = tmp_path_factory.mktemp("label-api")
-    running = start_app(tmp / "labels.db", overlap=2, export_dir=tmp / "export")
-    store = running.store
-    store.add_items("p", demo_items(DemoWorld(0), 30), overlap=2)
-    for name, role in (("alice", "annotator"), ("bob", "annotator"), ("root", "admin"), ("gone", "annotator")):
-        store.add_annotator(name, PASSWORD, role)
+    running = start_demo_app(tmp / "labels.db", n_items=30, overlap=2, password=PASSWORD, export_dir=tmp / "export",
+                             users={"alice": "annotator", "bob": "annotator", "root": "admin", "gone": "annotator"})
     yield running
     running.close()
 
@@ -42,23 +38,6 @@ def bob(app: RunningApp) -> ApiClient:
     c.close()
 
 
-def queue_call(http: httpx.Client, fn_index: int, data: list, session_hash: str) -> dict:
-    """Call an event the way the browser does (queue/join + the SSE stream); the completion message."""
-    r = http.post("/gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": session_hash,
-                                                 "event_data": None, "trigger_id": None})
-    if r.status_code != 200:
-        return {"status": r.status_code, "success": False}
-    with http.stream("GET", "/gradio_api/queue/data", params={"session_hash": session_hash}, timeout=30) as s:
-        for line in s.iter_lines():
-            if line.startswith("data:"):
-                msg = json.loads(line[5:])
-                if msg.get("msg") == "process_completed":
-                    return msg
-    raise AssertionError("no completion message")
-
-
-def fn_index(app: RunningApp, name: str) -> int:
-    return next(i for i, fn in app.demo.fns.items() if fn.name == name)
 
 
 def test_unauthenticated_calls_get_nothing(app: RunningApp) -> None:

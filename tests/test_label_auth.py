@@ -9,10 +9,8 @@ import threading
 import httpx
 import pytest
 
-from alignment.data.world import DemoWorld
 from labeling_ui.auth import LOCKOUT_S, MAX_FAILURES, WINDOW_S, LoginThrottle
-from labeling_ui.demo import demo_items
-from labeling_ui.testing import ApiClient, RunningApp, start_app
+from labeling_ui.testing import ApiClient, RunningApp, fn_index, queue_call, start_demo_app
 
 PASSWORD = "pass-word-1"
 
@@ -20,32 +18,12 @@ PASSWORD = "pass-word-1"
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> RunningApp:
     tmp = tmp_path_factory.mktemp("label-auth")
-    running = start_app(tmp / "labels.db", overlap=3)
-    running.store.add_items("p", demo_items(DemoWorld(0), 20), overlap=3)
-    for name, role in (("alice", "annotator"), ("carol", "annotator"), ("dave", "annotator"), ("erin", "annotator"),
-                       ("frank", "annotator"), ("root", "admin")):
-        running.store.add_annotator(name, PASSWORD, role)
+    users = {name: "annotator" for name in ("alice", "carol", "dave", "erin", "frank")} | {"root": "admin"}
+    running = start_demo_app(tmp / "labels.db", n_items=20, overlap=3, users=users, password=PASSWORD)
     yield running
     running.close()
 
 
-def queue_call(http: httpx.Client, fn_index: int, data: list, session_hash: str, timeout: float = 60) -> dict:
-    """Call a UI event the way the browser does (queue/join + the SSE stream); the completion message."""
-    r = http.post("/gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": session_hash,
-                                                 "event_data": None, "trigger_id": None}, timeout=timeout)
-    if r.status_code != 200:
-        return {"status": r.status_code, "success": False}
-    with http.stream("GET", "/gradio_api/queue/data", params={"session_hash": session_hash}, timeout=timeout) as s:
-        for line in s.iter_lines():
-            if line.startswith("data:"):
-                msg = json.loads(line[5:])
-                if msg.get("msg") == "process_completed":
-                    return msg
-    raise AssertionError("no completion message")
-
-
-def fn_index(app: RunningApp, name: str) -> int:
-    return next(i for i, fn in app.demo.fns.items() if fn.name == name)
 
 
 def login(url: str, name: str, password: str, local_address: str | None = None) -> httpx.Response:

@@ -22,18 +22,6 @@ from labeling_ui.queue import LabelQueue
 from labeling_ui.store import MIGRATIONS, SCHEMA_VERSION, LabelStore, _split_sql, hash_password
 
 
-@pytest.fixture(scope="module")
-def world() -> DemoWorld:
-    return DemoWorld(0)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> LabelStore:
-    s = LabelStore(tmp_path / "labels.db")
-    yield s
-    s.close()
-
-
 def write_pairs(path: Path, items: list[dict]) -> Path:
     path.write_text("\n".join(json.dumps(i) for i in items) + "\n", encoding="utf-8")
     return path

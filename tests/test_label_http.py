@@ -10,9 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from alignment.data.world import DemoWorld
-from labeling_ui.demo import demo_items
-from labeling_ui.testing import ApiClient, RunningApp, start_app
+from labeling_ui.testing import ApiClient, RunningApp, queue_call, start_app, start_demo_app
 
 PASSWORD = "pass-word-1"
 
@@ -20,10 +18,8 @@ PASSWORD = "pass-word-1"
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> RunningApp:
     tmp = tmp_path_factory.mktemp("label-http")
-    running = start_app(tmp / "labels.db", overlap=2)
-    running.store.add_items("p", demo_items(DemoWorld(0), 6), overlap=2)
-    running.store.add_annotator("ann", PASSWORD, "annotator")
-    running.store.add_annotator("root", PASSWORD, "admin")
+    running = start_demo_app(tmp / "labels.db", n_items=6, overlap=2, users={"ann": "annotator", "root": "admin"},
+                             password=PASSWORD)
     yield running
     running.close()
 
@@ -52,20 +48,6 @@ def _routes(app: RunningApp) -> list[tuple[str, str]]:
             out.append((method, re.sub(r"\{[^}]+\}", "x", path)))
     return out
 
-
-def queue_call(http: httpx.Client, fn_index: int, data: list, session_hash: str) -> dict:
-    """Call an event the way the browser does (queue/join + the SSE stream); the completion message."""
-    r = http.post("/gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": session_hash,
-                                                 "event_data": None, "trigger_id": None})
-    if r.status_code != 200:
-        return {"status": r.status_code, "success": False}
-    with http.stream("GET", "/gradio_api/queue/data", params={"session_hash": session_hash}, timeout=30) as s:
-        for line in s.iter_lines():
-            if line.startswith("data:"):
-                msg = json.loads(line[5:])
-                if msg.get("msg") == "process_completed":
-                    return msg
-    raise AssertionError("no completion message")
 
 
 def _status(client: httpx.Client, method: str, path: str, **kw) -> httpx.Response:

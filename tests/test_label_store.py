@@ -33,18 +33,6 @@ class Clock:
         return self.t
 
 
-@pytest.fixture(scope="module")
-def world() -> DemoWorld:
-    return DemoWorld(0)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> LabelStore:
-    s = LabelStore(tmp_path / "labels.db")
-    yield s
-    s.close()
-
-
 def add_users(store: LabelStore, n: int, prefix: str = "ann") -> list[str]:
     names = [f"{prefix}{i}" for i in range(n)]
     for name in names:
