@@ -12,22 +12,20 @@ the red-team and benign eval prompts, scoring and the report. Ends with one JSON
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import tempfile
 from pathlib import Path
 
-from benchlib import emit, read_json, run_module, setup
+from benchlib import arg_parser, emit, read_json, run_module, setup
 
 log = logging.getLogger("bench_eval")
 
 
 def main() -> None:
     setup("bench_eval")
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = arg_parser(__doc__, "align-eval")
     parser.add_argument("--policy", type=Path, default=None, help="a policy folder (default: train the demo SFT policy)")
-    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for align-eval")
     args = parser.parse_args()
     if args.policy is not None and not (args.policy / "config.json").is_file():
         sys.exit(f"--policy {args.policy}: no model there (config.json missing)")

@@ -14,21 +14,17 @@ unsafe rate at least 5x lower, all gates passed.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from benchlib import emit, read_json, run_module, setup
+from benchlib import arg_parser, emit, read_json, run_module, setup
 
 
 def main() -> None:
     setup("bench_pipeline")
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run-dir", type=Path, default=None, help="keep the run here (default: a temporary folder)")
-    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for align-pipeline")
-    args = parser.parse_args()
+    args = arg_parser(__doc__, "align-pipeline", run_dir=True).parse_args()
 
     tmp = None
     run_dir = args.run_dir

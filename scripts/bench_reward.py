@@ -14,7 +14,6 @@ by the mean over seeds, not by one run.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import random
 import statistics
@@ -24,7 +23,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from benchlib import ROOT, emit, read_json, run_module, setup
+from benchlib import ROOT, arg_parser, emit, read_json, run_module, setup
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "hh-rlhf-harmless" / "harmless-base-test.dev.jsonl"
 log = logging.getLogger("bench_reward")
@@ -32,7 +31,7 @@ log = logging.getLogger("bench_reward")
 
 def main() -> None:
     setup("bench_reward")
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = arg_parser(__doc__, "align-reward")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--eval", type=Path, default=None, help="held-out pairs (default: 20%% of --data)")
     # Unset, each comes from conf/reward_model/minilm.yaml (reward.batch_size from the reward config);
@@ -44,7 +43,6 @@ def main() -> None:
     parser.add_argument("--pooling", choices=["default", "mean"])
     parser.add_argument("--freeze-layers", type=int)
     parser.add_argument("--seeds", default="0", help="comma-separated training seeds (default: 0)")
-    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for align-reward")
     args = parser.parse_args()
     if not args.data.is_file():
         sys.exit(f"{args.data}: no such file")

@@ -13,19 +13,15 @@ and are classified into a demo style), ``unsafe_rate_redteam`` and the corpus mi
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
-from benchlib import emit, read_json, run_module, setup
+from benchlib import arg_parser, emit, read_json, run_module, setup
 
 
 def main() -> None:
     setup("bench_sft")
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run-dir", type=Path, default=None, help="keep the run here (default: a temporary folder)")
-    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for align-sft")
-    args = parser.parse_args()
+    args = arg_parser(__doc__, "align-sft", run_dir=True).parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-sft-") as tmp:
         run_dir = (args.run_dir or Path(tmp)).resolve()
         _, wall_s = run_module("alignment.stages.sft", f"run.dir={run_dir}", *args.overrides)

@@ -8,6 +8,7 @@ comparable) and ``cpus``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -26,6 +27,16 @@ def setup(name: str) -> logging.Logger:
     """Human-readable progress on stderr, through ``logging``."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     return logging.getLogger(name)
+
+
+def arg_parser(doc: str, command: str, *, run_dir: bool = False) -> argparse.ArgumentParser:
+    """The benchmark's command line: its docstring as help, Hydra overrides for ``command`` as the
+    positional arguments, and with ``run_dir`` a ``--run-dir`` to keep the run (default: a temporary folder)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if run_dir:
+        parser.add_argument("--run-dir", type=Path, default=None, help="keep the run here (default: a temporary folder)")
+    parser.add_argument("overrides", nargs="*", help=f"extra Hydra overrides for {command}")
+    return parser
 
 
 def machine() -> dict[str, Any]:

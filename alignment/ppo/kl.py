@@ -26,41 +26,31 @@ from typing import Any
 
 import torch
 
+from alignment.registry import Registry
+
 KLEstimatorFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 #: The per-token estimators by name (``ppo.kl.estimator``; :class:`alignment.config.KLEstimator`
 #: lists the same names for the schema).
-KL_ESTIMATORS: dict[str, KLEstimatorFn] = {}
-
-
-def register_kl_estimator(name: str) -> Callable[[KLEstimatorFn], KLEstimatorFn]:
-    """Register ``fn(logprobs, ref_logprobs) -> per-token KL`` under ``name``."""
-
-    def register(fn: KLEstimatorFn) -> KLEstimatorFn:
-        if name in KL_ESTIMATORS:
-            raise ValueError(f"KL estimator {name!r} is registered twice")
-        KL_ESTIMATORS[name] = fn
-        return fn
-
-    return register
+KL_ESTIMATORS: Registry[KLEstimatorFn] = Registry("KL estimator")
 
 
 # --------------------------------------------------------------------------------------------------
 # Per-token estimators
 # --------------------------------------------------------------------------------------------------
 
-@register_kl_estimator("k1")
+@KL_ESTIMATORS.register("k1")
 def kl_k1(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
     """``log pi - log pi_ref`` per token: the naive, unbiased estimator."""
     return logprobs - ref_logprobs
 
 
-@register_kl_estimator("k2")
+@KL_ESTIMATORS.register("k2")
 def kl_k2(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
     """``(log pi - log pi_ref) ** 2 / 2`` per token: biased but never negative."""
     return 0.5 * (logprobs - ref_logprobs) ** 2
 
 
-@register_kl_estimator("k3")
+@KL_ESTIMATORS.register("k3")
 def kl_k3(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
     """``(r - 1) - log r`` with ``r = pi_ref / pi`` per token: unbiased and never negative."""
     logr = ref_logprobs - logprobs

@@ -24,6 +24,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from alignment.errors import UserError
+from alignment.registry import Registry
 from alignment.safety.filter import SCORE_COLUMNS, BaseFilter, resolve_thresholds
 from alignment.safety.head import Head
 from alignment.safety.headfile import PACKAGED_HEAD, load_head
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 BackendFactory = Callable[[Any, np.ndarray], BaseFilter]
 #: The backends by name (``safety.backend``; :class:`alignment.config.SafetyBackend` lists the same
 #: names for the schema).
-BACKENDS: dict[str, BackendFactory] = {}
+BACKENDS: Registry[BackendFactory] = Registry("safety backend")
 #: Texts featurised at a time (bounds memory; each chunk is one vectorised pass).
 LEXICAL_CHUNK = 4096
 
@@ -141,37 +142,25 @@ class DefaultFilter(FastFilter):
         return out
 
 
-def register_backend(name: str) -> Callable[[BackendFactory], BackendFactory]:
-    """Register ``factory(cfg, thresholds) -> filter`` as the backend ``name``."""
-
-    def register(factory: BackendFactory) -> BackendFactory:
-        if name in BACKENDS:
-            raise ValueError(f"safety backend {name!r} is registered twice")
-        BACKENDS[name] = factory
-        return factory
-
-    return register
-
-
-@register_backend("fast")
+@BACKENDS.register("fast")
 def _fast(cfg, thresholds: np.ndarray) -> BaseFilter:
     return FastFilter(resolve_head(cfg.head_path), thresholds)
 
 
-@register_backend("default")
+@BACKENDS.register("default")
 def _default(cfg, thresholds: np.ndarray) -> BaseFilter:
     return DefaultFilter(resolve_head(cfg.head_path), thresholds, cfg.encoder_path, cfg.batch_size,
                          cfg.max_length, cfg.num_threads, cfg.cache_size)
 
 
-@register_backend("classifier")
+@BACKENDS.register("classifier")
 def _classifier(cfg, thresholds: np.ndarray) -> BaseFilter:
     from alignment.safety.hf_backends import ClassifierFilter  # transformers only when asked for
 
     return ClassifierFilter.from_config(cfg, thresholds)
 
 
-@register_backend("llama_guard")
+@BACKENDS.register("llama_guard")
 def _llama_guard(cfg, thresholds: np.ndarray) -> BaseFilter:
     from alignment.safety.hf_backends import LlamaGuardFilter
 
