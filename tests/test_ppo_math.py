@@ -17,7 +17,6 @@ from alignment.ppo import (
     compute_gae,
     compute_rewards,
     decode_rollout,
-    encode_for_reward_model,
     entropy_from_logits,
     explained_variance,
     kl_k1,
@@ -41,6 +40,7 @@ from alignment.ppo import (
     whiten_advantages,
     whiten_rewards,
 )
+from alignment.reward.encoding import encode_for_reward_model
 
 LN2 = math.log(2.0)
 

@@ -4,8 +4,8 @@ Read in this order, which is the order of one PPO iteration:
 
 * :mod:`~alignment.ppo.rollout_math`: log-probs of sampled tokens, truncation at the first EOS,
   masks, the missing-EOS penalty, masked mean / variance / whitening;
-* :mod:`~alignment.ppo.retokenize`: policy ids -> text -> reward-model ids, when the reward model
-  has its own tokenizer;
+* :mod:`~alignment.ppo.retokenize`: policy ids -> text -> reward-model ids (encoded by
+  :mod:`alignment.reward.encoding`), when the reward model has its own tokenizer;
 * :mod:`~alignment.ppo.kl`: per-token KL estimators (k1, k2, k3) and the fixed / adaptive
   controllers of the KL coefficient;
 * :mod:`~alignment.ppo.advantages`: the safety penalty, per-token rewards, GAE, returns, whitening;
@@ -43,10 +43,8 @@ from alignment.ppo.losses import (
     value_loss,
 )
 from alignment.ppo.retokenize import (
-    REWARD_INPUT_FORMATS,
     chat_template_affixes,
     decode_rollout,
-    encode_for_reward_model,
     retokenize_for_reward_model,
 )
 from alignment.ppo.rollout_math import (
@@ -64,7 +62,6 @@ from alignment.ppo.rollout_math import (
 
 __all__ = [
     "KL_ESTIMATORS",
-    "REWARD_INPUT_FORMATS",
     "AdaptiveKLController",
     "FixedKLController",
     "KLController",
@@ -74,7 +71,6 @@ __all__ = [
     "compute_gae",
     "compute_rewards",
     "decode_rollout",
-    "encode_for_reward_model",
     "entropy_from_logits",
     "explained_variance",
     "first_true_indices",
