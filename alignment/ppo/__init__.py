@@ -18,7 +18,7 @@ follow-up (arXiv 2403.17031); Ziegler et al. 2019; TRL's PPOTrainer (trl <= 1.12
 from alignment.ppo.advantages import (
     compute_gae,
     compute_rewards,
-    normalize_scores,
+    normalise_scores,
     safety_penalty,
     whiten_advantages,
     whiten_rewards,
@@ -58,6 +58,7 @@ from alignment.ppo.rollout_math import (
     masked_var,
     masked_whiten,
     truncate_after_eos,
+    zero_outside,
 )
 
 __all__ = [
@@ -84,7 +85,7 @@ __all__ = [
     "masked_mean",
     "masked_var",
     "masked_whiten",
-    "normalize_scores",
+    "normalise_scores",
     "per_token_kl",
     "policy_loss",
     "ppo_loss",
@@ -95,4 +96,5 @@ __all__ = [
     "value_loss",
     "whiten_advantages",
     "whiten_rewards",
+    "zero_outside",
 ]
