@@ -3,7 +3,7 @@ reward and PPO stages' own pages."""
 
 from __future__ import annotations
 
-from alignment.reports.html import figure_html, kv_table, table_html
+from alignment.reports.html import figure_html, kv_table, rate_text, table_html
 from alignment.reports.plots import (
     calibration_figure,
     heldout_rewards_figure,
@@ -13,12 +13,6 @@ from alignment.reports.plots import (
 )
 
 SKIP = ("worst_examples", "unsafe_rate_by_category", "unsafe_rate_by_prompt_category")
-
-
-def rate_text(v: dict) -> str:
-    """A rate as the safety evaluation records it (``{"rate", "ci95"}``), with its bootstrap interval."""
-    lo, hi = v.get("ci95") or (None, None)
-    return f"{v['rate']:.3f} (95% CI {lo:.3f}-{hi:.3f})" if lo is not None else f"{v['rate']:.3f}"
 
 
 def _value(v: object) -> object:
