@@ -185,6 +185,8 @@ class Rollout:
 
 @dataclass
 class Rewards:
+    """What each response and each of its tokens earns (:meth:`PPOTrainer.rewards`)."""
+
     scores: torch.Tensor               # [B] normalised, clipped, minus the missing-EOS and safety penalties
     kl: torch.Tensor                   # [B, R] per-token KL to the reference
     non_score: torch.Tensor            # [B, R] the KL penalty ``-beta * kl`` at real tokens

@@ -44,6 +44,11 @@ def _status(status: str) -> Html:
     return Html(f'<span class="{cls}">{esc(status)}</span>')
 
 
+def _figures(pairs: list[tuple[str, Any]]) -> str:
+    """A one-row table of figures, each written next to its heading."""
+    return table_html([heading for heading, _ in pairs], [[value for _, value in pairs]], fmt=fmt_figure)
+
+
 def _none(text: str) -> str:
     return f"<p><em>{esc(text)}</em></p>"
 
@@ -177,11 +182,11 @@ def _labels(report: dict) -> str:
             parts.append(f"<h3>Round {rnd}</h3>")
         c = next((s["metrics"] for s in candidates if s["round"] == rnd), None)
         if c:
-            parts.append("<h4>Candidates</h4>" + table_html(
-                ["prompts", "answers", "pairs queued", "pairs with a flagged answer", "unsafe rate (harmful prompts)",
-                 "unsafe rate (benign prompts)", "EOS rate"],
-                [(c.get("prompts"), c.get("answers"), c.get("pairs"), c.get("pairs_with_flagged_side"),
-                  c.get("unsafe_rate_harmful"), c.get("unsafe_rate_benign"), c.get("eos_rate"))], fmt=fmt_figure))
+            parts.append("<h4>Candidates</h4>" + _figures([
+                ("prompts", c.get("prompts")), ("answers", c.get("answers")), ("pairs queued", c.get("pairs")),
+                ("pairs with a flagged answer", c.get("pairs_with_flagged_side")),
+                ("unsafe rate (harmful prompts)", c.get("unsafe_rate_harmful")),
+                ("unsafe rate (benign prompts)", c.get("unsafe_rate_benign")), ("EOS rate", c.get("eos_rate"))]))
         lab = next((s for s in labels if s["round"] == rnd), None)
         if lab:
             parts.append(_label_tables(lab))
@@ -236,12 +241,12 @@ def _reward(report: dict) -> str:
 
 def _reward_round(s: dict) -> list[str]:
     m = s["metrics"]
-    parts = [table_html(
-        ["eval accuracy", "gold accuracy", "label ceiling", "mean margin", "safety accuracy (red-team)",
-         "safety accuracy (HH harmless)", "train pairs", "eval pairs"],
-        [(m.get("eval_accuracy"), m.get("gold_accuracy"), m.get("label_ceiling"), m.get("eval_mean_margin"),
-          m.get("safety_accuracy_redteam"), m.get("safety_accuracy_hh_harmless"), m.get("train_pairs"),
-          m.get("eval_pairs"))], fmt=fmt_figure)]
+    parts = [_figures([
+        ("eval accuracy", m.get("eval_accuracy")), ("gold accuracy", m.get("gold_accuracy")),
+        ("label ceiling", m.get("label_ceiling")), ("mean margin", m.get("eval_mean_margin")),
+        ("safety accuracy (red-team)", m.get("safety_accuracy_redteam")),
+        ("safety accuracy (HH harmless)", m.get("safety_accuracy_hh_harmless")),
+        ("train pairs", m.get("train_pairs")), ("eval pairs", m.get("eval_pairs"))])]
     cal, loss = m.get("calibration") or [], m.get("loss_curve") or []
     if cal or loss:
         fig = Figure(figsize=(11, 3))
@@ -307,14 +312,14 @@ def _ppo(report: dict) -> str:
 
 def _ppo_round(s: dict) -> list[str]:
     m = s["metrics"]
-    parts = [table_html(
-        ["gold win rate", "wins / losses / ties", "gold reward start → end", "proxy reward start → end",
-         "unsafe rate start → end (demo world)", "final KL", "final β", "KL target", "updates"],
-        [(m.get("gold_win_rate"), f"{m.get('wins')} / {m.get('losses')} / {m.get('ties')}",
-          f"{fmt_figure(m.get('gold_reward_sft'))} → {fmt_figure(m.get('gold_reward_ppo'))}",
-          f"{fmt_figure(m.get('proxy_reward_sft'))} → {fmt_figure(m.get('proxy_reward_ppo'))}",
-          f"{fmt_figure(m.get('unsafe_rate_sft'))} → {fmt_figure(m.get('unsafe_rate_ppo'))}",
-          m.get("final_kl"), m.get("final_beta"), m.get("kl_target"), m.get("updates"))], fmt=fmt_figure)]
+    parts = [_figures([
+        ("gold win rate", m.get("gold_win_rate")), ("wins / losses / ties", f"{m.get('wins')} / {m.get('losses')} / {m.get('ties')}"),
+        ("gold reward start → end", f"{fmt_figure(m.get('gold_reward_sft'))} → {fmt_figure(m.get('gold_reward_ppo'))}"),
+        ("proxy reward start → end", f"{fmt_figure(m.get('proxy_reward_sft'))} → {fmt_figure(m.get('proxy_reward_ppo'))}"),
+        ("unsafe rate start → end (demo world)",
+         f"{fmt_figure(m.get('unsafe_rate_sft'))} → {fmt_figure(m.get('unsafe_rate_ppo'))}"),
+        ("final KL", m.get("final_kl")), ("final β", m.get("final_beta")), ("KL target", m.get("kl_target")),
+        ("updates", m.get("updates"))])]
     over = m.get("overoptimisation_updates") or []
     if over:
         parts.append(f'<p class="warn overoptimisation">Over-optimisation warning at update(s) '

@@ -130,19 +130,11 @@ class HeadLRRewardTrainer(RewardTrainer):
 def trainer_args(cfg: Config, out: Path) -> RewardConfig:
     r = cfg.reward
     return RewardConfig(
-        **trainer_defaults(cfg, out),
-        per_device_train_batch_size=r.batch_size,
+        **trainer_defaults(cfg, out, r),
         per_device_eval_batch_size=r.eval_batch_size,
-        gradient_accumulation_steps=r.grad_accum,
         learning_rate=cfg.reward_model.lr,
         num_train_epochs=reward_epochs(cfg),
-        max_steps=r.max_steps,
         lr_scheduler_type="linear",
-        warmup_steps=r.warmup_ratio,
-        weight_decay=r.weight_decay,
-        logging_steps=r.logging_steps,
-        save_steps=r.save_steps,
-        save_total_limit=r.save_total_limit,
         max_length=cfg.reward_model.max_length,
         center_rewards_coefficient=r.center_rewards_coefficient,
         activation_checkpointing=False,
