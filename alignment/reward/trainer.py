@@ -128,6 +128,7 @@ class HeadLRRewardTrainer(RewardTrainer):
 
 
 def trainer_args(cfg: Config, out: Path) -> RewardConfig:
+    """TRL's RewardConfig for the reward stage writing under ``out``."""
     r = cfg.reward
     return RewardConfig(
         **trainer_defaults(cfg, out, r),
@@ -143,6 +144,8 @@ def trainer_args(cfg: Config, out: Path) -> RewardConfig:
 
 @dataclass
 class TrainedRewardModel:
+    """What :func:`train_reward_model` returns: the trainer (its model is the trained reward model)."""
+
     trainer: HeadLRRewardTrainer
     #: The linear probe's accuracy on the training pairs (``head_init=probe`` and not resumed), else None.
     probe_accuracy: float | None
