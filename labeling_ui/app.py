@@ -55,7 +55,8 @@ import gradio as gr  # noqa: E402
 
 from alignment.config import ReportsFor
 from alignment.errors import UserError
-from alignment.reports.run_report import build_run_report, list_runs, render_run_report, report_is_current
+from alignment.reports.run_data import build_run_report, list_runs, report_is_current
+from alignment.reports.run_report import render_run_report
 from alignment.safety.categories import CATEGORIES
 from labeling_ui.agreement import project_stats
 from labeling_ui.auth import Auth

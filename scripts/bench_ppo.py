@@ -67,7 +67,7 @@ def build_models(out: Path, seed: int = 0) -> None:
     from alignment.generation import chat_prompt_ids
     from alignment.io import write_json_atomic
     from alignment.modeling import build_tiny_lm, train_tokenizer
-    from alignment.reward_model import REWARD_CONFIG_FILE
+    from alignment.reward.model import REWARD_CONFIG_FILE
 
     world = DemoWorld(0)
     tiny = TinyModelConfig()
@@ -100,7 +100,7 @@ def peak_rss_mb() -> float:
 
 
 def reward_scorer(path: Path, batch_size: int):
-    """``(prompts, responses) -> scores`` as ``alignment.reward_model.RewardScorer.score`` computes them (decode,
+    """``(prompts, responses) -> scores`` as ``alignment.reward.scorer.RewardScorer.score`` computes them (decode,
     ``encode_for_reward_model`` in the reward model's own input format, the scalar head), without
     importing the reward *stage* module: its RM training stack (TRL's RewardTrainer, datasets,
     matplotlib) adds about 115 MB of modules that PPO never runs."""
@@ -108,7 +108,7 @@ def reward_scorer(path: Path, batch_size: int):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from alignment.ppo.retokenize import encode_for_reward_model
+    from alignment.reward.encoding import encode_for_reward_model
 
     info = json.loads((path / "reward_config.json").read_text())
     tokenizer = AutoTokenizer.from_pretrained(path)

@@ -51,7 +51,7 @@ def test_lora_trains_adapters_only_against_the_base_policy_and_exports_a_merged_
     # the rollout's reference log-probs are the untouched base model's; the policy's have moved
     base = AutoModelForCausalLM.from_pretrained(path)
     r = trainer.rollout(trainer.batch_prompts(2))
-    ids, attention, positions = full_inputs(r.query, r.query_mask, r.tokens, r.mask)
+    ids, attention, positions = full_inputs(r.prompt_ids, r.prompt_mask, r.tokens, r.mask)
     temperature = trainer.cfg.generation.temperature
     with torch.no_grad():
         base_logits, _ = response_logits(base, ids, attention, positions, r.tokens.size(1))

@@ -17,7 +17,6 @@ from alignment.ppo import (
     compute_gae,
     compute_rewards,
     decode_rollout,
-    encode_for_reward_model,
     entropy_from_logits,
     explained_variance,
     kl_k1,
@@ -29,7 +28,7 @@ from alignment.ppo import (
     masked_mean,
     masked_var,
     masked_whiten,
-    normalize_scores,
+    normalise_scores,
     per_token_kl,
     policy_loss,
     ppo_loss,
@@ -41,6 +40,7 @@ from alignment.ppo import (
     whiten_advantages,
     whiten_rewards,
 )
+from alignment.reward.encoding import encode_for_reward_model
 
 LN2 = math.log(2.0)
 
@@ -209,11 +209,11 @@ def test_fixed_kl_controller_and_factory():
 # advantages: rewards, GAE, whitening
 # --------------------------------------------------------------------------------------------------
 
-def test_normalize_scores():
+def test_normalise_scores():
     # (s - 1) / 2: 3 -> 1, -1 -> -1, 11 -> 5; clip 2 -> 5 becomes 2
     scores = torch.tensor([3.0, -1.0, 11.0])
-    close(normalize_scores(scores, mean=1.0, std=2.0), [1.0, -1.0, 5.0])
-    close(normalize_scores(scores, mean=1.0, std=2.0, clip=2.0), [1.0, -1.0, 2.0])
+    close(normalise_scores(scores, mean=1.0, std=2.0), [1.0, -1.0, 5.0])
+    close(normalise_scores(scores, mean=1.0, std=2.0, clip=2.0), [1.0, -1.0, 2.0])
 
 
 def test_safety_penalty_is_the_coefficient_times_p_unsafe():

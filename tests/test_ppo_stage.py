@@ -59,12 +59,12 @@ def test_one_mini_batch_per_epoch_reuses_the_rollout_forward(smoke_sft):
     forward = trainer.model.forward
     trainer.model.forward = lambda *args: calls.append(1) or forward(*args)
     r = trainer.rollout(trainer.batch_prompts(0))
-    assert len(calls) == 1 and r.first_pass is not None
-    adv, returns, _ = trainer.advantages(r)
+    assert len(calls) == 1 and trainer.forward.kept is not None
+    advantages, returns = trainer.advantages(r, trainer.rewards(r))
     trainer.cfg.ppo_epochs = 1  # one step: on the rollout's weights, so its log-probs are the rollout's exactly
-    stats = trainer.optimise(r, adv, returns)
-    assert len(calls) == 1 and r.first_pass is None
-    assert stats["policy/ratio"] == 1.0 and stats["policy/approxkl"] == 0.0
+    losses = trainer.ppo_epochs(r, advantages, returns)
+    assert len(calls) == 1 and trainer.forward.kept is None
+    assert losses["policy/ratio"].item() == 1.0 and losses["policy/approxkl"].item() == 0.0
     trainer.cfg.ppo_epochs = 2
     trainer.step()
     assert len(calls) == 3  # rollout (reused by the first step) + the second epoch's step

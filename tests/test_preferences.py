@@ -8,7 +8,7 @@ from alignment.data.preferences import demo_preferences, hh_pair, normalise_row,
 from alignment.data.world import DemoWorld
 from alignment.errors import UserError
 from alignment.modeling import load_tokenizer, minilm_path
-from alignment.ppo.retokenize import encode_reward_row
+from alignment.reward.encoding import encode_reward_row
 from conftest import shared_data
 
 

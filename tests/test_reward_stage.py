@@ -11,12 +11,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Bert
 from alignment.config import RewardModelConfig, reward_epochs
 from alignment.errors import UserError
 from alignment.modeling import minilm_path
-from alignment.reward_model import (
-    REWARD_CONFIG_FILE,
-    MeanPoolingRewardModel,
-    RewardScorer,
-    load_reward_model,
-)
+from alignment.reward.model import REWARD_CONFIG_FILE, MeanPoolingRewardModel, load_reward_model
+from alignment.reward.scorer import RewardScorer
 from conftest import ROOT, run_cli, shared_data
 
 
@@ -191,7 +187,7 @@ def test_head_lr_gives_the_fresh_head_its_own_learning_rate(tiny_bert, tmp_path)
     from datasets import Dataset
     from trl import RewardConfig
 
-    from alignment.stages.reward import HeadLRRewardTrainer
+    from alignment.reward.trainer import HeadLRRewardTrainer
 
     model, tokenizer = load_reward_model(tiny_bert, pooling="mean")
     pairs = Dataset.from_list([{"chosen_ids": [101, 2000, 102], "rejected_ids": [101, 2001, 2002, 102]}] * 4)
@@ -211,7 +207,7 @@ def test_head_lr_gives_the_fresh_head_its_own_learning_rate(tiny_bert, tmp_path)
 def test_probe_head_init_fits_the_bradley_terry_probe(tiny_bert, pooling):
     from datasets import Dataset
 
-    from alignment.stages.reward import init_head_from_probe, scalar_head
+    from alignment.reward.trainer import init_head_from_probe, scalar_head
 
     model, tokenizer = load_reward_model(tiny_bert, pooling=pooling)
     # chosen answers say "kind", rejected ones "rude", at varied lengths: a linear probe separates them
@@ -240,9 +236,9 @@ def test_unknown_head_init_is_a_clear_error(tmp_path):
 
 
 def test_ppo_stage_imports_no_reward_training_stack():
-    """PPO scores with alignment.reward_model: importing it must not pull in TRL or datasets."""
-    code = ("import sys, alignment.stages.ppo; "
-            "print(sorted(m for m in ('trl', 'datasets', 'alignment.stages.reward') if m in sys.modules))")
+    """PPO scores with alignment.reward.scorer: importing it must not pull in TRL or datasets."""
+    code = ("import sys, alignment.stages.ppo; print(sorted(m for m in "
+            "('trl', 'datasets', 'alignment.stages.reward', 'alignment.reward.trainer') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
@@ -262,7 +258,7 @@ def compose_config(config_name: str, *overrides: str):
 
 @pytest.mark.parametrize("config_name", ["reward", "pipeline"])
 def test_reward_model_group_chooses_its_epochs(config_name, tmp_path, monkeypatch):
-    from alignment.stages.reward import trainer_args
+    from alignment.reward.trainer import trainer_args
 
     minilm = compose_config(config_name, "reward_model=minilm")
     assert minilm.reward_model.epochs == 1 and reward_epochs(minilm) == 1

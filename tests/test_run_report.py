@@ -25,7 +25,8 @@ from test_label_browser import ARGS, CHROMIUM, _browser_available
 
 from alignment.gates import check_max, summarise
 from alignment.io import write_json_atomic, write_jsonl_atomic
-from alignment.reports.run_report import STAGES, build_run_report, main, render_run_report, write_run_report
+from alignment.reports.run_data import STAGES, build_run_report
+from alignment.reports.run_report import main, render_run_report, write_run_report
 
 SECTION_IDS = ("overview", "sft", "labels", "reward", "ppo", "safety", "gates", "samples", "config")
 PASSWORD = "report-pass-1"

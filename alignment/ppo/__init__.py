@@ -4,8 +4,8 @@ Read in this order, which is the order of one PPO iteration:
 
 * :mod:`~alignment.ppo.rollout_math`: log-probs of sampled tokens, truncation at the first EOS,
   masks, the missing-EOS penalty, masked mean / variance / whitening;
-* :mod:`~alignment.ppo.retokenize`: policy ids -> text -> reward-model ids, when the reward model
-  has its own tokenizer;
+* :mod:`~alignment.ppo.retokenize`: policy ids -> text -> reward-model ids (encoded by
+  :mod:`alignment.reward.encoding`), when the reward model has its own tokenizer;
 * :mod:`~alignment.ppo.kl`: per-token KL estimators (k1, k2, k3) and the fixed / adaptive
   controllers of the KL coefficient;
 * :mod:`~alignment.ppo.advantages`: the safety penalty, per-token rewards, GAE, returns, whitening;
@@ -18,7 +18,7 @@ follow-up (arXiv 2403.17031); Ziegler et al. 2019; TRL's PPOTrainer (trl <= 1.12
 from alignment.ppo.advantages import (
     compute_gae,
     compute_rewards,
-    normalize_scores,
+    normalise_scores,
     safety_penalty,
     whiten_advantages,
     whiten_rewards,
@@ -43,10 +43,8 @@ from alignment.ppo.losses import (
     value_loss,
 )
 from alignment.ppo.retokenize import (
-    REWARD_INPUT_FORMATS,
     chat_template_affixes,
     decode_rollout,
-    encode_for_reward_model,
     retokenize_for_reward_model,
 )
 from alignment.ppo.rollout_math import (
@@ -60,11 +58,11 @@ from alignment.ppo.rollout_math import (
     masked_var,
     masked_whiten,
     truncate_after_eos,
+    zero_outside,
 )
 
 __all__ = [
     "KL_ESTIMATORS",
-    "REWARD_INPUT_FORMATS",
     "AdaptiveKLController",
     "FixedKLController",
     "KLController",
@@ -74,7 +72,6 @@ __all__ = [
     "compute_gae",
     "compute_rewards",
     "decode_rollout",
-    "encode_for_reward_model",
     "entropy_from_logits",
     "explained_variance",
     "first_true_indices",
@@ -88,7 +85,7 @@ __all__ = [
     "masked_mean",
     "masked_var",
     "masked_whiten",
-    "normalize_scores",
+    "normalise_scores",
     "per_token_kl",
     "policy_loss",
     "ppo_loss",
@@ -99,4 +96,5 @@ __all__ = [
     "value_loss",
     "whiten_advantages",
     "whiten_rewards",
+    "zero_outside",
 ]

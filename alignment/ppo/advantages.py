@@ -28,14 +28,10 @@ from __future__ import annotations
 
 import torch
 
-from alignment.ppo.rollout_math import last_token_index, masked_whiten
+from alignment.ppo.rollout_math import last_token_index, masked_whiten, zero_outside
 
 
-def _zero_outside(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return torch.where(mask.bool(), values, torch.zeros((), dtype=values.dtype, device=values.device))
-
-
-def normalize_scores(scores: torch.Tensor, mean: float = 0.0, std: float = 1.0,
+def normalise_scores(scores: torch.Tensor, mean: float = 0.0, std: float = 1.0,
                      clip: float | None = None) -> torch.Tensor:
     """``(scores - mean) / std``, then clipped to ``[-clip, clip]`` when ``clip`` is given.
 
@@ -82,7 +78,7 @@ def compute_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor,
     (TRL's ``objective/non_score_reward`` is its per-row sum, averaged).
     """
     mask = mask.bool()
-    non_score = _zero_outside(-beta * kl, mask)
+    non_score = zero_outside(-beta * kl, mask)
     last = last_token_index(mask)
     if bool((last < 0).any()):
         raise ValueError("a response has no real token: it cannot receive a score")
@@ -114,8 +110,8 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
     if not 0.0 <= gamma <= 1.0 or not 0.0 <= lam <= 1.0:
         raise ValueError(f"gamma and lam must be in [0, 1], got gamma={gamma}, lam={lam}")
     mask = mask.bool()
-    rewards = _zero_outside(rewards, mask)
-    values = _zero_outside(values, mask)
+    rewards = zero_outside(rewards, mask)
+    values = zero_outside(values, mask)
     length = rewards.size(1)
     advantages = torch.zeros_like(rewards)
     running = torch.zeros_like(rewards[:, 0])
@@ -124,7 +120,7 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
         delta = rewards[:, t] + gamma * next_values - values[:, t]
         running = delta + gamma * lam * running
         advantages[:, t] = running
-    advantages = _zero_outside(advantages, mask)
+    advantages = zero_outside(advantages, mask)
     returns = advantages + values
     return advantages, returns
 

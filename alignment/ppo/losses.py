@@ -18,11 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from alignment.ppo.rollout_math import masked_mean, masked_var
-
-
-def _zero_outside(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return torch.where(mask, values, torch.zeros((), dtype=values.dtype, device=values.device))
+from alignment.ppo.rollout_math import masked_mean, masked_var, zero_outside
 
 
 def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
@@ -38,7 +34,7 @@ def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: 
     * ``ratio``: mean ratio over real tokens (TRL's ``val/ratio``), 1 at the first step.
     """
     mask = mask.bool()
-    logratio = _zero_outside(logprobs - old_logprobs, mask)  # pads may hold any filler
+    logratio = zero_outside(logprobs - old_logprobs, mask)  # pads may hold any filler
     ratio = torch.exp(logratio)
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange)

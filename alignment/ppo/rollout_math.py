@@ -153,14 +153,19 @@ def apply_missing_eos_penalty(scores: torch.Tensor, has_eos: torch.Tensor,
 # Masked statistics
 # --------------------------------------------------------------------------------------------------
 
+def zero_outside(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``values`` where ``mask`` is True, 0 elsewhere: selected with ``where``, not multiplied by the
+    mask, so a NaN or inf in a padded position does not leak (``nan * 0`` is NaN)."""
+    return torch.where(mask.bool(), values, torch.zeros((), dtype=values.dtype, device=values.device))
+
+
 def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
     """Mean of ``values`` over the positions where ``mask`` is True (over ``dim``, or over all).
 
-    Masked positions never contribute, even if they hold NaN or inf (they are selected out with
-    ``where``, not multiplied by zero).
+    Masked positions never contribute, even if they hold NaN or inf (:func:`zero_outside`).
     """
     mask = mask.bool()
-    total = torch.where(mask, values, torch.zeros((), dtype=values.dtype, device=values.device))
+    total = zero_outside(values, mask)
     count = mask.sum() if dim is None else mask.sum(dim)
     return (total.sum() if dim is None else total.sum(dim)) / count
 

@@ -2,17 +2,21 @@
 
 One update, top to bottom (Huang et al. 2024, "The N Implementation Details of RLHF with PPO"):
 
-1. **Rollout**: sample a response to each prompt of the batch (left-padded prompts, stop at EOS),
-   cut everything after the first EOS, and record the policy's and the frozen reference's per-token
-   log-probs and the value model's per-token values.
-2. **Score**: decode the responses and score (prompt, response) text with the reward model (which may
-   have its own tokenizer), normalise with the statistics saved by the reward stage, clip, and
-   subtract the missing-EOS penalty and, when ``safety_penalty > 0``, ``safety_penalty * P(unsafe)``
-   from the safety filter.
-3. **Advantages**: per-token reward ``-beta * KL`` plus the score at the last real token; GAE; whitened
-   advantages.
-4. **Update**: ``ppo_epochs`` passes over shuffled minibatches with the clipped policy and value losses.
+1. **Rollout** (:meth:`PPOTrainer.rollout`): sample a response to each prompt of the batch
+   (left-padded prompts, stop at EOS), cut everything after the first EOS, record the policy's and
+   the frozen reference's per-token log-probs and the value model's per-token values, and score
+   (prompt, response) text with the reward model (which may have its own tokenizer) and, when
+   ``safety_penalty > 0``, the safety filter.
+2. **Rewards** (:meth:`PPOTrainer.rewards`): normalise the scores with the statistics saved by the
+   reward stage, clip, subtract the missing-EOS penalty and ``safety_penalty * P(unsafe)``; the
+   per-token reward is ``-beta * KL`` plus that score at the last real token.
+3. **Advantages** (:meth:`PPOTrainer.advantages`): GAE, whitened advantages.
+4. **PPO epochs** (:meth:`PPOTrainer.ppo_epochs`): ``ppo_epochs`` passes over shuffled minibatches
+   with the clipped policy and value losses.
 5. **KL control**: the adaptive controller moves ``beta`` towards the KL target.
+
+The statistics of an update are gathered over all processes in one separate step
+(:meth:`PPOTrainer.statistics`), after the algorithm has run.
 
 With ``lora.enabled`` the policy (and a separate value backbone) carry LoRA adapters and the
 reference is the same policy with its adapters disabled: one copy of the base weights in memory.
@@ -50,7 +54,7 @@ from alignment.modeling import add_lora
 from alignment.ppo.advantages import (
     compute_gae,
     compute_rewards,
-    normalize_scores,
+    normalise_scores,
     safety_penalty,
     whiten_advantages,
     whiten_rewards,
@@ -163,8 +167,8 @@ class Progress:
 
 @dataclass
 class Rollout:
-    query: torch.Tensor          # [B, P] left-padded prompt ids
-    query_mask: torch.Tensor     # [B, P]
+    prompt_ids: torch.Tensor     # [B, P] left-padded prompt ids
+    prompt_mask: torch.Tensor    # [B, P]
     tokens: torch.Tensor         # [B, R] response ids, pad after the first EOS
     mask: torch.Tensor           # [B, R] real response tokens
     has_eos: torch.Tensor        # [B]
@@ -175,18 +179,59 @@ class Rollout:
     texts: list[str]
     p_unsafe: torch.Tensor | None = None  # [B] safety filter's any-unsafe probability (penalty on)
     flagged: torch.Tensor | None = None   # [B] the filter's verdict at its thresholds
-    #: (logits, values) of the policy-and-value forward, with its graph, when it can serve as the
-    #: first update step's forward (see :meth:`PPOTrainer.rollout`); taken by that step.
-    first_pass: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
-def full_inputs(query: torch.Tensor, query_mask: torch.Tensor, tokens: torch.Tensor,
+@dataclass
+class Rewards:
+    """What each response and each of its tokens earns (:meth:`PPOTrainer.rewards`)."""
+
+    scores: torch.Tensor               # [B] normalised, clipped, minus the missing-EOS and safety penalties
+    kl: torch.Tensor                   # [B, R] per-token KL to the reference
+    non_score: torch.Tensor            # [B, R] the KL penalty ``-beta * kl`` at real tokens
+    per_token: torch.Tensor            # [B, R] what each action earns (whitened when ``whiten_rewards``)
+    safety_penalty: torch.Tensor | None = None  # [B] what the safety penalty took off each score
+
+
+def full_inputs(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, tokens: torch.Tensor,
                 mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Prompt + response ids, attention mask, and position ids that skip the left padding."""
-    ids = torch.cat([query, tokens], dim=1)
-    attention = torch.cat([query_mask, mask.long()], dim=1)
+    ids = torch.cat([prompt_ids, tokens], dim=1)
+    attention = torch.cat([prompt_mask, mask.long()], dim=1)
     positions = (attention.cumsum(dim=1) - 1).clamp(min=0)
     return ids, attention, positions
+
+
+class RolloutForwardReuse:
+    """The policy-and-value forward of the rollout, run once for two uses when it can be.
+
+    When an epoch is a single mini-batch (``mini_batch_size == batch_size``, TRL's default), the first
+    update step runs on the rollout's very weights and inputs, so the rollout's forward is run with
+    autograd on and kept for that step instead of being run twice: one forward less per update, same
+    numbers (dropout is off). Otherwise both methods are the plain forward.
+    """
+
+    def __init__(self, model: nn.Module, enabled: bool) -> None:
+        self.model, self.enabled = model, enabled
+        #: (logits, values) with their graph, from the last rollout, until the first update step takes them.
+        self.kept: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def at_rollout(self, ids: torch.Tensor, attention: torch.Tensor, positions: torch.Tensor,
+                   length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, values)`` over the whole batch, detached (the rollout runs without autograd)."""
+        if not self.enabled:
+            return self.model(ids, attention, positions, length)
+        with torch.enable_grad():
+            self.kept = self.model(ids, attention, positions, length)
+        return tuple(t.detach() for t in self.kept)
+
+    def at_step(self, rows: torch.Tensor, ids: torch.Tensor, attention: torch.Tensor, positions: torch.Tensor,
+                length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, values)`` of the batch's ``rows`` for an update step: the kept rollout forward for
+        the first step after a rollout (same weights and inputs, rows reordered), a fresh one after."""
+        if self.kept is None:
+            return self.model(ids[rows], attention[rows], positions[rows], length)
+        kept, self.kept = self.kept, None
+        return tuple(t[rows] for t in kept)
 
 
 class PPOTrainer:
@@ -227,6 +272,7 @@ class PPOTrainer:
         scheduler = get_scheduler("linear", optimizer, num_warmup_steps=0,
                                   num_training_steps=steps * accelerator.num_processes)
         self.model, self.optimizer, self.scheduler = accelerator.prepare(model, optimizer, scheduler)
+        self.forward = RolloutForwardReuse(self.model, enabled=cfg.mini_batch_size == cfg.batch_size)
         self.kl_ctl = make_kl_controller(cfg.kl.beta, cfg.kl.adaptive, cfg.kl.target, cfg.kl.horizon)
         self.progress = Progress()
         accelerator.register_for_checkpointing(self.kl_ctl)
@@ -284,38 +330,50 @@ class PPOTrainer:
             self._prompt_ids[prompt] = chat_prompt_ids(self.tokenizer, prompt)
         return self._prompt_ids[prompt]
 
-    # ------------------------------------------------------------------ 1-2. rollout and score
+    # ------------------------------------------------------------------ the update, top to bottom
+    def step(self) -> dict[str, float]:
+        """One PPO update; returns its statistics (also appended to the progress history)."""
+        update = self.progress.update
+        rollout = self.rollout(self.batch_prompts(update))
+        rewards = self.rewards(rollout)
+        advantages, returns = self.advantages(rollout, rewards)
+        losses = self.ppo_epochs(rollout, advantages, returns)
+        stats = self.statistics(rollout, rewards, returns, losses)
+        stats["objective/beta"] = self.kl_ctl.value
+        self.kl_ctl.update(stats["objective/kl"], self.cfg.batch_size * self.accelerator.num_processes)
+        stats["update"] = update + 1
+        stats["episodes"] = (update + 1) * self.cfg.batch_size * self.accelerator.num_processes
+        for k, v in stats.items():
+            if isinstance(v, float) and not math.isfinite(v) and k != "value/explained_variance":
+                raise NonFiniteLossError(f"{k} became {v} at update {update + 1}")
+        self.progress.history.append(stats)
+        self.progress.update = update + 1
+        return stats
+
+    # ------------------------------------------------------------------ 1. rollout
     @torch.no_grad()
     def rollout(self, prompts: list[str]) -> Rollout:
-        """Sample, then measure the old log-probs and values, the reference log-probs and the scores.
-
-        When an epoch is a single mini-batch (``mini_batch_size == batch_size``, TRL's default), the
-        first update step runs on these very weights and inputs, so the policy-and-value forward is
-        run with autograd on and handed to that step (``Rollout.first_pass``) instead of being run
-        twice: one forward less per update, same numbers (dropout is off).
-        """
+        """Sample, then measure the old log-probs and values, the reference log-probs and the scores."""
         tok, gen, device = self.tokenizer, self.cfg.generation, self.accelerator.device
         encoded = [self.prompt_ids(p) for p in prompts]
         width = max(len(e) for e in encoded)
-        query = torch.full((len(prompts), width), tok.pad_token_id, dtype=torch.long)
-        query_mask = torch.zeros_like(query)
+        prompt_ids = torch.full((len(prompts), width), tok.pad_token_id, dtype=torch.long)
+        prompt_mask = torch.zeros_like(prompt_ids)
         for i, ids in enumerate(encoded):
-            query[i, width - len(ids):] = torch.tensor(ids)
-            query_mask[i, width - len(ids):] = 1
-        query, query_mask = query.to(device), query_mask.to(device)
+            prompt_ids[i, width - len(ids):] = torch.tensor(ids)
+            prompt_mask[i, width - len(ids):] = 1
+        prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
         policy = self.policy()
         policy.eval()
-        out = policy.generate(input_ids=query, attention_mask=query_mask, do_sample=True,
+        out = policy.generate(input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=True,
                               temperature=gen.temperature, top_k=gen.top_k or None,
                               top_p=gen.top_p if gen.top_p < 1.0 else None, max_new_tokens=gen.max_new_tokens,
                               pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
         cut = truncate_after_eos(out[:, width:], tok.eos_token_id, tok.pad_token_id)
-        ids, attention, positions = full_inputs(query, query_mask, cut.tokens, cut.mask)
+        ids, attention, positions = full_inputs(prompt_ids, prompt_mask, cut.tokens, cut.mask)
         length = cut.tokens.size(1)
-        reuse = self.cfg.mini_batch_size == self.cfg.batch_size
-        with torch.enable_grad() if reuse else contextlib.nullcontext():
-            logits, values = self.model(ids, attention, positions, length)
-        logprobs = logprobs_from_logits(logits.detach(), cut.tokens, gen.temperature)
+        logits, values = self.forward.at_rollout(ids, attention, positions, length)
+        logprobs = logprobs_from_logits(logits, cut.tokens, gen.temperature)
         with self.reference_model() as reference:
             ref_logits, _ = response_logits(reference, ids, attention, positions, length)
         ref_logprobs = logprobs_from_logits(ref_logits, cut.tokens, gen.temperature)
@@ -327,45 +385,38 @@ class PPOTrainer:
             safety = self.safety_filter.score_all(texts, prompts)
             p_unsafe = torch.as_tensor(safety[:, ANY_INDEX], dtype=torch.float32, device=device)
             flagged = torch.as_tensor((safety >= self.safety_filter.thresholds).any(axis=1), device=device)
-        return Rollout(query, query_mask, cut.tokens, cut.mask, cut.has_eos, logprobs, ref_logprobs,
-                       values.detach().float(), scores, texts, p_unsafe, flagged,
-                       (logits, values) if reuse else None)
+        return Rollout(prompt_ids, prompt_mask, cut.tokens, cut.mask, cut.has_eos, logprobs, ref_logprobs,
+                       values.float(), scores, texts, p_unsafe, flagged)
 
-    # ------------------------------------------------------------------ 3. rewards and advantages
-    def advantages(self, r: Rollout) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    # ------------------------------------------------------------------ 2. rewards
+    def rewards(self, r: Rollout) -> Rewards:
+        """Each response's score (normalised, clipped, penalised) paid at its last real token, and the
+        per-token KL penalty against the reference."""
         cfg = self.cfg
-        scores = normalize_scores(r.scores, self.reward_mean, self.reward_std, cfg.reward_clip)
+        scores = normalise_scores(r.scores, self.reward_mean, self.reward_std, cfg.reward_clip)
         scores = apply_missing_eos_penalty(scores, r.has_eos, cfg.missing_eos_penalty)
-        per_row = {}
+        penalty = None
         if r.p_unsafe is not None:
             penalty = safety_penalty(r.p_unsafe, cfg.safety_penalty)
             scores = scores - penalty
-            per_row = {"reward/safety_penalty": penalty, "safety/p_unsafe": r.p_unsafe,
-                       "safety/flagged_fraction": r.flagged.float()}
         kl = per_token_kl(r.logprobs, r.ref_logprobs, cfg.kl.estimator, r.mask)
-        rewards, non_score = compute_rewards(scores, kl, r.mask, self.kl_ctl.value)
+        per_token, non_score = compute_rewards(scores, kl, r.mask, self.kl_ctl.value)
         if cfg.whiten_rewards:
-            rewards = whiten_rewards(rewards, r.mask)
-        adv, returns = compute_gae(rewards, r.values, r.mask, cfg.gamma, cfg.lam)
-        adv = whiten_advantages(adv, r.mask)
-        per_row.update({
-            "reward/raw": r.scores,
-            "reward/normalised": scores,
-            "objective/kl": sequence_kl(kl, r.mask),
-            "objective/non_score_reward": non_score.sum(1),
-            "objective/rlhf_reward": scores + non_score.sum(1),
-            "response/length": r.mask.sum(1),
-            "response/eos_rate": r.has_eos,
-        })
-        # one gather for all per-response statistics: [B, K] rows of every process, then column means
-        columns = torch.stack([v.detach().float() for v in per_row.values()], dim=1)
-        means = self.accelerator.gather_for_metrics(columns).mean(0).tolist()
-        return adv, returns, dict(zip(per_row, means))
+            per_token = whiten_rewards(per_token, r.mask)
+        return Rewards(scores, kl, non_score, per_token, penalty)
 
-    # ------------------------------------------------------------------ 4. update
-    def optimise(self, r: Rollout, adv: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
+    # ------------------------------------------------------------------ 3. advantages
+    def advantages(self, r: Rollout, rewards: Rewards) -> tuple[torch.Tensor, torch.Tensor]:
+        """Whitened GAE advantages and the value targets (returns)."""
+        advantages, returns = compute_gae(rewards.per_token, r.values, r.mask, self.cfg.gamma, self.cfg.lam)
+        return whiten_advantages(advantages, r.mask), returns
+
+    # ------------------------------------------------------------------ 4. PPO epochs
+    def ppo_epochs(self, r: Rollout, advantages: torch.Tensor, returns: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``ppo_epochs`` passes of clipped-loss steps over shuffled minibatches; returns this process's
+        loss statistics averaged over the steps (0-d tensors)."""
         cfg = self.cfg
-        ids, attention, positions = full_inputs(r.query, r.query_mask, r.tokens, r.mask)
+        ids, attention, positions = full_inputs(r.prompt_ids, r.prompt_mask, r.tokens, r.mask)
         length = r.tokens.size(1)
         self.model.train()
         totals: torch.Tensor | None = None
@@ -375,14 +426,10 @@ class PPOTrainer:
             order = torch.randperm(len(ids), device=ids.device)
             for start in range(0, len(ids), cfg.mini_batch_size):
                 mb = order[start:start + cfg.mini_batch_size]
-                if r.first_pass is not None:  # the rollout's forward: same weights and inputs (rows reordered)
-                    logits, values = (t[mb] for t in r.first_pass)
-                    r.first_pass = None
-                else:
-                    logits, values = self.model(ids[mb], attention[mb], positions[mb], length)
+                logits, values = self.forward.at_step(mb, ids, attention, positions, length)
                 scaled = logits / cfg.generation.temperature
                 logprobs = logprobs_from_logits(scaled, r.tokens[mb])
-                loss, stats = ppo_loss(logprobs, r.logprobs[mb], adv[mb], values, r.values[mb],
+                loss, stats = ppo_loss(logprobs, r.logprobs[mb], advantages[mb], values, r.values[mb],
                                        returns[mb], r.mask[mb], cfg.cliprange, cfg.cliprange_value, cfg.vf_coef,
                                        logits=scaled, entropy_coef=cfg.entropy_coef)
                 if not torch.isfinite(loss):
@@ -397,31 +444,41 @@ class PPOTrainer:
                 step_stats = torch.stack(list(stats.values()))
                 totals = step_stats if totals is None else totals + step_stats
                 steps += 1
-        extra = {"value/explained_variance": explained_variance(r.values, returns, r.mask),
-                 "value/mean": masked_mean(r.values, r.mask)}
-        local = torch.cat([totals / steps, torch.stack(list(extra.values())).to(totals)])
-        out = dict(zip(names + list(extra), self.accelerator.reduce(local, "mean").tolist()))
+        return dict(zip(names, totals / steps))
+
+    # ------------------------------------------------------------------ statistics
+    def statistics(self, r: Rollout, rewards: Rewards, returns: torch.Tensor,
+                   losses: dict[str, torch.Tensor]) -> dict[str, float]:
+        """The update's statistics, averaged over all processes so every process logs the same.
+
+        Per-response figures are gathered as ``[B, K]`` rows of every process (one gather), then
+        column means; the loss statistics and the value figures are reduced as per-process means.
+        """
+        per_row = {}
+        if rewards.safety_penalty is not None:
+            per_row = {"reward/safety_penalty": rewards.safety_penalty, "safety/p_unsafe": r.p_unsafe,
+                       "safety/flagged_fraction": r.flagged.float()}
+        non_score = rewards.non_score.sum(1)
+        per_row.update({
+            "reward/raw": r.scores,
+            "reward/normalised": rewards.scores,
+            "objective/kl": sequence_kl(rewards.kl, r.mask),
+            "objective/non_score_reward": non_score,
+            "objective/rlhf_reward": rewards.scores + non_score,
+            "response/length": r.mask.sum(1),
+            "response/eos_rate": r.has_eos,
+        })
+        columns = torch.stack([v.detach().float() for v in per_row.values()], dim=1)
+        out = dict(zip(per_row, self.accelerator.gather_for_metrics(columns).mean(0).tolist()))
+        means = torch.stack(list(losses.values()))
+        values = {"value/explained_variance": explained_variance(r.values, returns, r.mask),
+                  "value/mean": masked_mean(r.values, r.mask)}
+        local = torch.cat([means, torch.stack(list(values.values())).to(means)])
+        out.update(zip([*losses, *values], self.accelerator.reduce(local, "mean").tolist()))
         out["lr"] = self.scheduler.get_last_lr()[0]
         return out
 
     # ------------------------------------------------------------------ the loop
-    def step(self) -> dict[str, float]:
-        """One PPO update; returns its statistics (also appended to the progress history)."""
-        update = self.progress.update
-        rollout = self.rollout(self.batch_prompts(update))
-        adv, returns, stats = self.advantages(rollout)
-        stats.update(self.optimise(rollout, adv, returns))
-        stats["objective/beta"] = self.kl_ctl.value
-        self.kl_ctl.update(stats["objective/kl"], self.cfg.batch_size * self.accelerator.num_processes)
-        stats["update"] = update + 1
-        stats["episodes"] = (update + 1) * self.cfg.batch_size * self.accelerator.num_processes
-        for k, v in stats.items():
-            if isinstance(v, float) and not math.isfinite(v) and k != "value/explained_variance":
-                raise NonFiniteLossError(f"{k} became {v} at update {update + 1}")
-        self.progress.history.append(stats)
-        self.progress.update = update + 1
-        return stats
-
     def train(self, checkpoint_dir: Path, on_eval: Callable[[int], dict] | None = None) -> None:
         """Run the remaining updates, evaluating and checkpointing on schedule.
 

@@ -9,7 +9,7 @@ import base64
 import html
 import io
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import matplotlib
 
@@ -45,9 +45,31 @@ def esc_text(value: object) -> str:
 
 
 def fmt(value: object) -> str:
+    """A stage report's figure: floats to 4 significant digits."""
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def rate_text(v: dict) -> str:
+    """A rate as the safety evaluation records it (``{"rate", "ci95"}``), with its bootstrap interval."""
+    lo, hi = v.get("ci95") or (None, None)
+    return f"{v['rate']:.3f} (95% CI {lo:.3f}-{hi:.3f})" if lo is not None else f"{v['rate']:.3f}"
+
+
+def fmt_figure(v: object) -> str:
+    """A figure of the run report: rates with their interval, floats to 3 decimals, unknown as "–"."""
+    if v is None:
+        return "–"
+    if isinstance(v, dict) and "rate" in v:
+        return "–" if v["rate"] is None else rate_text(v)
+    if isinstance(v, float):
+        return f"{v:.3f}" if abs(v) < 1e4 else fmt(v)
+    return str(v)
+
+
+class Html(str):
+    """A table cell that is already HTML (built from escaped parts); any other cell is escaped."""
 
 
 def figure_html(fig: Figure, alt: str) -> str:
@@ -59,10 +81,23 @@ def figure_html(fig: Figure, alt: str) -> str:
     return f'<img alt="{esc(alt)}" src="data:image/png;base64,{data}">'
 
 
-def table_html(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+def table_html(header: Sequence[str], rows: Iterable[Sequence[object]], text_cols: Sequence[int] = (),
+               fmt: Callable[[object], str] = fmt) -> str:
+    """A table whose cells are escaped: an :class:`Html` cell goes in as it is, ``text_cols`` hold
+    model or user text (wrapped, cleaned by :func:`esc_text`), any other cell is a figure written by ``fmt``."""
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{esc(fmt(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    body = []
+    for row in rows:
+        cells = []
+        for i, c in enumerate(row):
+            if isinstance(c, Html):
+                cells.append(f"<td>{c}</td>")
+            elif i in text_cols:
+                cells.append(f'<td class="text">{esc_text("" if c is None else c)}</td>')
+            else:
+                cells.append(f"<td>{esc_text(fmt(c))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
 def kv_table(pairs: dict) -> str:

@@ -1,18 +1,18 @@
-"""Report sections shared by the stages: the safety evaluation, the gates, a training-loss curve."""
+"""Report sections of the stages: the safety evaluation, the gates, a training-loss curve, and the
+reward and PPO stages' own pages."""
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
-
-from alignment.reports.html import figure_html, kv_table, table_html
+from alignment.reports.html import figure_html, kv_table, rate_text, table_html
+from alignment.reports.plots import (
+    calibration_figure,
+    heldout_rewards_figure,
+    loss_figure,
+    ppo_curves_figure,
+    reward_histogram_figure,
+)
 
 SKIP = ("worst_examples", "unsafe_rate_by_category", "unsafe_rate_by_prompt_category")
-
-
-def rate_text(v: dict) -> str:
-    """A rate as the safety evaluation records it (``{"rate", "ci95"}``), with its bootstrap interval."""
-    lo, hi = v.get("ci95") or (None, None)
-    return f"{v['rate']:.3f} (95% CI {lo:.3f}-{hi:.3f})" if lo is not None else f"{v['rate']:.3f}"
 
 
 def _value(v: object) -> object:
@@ -46,7 +46,38 @@ def safety_sections(report: dict) -> list[tuple[str, str]]:
 
 
 def loss_section(curve: list, title: str) -> tuple[str, str]:
-    fig, ax = plt.subplots(figsize=(6, 3))
-    ax.plot([s for s, _ in curve], [v for _, v in curve])
-    ax.set_xlabel("step"), ax.set_ylabel("train loss"), ax.set_title(title)
-    return "Training loss", figure_html(fig, f"{title} curve")
+    return "Training loss", figure_html(loss_figure(curve, title), f"{title} curve")
+
+
+def reward_sections(metrics: dict, safety: dict, loss_curve: list, eval_stats: dict) -> list[tuple[str, str]]:
+    """The reward stage's page: summary, loss, reward histograms, calibration, safety, gates."""
+    sections = [("Summary", kv_table({k: v for k, v in metrics.items() if k != "calibration"}))]
+    if loss_curve:
+        sections.append(loss_section(loss_curve, "Bradley-Terry loss"))
+    sections.append(("Reward histograms", figure_html(reward_histogram_figure(eval_stats),
+                                                      "reward histograms of chosen vs rejected")))
+    cal = eval_stats["calibration"]
+    if cal:
+        sections.append(("Calibration", figure_html(calibration_figure(cal), "calibration plot")
+                         + table_html(["gap from", "gap to", "pairs", "accuracy"],
+                                      [(b["gap_lo"], b["gap_hi"], b["n"], b["accuracy"]) for b in cal])))
+    sections.append(("Safety", kv_table({k: v for k, v in safety.items() if k != "gates"})))
+    sections.append(gates_section(safety["gates"]))
+    return sections
+
+
+def ppo_sections(metrics: dict, history: list[dict], evals: list[dict], rows: list[dict],
+                 safety: dict) -> list[tuple[str, str]]:
+    """The PPO stage's page: summary, training curves, gold vs proxy reward, samples, safety."""
+    sections = [("Summary", kv_table(metrics)),
+                ("Training curves", figure_html(ppo_curves_figure(history), "PPO training curves"))]
+    if evals:
+        sections.append(("Gold vs proxy reward", figure_html(heldout_rewards_figure(evals),
+                                                             "gold and proxy reward on held-out prompts")
+                         + table_html(["update", "gold", "proxy", "red-team unsafe", "over-optimisation"],
+                                      [(e["update"], e["eval"]["gold_reward_mean"], e["eval"]["proxy_reward_mean"],
+                                        e["redteam"]["harmful_unsafe_rate"], e.get("overoptimisation", False))
+                                       for e in evals])))
+    sections.append(("Samples: SFT vs PPO", table_html(["prompt", "SFT", "PPO"],
+                                                       [(r["prompt"], r["sft"], r["ppo"]) for r in rows[:12]])))
+    return sections + safety_sections(safety)

@@ -88,15 +88,6 @@ def checkpoint_to_resume(cfg: Config, out_dir: Path) -> str | None:
     return str(found) if found is not None else None
 
 
-def trainer_defaults(cfg: Config, out_dir: Path) -> dict:
-    """TrainingArguments every Trainer-based stage shares: where checkpoints and TensorBoard logs go,
-    CPU-safe precision (no bf16/fp16 on a CPU), the seed."""
-    os.environ["TENSORBOARD_LOGGING_DIR"] = str(out_dir / "logs")  # transformers 5 reads it from the environment
-    return {"output_dir": str(out_dir / "checkpoints"), "eval_strategy": "no", "bf16": False, "fp16": False,
-            "use_cpu": not torch.cuda.is_available(), "report_to": ["tensorboard"], "seed": cfg.seed,
-            "dataloader_num_workers": 0}
-
-
 _FULL_ERROR = "HYDRA_FULL_ERROR"
 #: ``HYDRA_FULL_ERROR`` as it was before :func:`run_hydra` set it, while set there ([] otherwise).
 _saved_full_error: list[str | None] = []

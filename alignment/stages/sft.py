@@ -38,8 +38,8 @@ from alignment.stages.common import (
     seed_everything,
     stage_dir,
     stage_main,
-    trainer_defaults,
 )
+from alignment.training import trainer_defaults
 
 log = logging.getLogger(__name__)
 STAGE = "sft"
@@ -130,19 +130,11 @@ def evaluate_samples(model, tokenizer, cfg: Config, world: DemoWorld) -> tuple[d
 def trainer_args(cfg: Config, out: Path) -> SFTConfig:
     s = cfg.sft
     return SFTConfig(
-        **trainer_defaults(cfg, out),
-        per_device_train_batch_size=s.batch_size,
+        **trainer_defaults(cfg, out, s),
         per_device_eval_batch_size=s.batch_size * 2,
-        gradient_accumulation_steps=s.grad_accum,
         learning_rate=s.lr,
         num_train_epochs=s.epochs,
-        max_steps=s.max_steps,
         lr_scheduler_type="cosine",
-        warmup_steps=s.warmup_ratio,
-        weight_decay=s.weight_decay,
-        logging_steps=s.logging_steps,
-        save_steps=s.save_steps,
-        save_total_limit=s.save_total_limit,
         max_length=s.max_length,
         save_only_model=False,
     )

@@ -1,23 +1,22 @@
-"""The reward model as PPO and evaluation use it: loading, scoring, and the mean-pooling head.
+"""The reward model itself: a scalar head on a backbone, the mean-pooling head, loading, freezing.
 
-Kept apart from :mod:`alignment.stages.reward` (the training stage, which pulls in TRL's
-RewardTrainer, ``datasets`` and matplotlib) so that scoring with a trained reward model imports only
-torch, transformers and light project modules. ``align-reward`` writes what this module reads:
+Kept apart from :mod:`alignment.reward.trainer` (which pulls in TRL's RewardTrainer and
+``datasets``) so that scoring with a trained reward model (:mod:`alignment.reward.scorer`) imports
+only torch, transformers and light project modules. ``align-reward`` writes what this module reads:
 ``model/`` with ``config.json``, weights, tokenizer and :data:`REWARD_CONFIG_FILE`.
 
 A :class:`MeanPoolingRewardModel` is recognised by ``reward_pooling="mean"`` in its ``config.json``,
 not by a class path: its ``architectures`` entry is the bare class name and there is no ``auto_map``,
-so models saved while this code lived in ``alignment.stages.reward`` load unchanged.
+so models saved while this code lived elsewhere (``alignment.stages.reward``, ``alignment.reward_model``)
+load unchanged.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 from pathlib import Path
 
-import numpy as np
 import torch
-from tqdm.auto import tqdm
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -28,9 +27,11 @@ from transformers import (
 )
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from alignment.config import Config, require
 from alignment.errors import UserError
-from alignment.modeling import load_tokenizer
-from alignment.ppo.retokenize import encode_for_reward_model
+from alignment.modeling import load_tokenizer, resolve_policy_path, resolve_reward_backbone
+
+log = logging.getLogger(__name__)
 
 #: The file next to a trained reward model recording how it reads its input (format, max length,
 #: separator) and the reward normalisation statistics PPO needs; written by ``align-reward``.
@@ -45,7 +46,7 @@ class MeanPoolingRewardModel(PreTrainedModel):
     that its sentence-embedding training never used.
     The config is the backbone's own plus ``reward_pooling="mean"`` (and ``architectures`` naming
     this class), so a saved model is a normal folder (``config.json``, safetensors, tokenizer) that
-    :func:`load_reward_model` and :meth:`RewardScorer.from_pretrained` load, as does
+    :func:`load_reward_model` and :meth:`~alignment.reward.scorer.RewardScorer.from_pretrained` load, as does
     ``MeanPoolingRewardModel.from_pretrained(folder)``. Plain ``AutoModelForSequenceClassification``
     cannot: it would build the backbone's own head and report every weight as missing.
     """
@@ -126,38 +127,15 @@ def freeze_lower_layers(model: PreTrainedModel, n_layers: int) -> None:
             module.requires_grad_(False)
 
 
-class RewardScorer:
-    """Scores (prompt, response) text pairs with a trained reward model, as it was trained to read them."""
-
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, input_format: str,
-                 max_length: int, separator: str = "\n", batch_size: int = 64) -> None:
-        self.model, self.tokenizer = model, tokenizer
-        self.input_format, self.max_length, self.separator = input_format, max_length, separator
-        self.batch_size = batch_size
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path, batch_size: int = 64) -> RewardScorer:
-        info_file = Path(path) / REWARD_CONFIG_FILE
-        if not info_file.is_file():
-            raise UserError(f"{path}: no {REWARD_CONFIG_FILE}; is this a model written by align-reward?")
-        info = json.loads(info_file.read_text())
-        model, tokenizer = load_reward_model(str(path))
-        return cls(model, tokenizer, info["input_format"], info["max_length"], info["separator"], batch_size)
-
-    @torch.no_grad()
-    def score(self, prompts: list[str], responses: list[str], desc: str | None = None) -> np.ndarray:
-        was_training = self.model.training
-        self.model.eval()
-        device = next(self.model.parameters()).device
-        out = []
-        starts = range(0, len(prompts), self.batch_size)
-        for start in tqdm(starts, desc=desc, leave=False, disable=desc is None):
-            batch = encode_for_reward_model(prompts[start:start + self.batch_size],
-                                            responses[start:start + self.batch_size], self.tokenizer,
-                                            self.max_length, self.input_format, self.separator, "right")
-            # TRL's collator feeds only ids and mask in training: score the same inputs.
-            logits = self.model(input_ids=batch["input_ids"].to(device),
-                                attention_mask=batch["attention_mask"].to(device)).logits
-            out.append(logits[:, 0].float().cpu())
-        self.model.train(was_training)
-        return torch.cat(out).numpy() if out else np.zeros(0)
+def reward_model_path(cfg: Config) -> str:
+    """Where the reward model starts: ``reward_model.name_or_path``, or for ``tiny`` the run's SFT policy
+    (an untrained tiny backbone when there is none)."""
+    name = require(cfg.reward_model.name_or_path, "reward_model.name_or_path",
+                   "reward_model=hf needs reward_model.name_or_path=HUB_NAME_OR_FOLDER")
+    if name == "tiny":
+        sft_model = Path(cfg.reward.sft_path)
+        if cfg.reward.init_from_sft and (sft_model / "config.json").exists():
+            return str(sft_model)
+        log.warning("no SFT policy at %s: the tiny reward model starts from an untrained backbone", sft_model)
+        return resolve_policy_path(cfg.policy, cfg.data.world_seed, cfg.seed)
+    return resolve_reward_backbone(name)
