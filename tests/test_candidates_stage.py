@@ -4,12 +4,14 @@ import json
 import random
 
 import numpy as np
+import pytest
 
 from alignment.stages.candidates import distinct_pairs
 from conftest import run_cli
 from labeling_ui.store import LabelStore
 
 
+@pytest.mark.slow
 def test_candidates_queue_scored_pairs_once(smoke_sft):
     args = ["alignment.stages.candidates", "scale=smoke", f"run.dir={smoke_sft}", "safety=fast",
             "candidates.pairing=most_different", "label.project=round1"]
@@ -28,6 +30,7 @@ def test_candidates_queue_scored_pairs_once(smoke_sft):
     assert len(LabelStore(str(smoke_sft / "labels" / "labels.db")).items("round1")) == len(items)
 
 
+@pytest.mark.slow
 def test_candidates_reject_bad_settings(tmp_path, smoke_sft):
     result = run_cli("alignment.stages.candidates", "scale=smoke", f"run.dir={tmp_path / 'run'}",
                      f"candidates.policy_path={smoke_sft / 'sft' / 'model'}", "candidates.pairing=best", timeout=120)

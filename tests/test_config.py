@@ -71,6 +71,7 @@ def test_a_bad_choice_fails_while_composing_naming_the_valid_values(override, va
     ("alignment.stages.ppo", "ppo.kl.estimator=k9", "expected one of [k1, k2, k3]"),
     ("alignment.stages.evaluate", "safety.backend=nope", "expected one of [fast, default, classifier, llama_guard]"),
 ])
+@pytest.mark.slow
 def test_a_bad_choice_exits_2_with_one_line(tmp_path, module, override, valid):
     run_dir = tmp_path / "run"
     result = run_cli(module, f"run.dir={run_dir}", override, timeout=300)
@@ -80,6 +81,7 @@ def test_a_bad_choice_exits_2_with_one_line(tmp_path, module, override, valid):
     assert not run_dir.exists()
 
 
+@pytest.mark.slow
 def test_a_value_out_of_range_exits_2_before_any_work(tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli("alignment.stages.ppo", f"run.dir={run_dir}", "ppo.safety_penalty=-1", timeout=300)

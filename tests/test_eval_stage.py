@@ -2,7 +2,11 @@
 
 import json
 
+import pytest
+
 from conftest import run_cli
+
+pytestmark = pytest.mark.slow  # every test runs the stage as a subprocess
 
 
 def test_eval_of_a_policy_and_a_failing_gate(tmp_path, smoke_sft):

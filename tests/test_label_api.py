@@ -40,6 +40,7 @@ def bob(app: RunningApp) -> ApiClient:
 
 
 
+@pytest.mark.slow
 def test_unauthenticated_calls_get_nothing(app: RunningApp) -> None:
     anon = ApiClient(app.url)
     for api_name, data in (("next_item", []), ("submit_label", [1, "A", 2, [], [], "", None]),
@@ -131,6 +132,7 @@ def test_bot_brain_uses_the_demo_world_and_a_stable_fallback() -> None:
     assert {c1, c2} == {"A", "B"} and s1 == s2        # position-independent
 
 
+@pytest.mark.slow
 def test_bots_label_end_to_end_through_gradio_client(tmp_path: Path) -> None:
     running = start_app(tmp_path / "bots.db", overlap=2, export_dir=tmp_path / "export")
     try:

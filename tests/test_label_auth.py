@@ -77,6 +77,7 @@ def test_logging_out_ends_only_that_session(app: RunningApp) -> None:
     phone.close()
 
 
+@pytest.mark.slow
 def test_failed_logins_are_throttled_per_account_and_address(app: RunningApp) -> None:
     for i in range(MAX_FAILURES):
         assert login(app.url, "erin", f"wrong-{i}").status_code == 400
@@ -122,6 +123,7 @@ def test_concurrent_guesses_cannot_exceed_the_limit() -> None:
     assert t.begin("a", "x") == LOCKOUT_S
 
 
+@pytest.mark.slow
 def test_labeling_answers_while_password_checks_are_stuck(app: RunningApp, monkeypatch: pytest.MonkeyPatch) -> None:
     """More logins in flight than the server has worker threads must not stall the labeling handlers."""
     frank = ApiClient(app.url, "frank", PASSWORD)

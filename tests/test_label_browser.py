@@ -115,6 +115,7 @@ def my_labels(app: RunningApp, name: str) -> list[dict]:
     return [lab for lab in app.store.labels("p") if lab["annotator"] == name]
 
 
+@pytest.mark.slow
 def test_annotator_labels_with_mouse_and_keyboard(app: RunningApp, browser) -> None:
     from playwright.sync_api import expect
 
@@ -209,6 +210,7 @@ def test_annotator_labels_with_mouse_and_keyboard(app: RunningApp, browser) -> N
     page.close()
 
 
+@pytest.mark.slow
 def test_admin_sees_stats_and_exports(app: RunningApp, browser) -> None:
     from playwright.sync_api import expect
 
@@ -310,6 +312,7 @@ CHOICE_BUTTONS = [f"#btn-a-{s}" for s in (4, 3, 2, 1)] + ["#btn-tie", "#btn-both
                  [f"#btn-b-{s}" for s in (1, 2, 3, 4)]
 
 
+@pytest.mark.slow
 def test_desktop_page_fits_the_work(layout_app: RunningApp, browser) -> None:
     from playwright.sync_api import expect
 
@@ -368,6 +371,7 @@ def test_desktop_page_fits_the_work(layout_app: RunningApp, browser) -> None:
     page.close()
 
 
+@pytest.mark.slow
 def test_phone_reaches_the_choice_before_the_flags(layout_app: RunningApp, browser) -> None:
     from playwright.sync_api import expect
 

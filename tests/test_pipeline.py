@@ -35,6 +35,7 @@ def smoke_run(tmp_path_factory) -> Path:
     return run_dir
 
 
+@pytest.mark.slow
 def test_smoke_pipeline_runs_every_stage_and_writes_the_report(smoke_run):
     assert statuses(smoke_run) == dict.fromkeys(STAGES, "passed")
     state = json.loads((smoke_run / "pipeline.json").read_text())
@@ -58,6 +59,7 @@ def test_smoke_pipeline_runs_every_stage_and_writes_the_report(smoke_run):
     assert report  # its content is tested in test_run_report.py
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_stages_and_a_config_change_reruns_only_what_it_touches(smoke_run):
     before = mtimes(smoke_run, STAGES)
     result = run_cli("alignment.pipeline", "scale=smoke", f"run.dir={smoke_run}")
@@ -72,6 +74,7 @@ def test_rerun_skips_finished_stages_and_a_config_change_reruns_only_what_it_tou
     assert "lr: 1.0e-05" in (smoke_run / "ppo" / ".hydra" / "config.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_sigkill_mid_ppo_then_resume_does_not_redo_finished_stages(tmp_path):
     run_dir = tmp_path / "run"
     args = ["scale=smoke", f"run.dir={run_dir}", "ppo.total_episodes=96"]
@@ -98,6 +101,7 @@ def test_sigkill_mid_ppo_then_resume_does_not_redo_finished_stages(tmp_path):
     assert (run_dir / "report.html").is_file()
 
 
+@pytest.mark.slow
 def test_a_failed_gate_stops_the_pipeline_with_a_report(tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli("alignment.pipeline", "scale=smoke", f"run.dir={run_dir}", "reward.gate.min_safety_accuracy=1.01")
@@ -128,6 +132,7 @@ def test_rounds_chain_each_round_to_the_previous_policy():
     ("pipeline.stages=[sft,rlhf]", "Invalid value 'rlhf', expected one of [sft, candidates, labels, reward, ppo]"),
     ("labels.annotators=crowd", "Invalid value 'crowd', expected one of [simulated, human]"),
 ])
+@pytest.mark.slow
 def test_bad_input_exits_2_with_a_clear_message(tmp_path, override, message):
     extra = ["pipeline.stages=[labels]"] if "annotators" in override else []
     run_dir = tmp_path / "run"

@@ -30,6 +30,7 @@ def lora_trainer(policy_path: str) -> PPOTrainer:
                       [p.text for p in DemoWorld(0).prompts("train")], seed=0, num_updates=4)
 
 
+@pytest.mark.slow
 def test_lora_trains_adapters_only_against_the_base_policy_and_exports_a_merged_model(smoke_sft, tmp_path):
     path = str(smoke_sft / "sft" / "model")
     trainer = lora_trainer(path)
@@ -72,6 +73,7 @@ def test_lora_trains_adapters_only_against_the_base_policy_and_exports_a_merged_
     assert (tmp_path / "adapter" / "adapter_config.json").is_file()
 
 
+@pytest.mark.slow
 def test_lora_checkpoint_resumes_exactly(smoke_sft, tmp_path):
     path = str(smoke_sft / "sft" / "model")
     first = lora_trainer(path)

@@ -29,6 +29,7 @@ def short_answer_reward(prompts, texts):
     return np.array([-len(t) / 40.0 for t in texts])
 
 
+@pytest.mark.slow
 def test_ppo_learns_a_known_reward_within_the_kl_target(smoke_sft):
     seed_everything(0)
     cfg = PPOStageConfig(batch_size=16, mini_batch_size=8, ppo_epochs=4, lr=1e-3, value_model="head",
@@ -47,6 +48,7 @@ def test_ppo_learns_a_known_reward_within_the_kl_target(smoke_sft):
     assert all(np.isfinite(s["loss/total"]) for s in stats)
 
 
+@pytest.mark.slow
 def test_one_mini_batch_per_epoch_reuses_the_rollout_forward(smoke_sft):
     seed_everything(0)
     cfg = PPOStageConfig(batch_size=8, mini_batch_size=8, ppo_epochs=2)
@@ -82,6 +84,7 @@ class AlternatingFilter:
         return scores
 
 
+@pytest.mark.slow
 def test_safety_penalty_is_subtracted_from_the_normalised_score(smoke_sft):
     seed_everything(0)
     cfg = PPOStageConfig(batch_size=8, mini_batch_size=8, ppo_epochs=1, missing_eos_penalty=None, safety_penalty=2.0)
@@ -131,6 +134,7 @@ def test_a_fresh_start_removes_older_checkpoints_and_resume_takes_the_last(tmp_p
     assert "holds no checkpoint" in caplog.text
 
 
+@pytest.mark.slow
 def test_smoke_ppo_stage_and_exact_resume_after_sigkill(tmp_path, smoke_rm):
     common = ["scale=smoke", f"ppo.policy_path={smoke_rm / 'sft' / 'model'}",
               f"ppo.reward_path={smoke_rm / 'reward' / 'model'}", "ppo.total_episodes=64", "ppo.save_every=2"]
@@ -167,6 +171,7 @@ def test_smoke_ppo_stage_and_exact_resume_after_sigkill(tmp_path, smoke_rm):
     assert metrics_resumed["gold_reward_ppo"] == pytest.approx(metrics["gold_reward_ppo"])
 
 
+@pytest.mark.slow
 def test_smoke_ppo_with_lora_and_a_safety_penalty(tmp_path, smoke_rm):
     run = tmp_path / "lora"
     result = run_cli("alignment.stages.ppo", "scale=smoke", f"ppo.policy_path={smoke_rm / 'sft' / 'model'}",
@@ -187,6 +192,7 @@ def test_smoke_ppo_with_lora_and_a_safety_penalty(tmp_path, smoke_rm):
     assert changed and all(".self_attn." in n or ".mlp." in n for n in changed), changed  # only adapted layers
 
 
+@pytest.mark.slow
 def test_two_cpu_processes_under_accelerate_launch(tmp_path, smoke_rm):
     run = tmp_path / "ddp"
     command = [sys.executable, "-m", "accelerate.commands.launch",
@@ -210,12 +216,14 @@ def test_two_cpu_processes_under_accelerate_launch(tmp_path, smoke_rm):
     assert json.loads((run / "ppo" / "safety.json").read_text())["gates"]["passed"]
 
 
+@pytest.mark.slow
 def test_missing_inputs_are_clear_errors(tmp_path):
     result = run_cli("alignment.stages.ppo", "scale=smoke", f"run.dir={tmp_path / 'run'}", timeout=120)
     assert result.returncode == 2 and "ppo.policy_path" in result.stderr and "align-sft" in result.stderr
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_prompts_longer_than_the_context_are_rejected(tmp_path, smoke_rm):
     result = run_cli("alignment.stages.ppo", "scale=smoke", f"run.dir={tmp_path / 'run'}",
                      f"ppo.policy_path={smoke_rm / 'sft' / 'model'}", f"ppo.reward_path={smoke_rm / 'reward' / 'model'}",

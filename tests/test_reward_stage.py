@@ -23,6 +23,7 @@ def smoke_reward(smoke_sft):
     return smoke_sft / "reward"
 
 
+@pytest.mark.slow
 def test_smoke_reward_writes_model_metrics_and_reports(smoke_reward):
     model_dir = smoke_reward / "model"
     assert (model_dir / "config.json").is_file() and (model_dir / "tokenizer.json").is_file()
@@ -38,12 +39,14 @@ def test_smoke_reward_writes_model_metrics_and_reports(smoke_reward):
     assert "Calibration" in html and "data:image/png;base64," in html
 
 
+@pytest.mark.slow
 def test_scorer_reloads_the_saved_model_alone(smoke_reward):
     scorer = RewardScorer.from_pretrained(smoke_reward / "model")
     scores = scorer.score(["How do I bake bread?"] * 2, ["Start by preheating the oven.", "You idiot."])
     assert scores.shape == (2,) and all(abs(s) < 1e3 for s in scores)
 
 
+@pytest.mark.slow
 def test_failed_gate_exits_nonzero_and_still_reports(tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli("alignment.stages.reward", "scale=smoke", f"run.dir={run_dir}",
@@ -56,6 +59,7 @@ def test_failed_gate_exits_nonzero_and_still_reports(tmp_path):
     assert (run_dir / "reward" / "report.html").is_file()
 
 
+@pytest.mark.slow
 def test_bad_preference_file_names_file_and_row(tmp_path):
     data = tmp_path / "prefs.jsonl"
     data.write_text(json.dumps({"prompt": "Q", "chosen": "a", "rejected": "b"}) + "\n"
@@ -71,6 +75,7 @@ def test_bad_preference_file_names_file_and_row(tmp_path):
     assert result.returncode == 2 and "no rows" in result.stderr
 
 
+@pytest.mark.slow
 def test_hh_transcripts_train_with_skip_invalid(tmp_path):
     rows = [{"chosen": f"\n\nHuman: question {i}?\n\nAssistant: a kind answer {i}",
              "rejected": f"\n\nHuman: question {i}?\n\nAssistant: a rude answer {i}"} for i in range(20)]
@@ -85,6 +90,7 @@ def test_hh_transcripts_train_with_skip_invalid(tmp_path):
     assert metrics["train_pairs"] + metrics["eval_pairs"] == 20
 
 
+@pytest.mark.slow
 def test_non_scalar_head_is_rejected(tmp_path, smoke_sft):
     model = AutoModelForSequenceClassification.from_pretrained(smoke_sft / "sft" / "model", num_labels=3)
     model.save_pretrained(tmp_path / "three")
@@ -95,6 +101,7 @@ def test_non_scalar_head_is_rejected(tmp_path, smoke_sft):
         load_reward_model(str(tmp_path / "three"))
 
 
+@pytest.mark.slow
 def test_labeling_export_trains_the_reward_model(tmp_path):
     """Labels collected in the app, exported in TRL's format, train the reward stage as they are."""
     from datasets import load_from_disk
@@ -228,6 +235,7 @@ def test_probe_head_init_fits_the_bradley_terry_probe(tiny_bert, pooling):
         assert all(reward(r["chosen_ids"]) > reward(r["rejected_ids"]) for r in rows)
 
 
+@pytest.mark.slow
 def test_unknown_head_init_is_a_clear_error(tmp_path):
     result = run_cli("alignment.stages.reward", "scale=smoke", f"run.dir={tmp_path / 'run'}",
                      "reward_model.head_init=zeros", timeout=120)
@@ -235,6 +243,7 @@ def test_unknown_head_init_is_a_clear_error(tmp_path):
     assert not (tmp_path / "run" / "reward").exists()
 
 
+@pytest.mark.slow
 def test_ppo_stage_imports_no_reward_training_stack():
     """PPO scores with alignment.reward.scorer: importing it must not pull in TRL or datasets."""
     code = ("import sys, alignment.stages.ppo; print(sorted(m for m in "
@@ -274,6 +283,7 @@ def test_reward_model_group_chooses_its_epochs(config_name, tmp_path, monkeypatc
         compose_config(config_name, "reward_model=minilm", "reward_model.epochs=0")
 
 
+@pytest.mark.slow
 def test_bench_reward_overrides_only_the_flags_given(tmp_path):
     """bench_reward.py on 50 real HH pairs: given flags reach the stage, the others come from the
     minilm group (not restated in the script), and the JSON line reports the settings as resolved."""

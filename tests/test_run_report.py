@@ -192,6 +192,7 @@ def open_report(browser, path: Path):
 
 
 # ------------------------------------------------------------------------------------------ tests
+@pytest.mark.slow
 def test_report_json_describes_the_run(smoke_run: Path) -> None:
     report = json.loads((smoke_run / "report.json").read_text())
     ppo = json.loads((smoke_run / "ppo" / "metrics.json").read_text())
@@ -216,6 +217,7 @@ def test_report_json_describes_the_run(smoke_run: Path) -> None:
     assert "scale: smoke" in by_dir["ppo"]["config"]
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_report_html_opens_complete_and_offline(smoke_run: Path, browser, artifacts: Path) -> None:
     from playwright.sync_api import expect
@@ -239,6 +241,7 @@ def test_report_html_opens_complete_and_offline(smoke_run: Path, browser, artifa
     page.close()
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_a_failed_gate_is_shown_with_its_reason(failed_run: Path, browser, artifacts: Path) -> None:
     from playwright.sync_api import expect
@@ -268,6 +271,7 @@ def test_a_failed_gate_is_shown_with_its_reason(failed_run: Path, browser, artif
     page.close()
 
 
+@pytest.mark.slow
 def test_stages_run_by_hand_without_pipeline_json(runs_root: Path, smoke_run: Path) -> None:
     run_dir = runs_root / "by-hand"
     copy_outputs(smoke_run / "sft", run_dir / "sft")
@@ -286,6 +290,7 @@ def test_stages_run_by_hand_without_pipeline_json(runs_root: Path, smoke_run: Pa
     assert all(f'<section id="{sid}">' in page for sid in SECTION_IDS)
 
 
+@pytest.mark.slow
 def test_a_malformed_stage_file_costs_only_its_own_section(tmp_path: Path, smoke_run: Path) -> None:
     copy_outputs(smoke_run / "sft", tmp_path / "sft")
     (tmp_path / "candidates").mkdir()
@@ -308,6 +313,7 @@ def test_align_report_rejects_a_folder_that_is_not_a_run(tmp_path: Path, capsys)
     assert not (tmp_path / "report.html").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_reports_tab_lists_runs_and_shows_their_reports(runs_root: Path, smoke_run: Path, failed_run: Path,
                                                         browser, artifacts: Path, tmp_path: Path) -> None:

@@ -333,6 +333,7 @@ def test_rules_only_fallback(demo_texts) -> None:
 
 
 # ------------------------------------------------------------------ training command and head files
+@pytest.mark.slow
 def test_train_command_and_head_file(tmp_path: Path, demo_texts) -> None:
     from alignment.safety.backends import FastFilter
     from alignment.safety.headfile import load_head
@@ -482,6 +483,7 @@ def _bench(*args: str) -> dict:
     return json.loads(lines[-1])
 
 
+@pytest.mark.slow
 def test_bench_cross_validates_on_dev_slice() -> None:
     shared_data(MODERATION)
     out = _bench("--safety", "fast", "--limit", "160", "--folds", "2", "--no-demo")
@@ -494,6 +496,7 @@ def test_bench_cross_validates_on_dev_slice() -> None:
     assert "sexual" in out["per_category"]
 
 
+@pytest.mark.slow
 def test_bench_trains_on_dev_for_other_data(tmp_path: Path) -> None:
     dev = shared_data(MODERATION)
     other = tmp_path / "other.jsonl"

@@ -7,6 +7,7 @@ import pytest
 from conftest import run_cli
 
 
+@pytest.mark.slow
 def test_smoke_sft_writes_model_and_metrics(smoke_sft):
     out = smoke_sft / "sft"
     assert (out / "model" / "config.json").is_file()
@@ -30,6 +31,7 @@ def test_smoke_sft_writes_model_and_metrics(smoke_sft):
     assert not list(out.glob(".model-*")), "no temporary folder may be left behind"
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_last_checkpoint(tmp_path, smoke_sft):
     # A run stopped at step 6 (its checkpoint), resumed to 12, reaches the full run's step count.
     run_dir = tmp_path / "run"
@@ -50,6 +52,7 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path, smoke_sft):
     ("data=custom", "data.source"),
     ("policy=hf", "policy.name_or_path"),
 ])
+@pytest.mark.slow
 def test_bad_overrides_fail_before_any_work(tmp_path, override, names):
     run_dir = tmp_path / "run"
     result = run_cli("alignment.stages.sft", f"run.dir={run_dir}", override, timeout=120)
@@ -58,6 +61,7 @@ def test_bad_overrides_fail_before_any_work(tmp_path, override, names):
     assert not run_dir.exists(), "a failed invocation must write nothing"
 
 
+@pytest.mark.slow
 def test_missing_data_path_is_a_clear_error(tmp_path):
     run_dir = tmp_path / "run"
     missing = tmp_path / "nope.jsonl"
@@ -69,6 +73,7 @@ def test_missing_data_path_is_a_clear_error(tmp_path):
     assert not run_dir.exists()
 
 
+@pytest.mark.slow
 def test_malformed_jsonl_names_file_and_line(tmp_path):
     data = tmp_path / "chats.jsonl"
     good = json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]})
@@ -83,6 +88,7 @@ def test_malformed_jsonl_names_file_and_line(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_custom_conversational_data_trains(tmp_path):
     data = tmp_path / "chats.jsonl"
     rows = [{"prompt": [{"role": "user", "content": f"What is {i} plus {i}?"}],
