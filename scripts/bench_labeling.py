@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import random
@@ -44,7 +43,8 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchlib import ROOT, emit
+
 sys.path.insert(0, str(ROOT))
 
 from alignment.data.world import DemoWorld  # noqa: E402
@@ -365,7 +365,6 @@ async def main_async(args: argparse.Namespace) -> dict:
         "labels_per_s_saturation": round(n_sat / elapsed, 1),
         "server_cpu_ms_per_label": round(cpu_ms, 2),
         "client_cpu_ms_per_label": round(client_ms, 2),
-        "load_average_1m": round(os.getloadavg()[0], 1),
         "lost": len(lost),
         "over_assigned": over,
         "kill_trials": len(restarts),
@@ -398,7 +397,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     figures = asyncio.run(main_async(args))
-    print(json.dumps(figures))
+    emit(figures)
 
 
 if __name__ == "__main__":
