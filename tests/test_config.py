@@ -190,6 +190,17 @@ def test_registries_hold_exactly_the_schema_choices():
     assert torch.equal(per_token_kl(logp, ref, KLEstimator.k3), KL_ESTIMATORS["k3"](logp, ref))
 
 
+def test_a_registry_refuses_a_second_implementation_under_one_name():
+    from alignment.registry import Registry
+
+    reg: Registry = Registry("widget")
+    first = reg.register("a")(len)
+    assert first is len and reg == {"a": len}
+    with pytest.raises(ValueError, match="widget 'a' is registered twice"):
+        reg.register("a")(str)
+    assert reg["a"] is len
+
+
 def test_config_imports_nothing_from_the_demo_data():
     code = "import sys, alignment.config; print(sorted(m for m in sys.modules if m.startswith('alignment.data')))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
