@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertModel
@@ -302,3 +303,13 @@ def test_bench_reward_overrides_only_the_flags_given(tmp_path):
     assert (report["lr"], report["epochs"], report["pooling"]) == (
         group.reward_model.lr, group.reward_model.epochs, group.reward_model.pooling)
     assert report["batch_size"] == group.reward.batch_size
+
+
+def test_calibration_buckets_are_finite_for_a_handful_of_pairs():
+    """Under 10 pairs one bucket spans [0, the largest gap]: finite, so the report can plot it."""
+    from alignment.reward.evaluation import calibration
+
+    assert calibration(np.array([0.5, -2.0, 1.0])) == [{"gap_lo": 0.0, "gap_hi": 2.0, "n": 3, "accuracy": 2 / 3}]
+    buckets = calibration(np.arange(1.0, 11.0) * np.array([1, -1] * 5))   # |gap| 1..10, odd ones correct
+    assert [b["n"] for b in buckets] == [2, 2, 2, 2, 2] and buckets[-1]["gap_hi"] == 10.0
+    assert sum(b["accuracy"] * b["n"] for b in buckets) == 5

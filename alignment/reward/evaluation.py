@@ -16,16 +16,22 @@ def pair_accuracy(scorer: RewardScorer, rows: list[dict], desc: str) -> dict:
     chosen = scorer.score(prompts, [r["chosen"] for r in rows], desc=f"{desc}: chosen")
     rejected = scorer.score(prompts, [r["rejected"] for r in rows], desc=f"{desc}: rejected")
     gap = chosen - rejected
-    correct = gap > 0
+    return {"n": len(rows), "accuracy": float((gap > 0).mean()), "mean_margin": float(gap.mean()),
+            "calibration": calibration(gap), "chosen_rewards": chosen.tolist(), "rejected_rewards": rejected.tolist()}
+
+
+def calibration(gap: np.ndarray) -> list[dict]:
+    """Accuracy per bucket of ``|chosen - rejected|`` (quintiles; one bucket under 10 pairs). Every edge is
+    a reward gap that occurred, so the buckets stay finite (JSON has no infinity) and plottable."""
+    size = np.abs(gap)
+    edges = np.quantile(size, np.linspace(0, 1, 6)) if len(gap) >= 10 else np.array([0.0, size.max()])
     buckets = []
-    edges = np.quantile(np.abs(gap), np.linspace(0, 1, 6)) if len(gap) >= 10 else np.array([0, np.inf])
     for lo, hi in zip(edges[:-1], edges[1:]):
-        sel = (np.abs(gap) >= lo) & (np.abs(gap) <= hi)
+        sel = (size >= lo) & (size <= hi)
         if sel.any():
             buckets.append({"gap_lo": float(lo), "gap_hi": float(hi), "n": int(sel.sum()),
-                            "accuracy": float(correct[sel].mean())})
-    return {"n": len(rows), "accuracy": float(correct.mean()), "mean_margin": float(gap.mean()),
-            "calibration": buckets, "chosen_rewards": chosen.tolist(), "rejected_rewards": rejected.tolist()}
+                            "accuracy": float((gap[sel] > 0).mean())})
+    return buckets
 
 
 def gold_accuracy(eval_stats: dict, rows: list[dict]) -> float:
