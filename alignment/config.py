@@ -81,6 +81,15 @@ class SafetyBackend(Choice):
     llama_guard = "llama_guard"
 
 
+class PromptSource(Choice):
+    """Where every stage's prompts come from: the demo world (which has a gold reward), the ``hh``
+    world shipped in the package, or the user's own files (:mod:`alignment.data.prompt_sets`)."""
+
+    demo = "demo"
+    hh = "hh"
+    custom = "custom"
+
+
 class Pairing(Choice):
     random = "random"
     most_different = "most_different"
@@ -225,8 +234,9 @@ class RewardModelConfig:
 
 @dataclass
 class DataConfig:
-    #: ``demo`` uses the demo world; otherwise a JSONL file, a ``save_to_disk`` folder, or a hub name
-    #: (``data=custom`` leaves it unset: it must be given).
+    #: ``demo`` uses the demo world, ``hh`` the HH-RLHF pairs shipped in the package (SFT on their chosen
+    #: dialogues, the reward model on the pairs); otherwise a JSONL file, a ``save_to_disk`` folder, or a
+    #: hub name (``data=custom`` leaves it unset: it must be given).
     source: str | None = "demo"
     #: Split used for training when ``source`` is a dataset with splits.
     train_split: str = "train"
@@ -256,6 +266,32 @@ class DataConfig:
         check(self.pairs_per_prompt >= 1, "data.pairs_per_prompt", self.pairs_per_prompt, ">= 1")
         for key in ("noise", "position_bias"):
             check(0 <= getattr(self, key) <= 1, f"data.{key}", getattr(self, key), "within [0, 1]")
+
+
+@dataclass
+class PromptsConfig:
+    """The prompt sets every stage asks a policy (``prompts=demo|hh|custom``): ``train`` (candidates,
+    PPO), ``eval`` (held out: PPO's evaluation), ``redteam`` (harmful requests: unsafe and refusal
+    rates) and ``benign`` (ordinary requests: over-refusal). Each set is a JSONL file, a
+    ``save_to_disk`` folder or a hub name in TRL's prompt-only format (or HH-RLHF transcripts)."""
+
+    source: PromptSource = PromptSource.demo
+    #: Per-set files; ``demo`` takes none, ``hh`` takes them as replacements for its own sets, and
+    #: ``custom`` needs ``train`` (``eval`` defaults to ``eval_fraction`` of it, ``redteam`` and
+    #: ``benign`` to the ``hh`` world's sets).
+    train: str | None = None
+    eval: str | None = None
+    redteam: str | None = None
+    benign: str | None = None
+    #: The split read from a dataset folder or hub name with several.
+    split: str = "train"
+    eval_fraction: float = 0.1
+    #: Leave out (and count) prompts too long for the policy's context instead of failing on the first.
+    skip_long: bool = False
+
+    def __post_init__(self) -> None:
+        self.source = PromptSource.parse(self.source, "prompts.source")
+        check(0 < self.eval_fraction < 1, "prompts.eval_fraction", self.eval_fraction, "within (0, 1)")
 
 
 @dataclass
@@ -384,6 +420,10 @@ class EvalStageConfig:
     #: An earlier ``safety.json`` to compare with for ``safety.gate.max_regression``.
     baseline: str | None = "${run.dir}/sft/safety.json"
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    #: A judge reward model (any ``align-reward`` output other than the one PPO optimised): PPO's
+    #: evaluation reports its win rate of PPO over SFT, and a proxy reward that rises while the
+    #: judge's falls is flagged as over-optimisation, where the world has no gold reward.
+    judge_path: str | None = None
 
 
 @dataclass
@@ -391,7 +431,7 @@ class CandidatesStageConfig:
     """``align-candidates``: sample answers from a policy, pair them, and queue the pairs for labeling."""
 
     policy_path: str = "${run.dir}/sft/model"
-    #: Training prompts to sample for (demo world's ``train`` split, seeded shuffle).
+    #: Training prompts to sample for (the ``prompts`` group's ``train`` set, seeded shuffle).
     n_prompts: int = 200
     responses_per_prompt: int = 4
     #: ``random`` pairs, or ``most_different``: the pair whose safety scores differ most (the most
@@ -545,7 +585,7 @@ class RewardStageConfig:
     eval_batch_size: int = 64
     #: Pairs scored to measure the reward normalisation statistics PPO uses.
     norm_pairs: int = 512
-    #: HH-RLHF harmless pairs for the RM safety eval (``auto``: ../shared/data when present; ``null``: off).
+    #: HH-RLHF harmless pairs for the RM safety eval (``auto``: the held-out ones shipped in the package; ``null``: off).
     hh_safety_path: str | None = "auto"
     hh_safety_pairs: int = 200
     gate: RewardGateConfig = field(default_factory=RewardGateConfig)
@@ -664,6 +704,7 @@ class Config:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     sft: SFTStageConfig = field(default_factory=SFTStageConfig)
     reward: RewardStageConfig = field(default_factory=RewardStageConfig)
@@ -705,6 +746,16 @@ def require(value: str | None, key: str, hint: str) -> str:
     if value is None or value == "":
         raise UserError(f"{key} is not set: {hint}")
     return value
+
+
+def check_annotators(cfg: Config) -> None:
+    """Simulated annotators label from the demo world's gold preference: a :class:`UserError` when the
+    run's prompts come from a world without one."""
+    if cfg.labels.annotators == Annotators.simulated and cfg.prompts.source != PromptSource.demo:
+        raise UserError(f"annotators=simulated labels from the demo world's gold preference, but prompts="
+                        f"{cfg.prompts.source} has none: use annotators=human, or leave out the candidates and "
+                        "labels stages and train the reward model on your pairs (pipeline.stages=[sft,reward,ppo] "
+                        "with data=hh or data=custom data.source=PAIRS)")
 
 
 def reward_epochs(cfg: Config) -> float:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from alignment.config import GenerationConfig
+from alignment.data.preferences import conversation_text
 
 
 @dataclass(frozen=True)
@@ -24,16 +26,18 @@ def device_for(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def chat_prompt_ids(tokenizer: PreTrainedTokenizerBase, prompt: str) -> list[int]:
-    """Token ids of a one-turn chat ending with the assistant's generation prompt."""
-    return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                         tokenize=True, return_dict=False)
+def chat_prompt_ids(tokenizer: PreTrainedTokenizerBase, prompt: str | list[dict]) -> list[int]:
+    """Token ids of a chat ending with the assistant's generation prompt: a one-turn chat for a string,
+    the policy's own chat template over the messages for a conversation."""
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
 
 
 @torch.no_grad()
-def sample_responses(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
+def sample_responses(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str | list[dict]],
                      gen: GenerationConfig, seed: int = 0, desc: str = "sampling") -> list[Sample]:
     """One sampled answer per prompt (repeat a prompt in ``prompts`` for several), in input order.
+    A prompt is a user message's text or a conversation (chat messages ending with the user's turn).
 
     Prompts are left-padded so every row's answer starts at the same column; the answer is cut at
     its first EOS. Rows are batched in order of length to waste little compute on padding.
@@ -67,7 +71,16 @@ def sample_responses(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
             tokens = out[r].tolist()
             ended = eos in tokens
             tokens = tokens[:tokens.index(eos)] if ended else tokens
-            results[i] = Sample(prompt=prompts[i], text=tokenizer.decode(tokens, skip_special_tokens=True).strip(),
+            prompt = prompts[i] if isinstance(prompts[i], str) else conversation_text(prompts[i])
+            results[i] = Sample(prompt=prompt, text=tokenizer.decode(tokens, skip_special_tokens=True).strip(),
                                 ended=ended, n_tokens=len(tokens) + int(ended))
     model.train(was_training)
     return results  # type: ignore[return-value]
+
+
+def answer_summary(samples: list[Sample]) -> dict:
+    """What can be said of answers without any reward: how many, how long, how often they end with EOS."""
+    if not samples:
+        return {"n": 0}
+    return {"n": len(samples), "eos_rate": float(np.mean([s.ended for s in samples])),
+            "mean_tokens": float(np.mean([s.n_tokens for s in samples]))}

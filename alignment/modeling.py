@@ -91,15 +91,15 @@ def build_tiny_lm(tokenizer: PreTrainedTokenizerBase, cfg: TinyModelConfig, seed
     return model
 
 
-def tiny_model_dir(cfg: PolicyConfig, world_seed: int, seed: int) -> Path:
-    """The folder of the tiny policy for this config and seed, built on first use and cached.
+def tiny_model_dir(cfg: PolicyConfig, world_seed: int, seed: int, corpus: list[str] | None = None) -> Path:
+    """The folder of the tiny policy for this config and seed, built on first use and cached. Its
+    tokenizer is trained on ``corpus`` (the SFT texts; default: the demo world's).
 
     The cache key covers everything the build depends on, so two configs never share a folder and the
     same config always gets the same (deterministic) weights. The folder is written under a temporary
     name and renamed into place, so a crash or a concurrent build never leaves a half-written model.
     """
-    world = DemoWorld(world_seed)
-    texts = world.corpus_texts()
+    texts = corpus if corpus is not None else DemoWorld(world_seed).corpus_texts()
     key_src = json.dumps({"tiny": asdict(cfg.tiny) if not isinstance(cfg.tiny, dict) else cfg.tiny,
                           "seed": seed, "builder": TINY_BUILDER_VERSION,
                           "corpus": hashlib.sha256("\n".join(texts).encode()).hexdigest()}, sort_keys=True)
@@ -126,11 +126,12 @@ def tiny_model_dir(cfg: PolicyConfig, world_seed: int, seed: int) -> Path:
     return target
 
 
-def resolve_policy_path(cfg: PolicyConfig, world_seed: int = 0, seed: int = 0) -> str:
-    """``tiny`` -> the cached demo model folder; anything else is passed to ``from_pretrained`` as is."""
+def resolve_policy_path(cfg: PolicyConfig, world_seed: int = 0, seed: int = 0, corpus: list[str] | None = None) -> str:
+    """``tiny`` -> the cached tiny model folder (its tokenizer trained on ``corpus``, default the demo
+    world's); anything else is passed to ``from_pretrained`` as is."""
     name = require(cfg.name_or_path, "policy.name_or_path",
                    "policy=hf needs policy.name_or_path=HUB_NAME_OR_FOLDER")
-    return str(tiny_model_dir(cfg, world_seed, seed)) if name == "tiny" else name
+    return str(tiny_model_dir(cfg, world_seed, seed, corpus)) if name == "tiny" else name
 
 
 def torch_dtype(name: str) -> torch.dtype | str:

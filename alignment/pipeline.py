@@ -34,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from alignment import CONF_DIR
-from alignment.config import Config, PipelineConfig, register_configs
+from alignment.config import Config, PipelineConfig, check_annotators, register_configs
 from alignment.errors import UserError
 from alignment.gates import EXIT_GATE_FAILED
 from alignment.io import write_json_atomic
@@ -44,11 +44,11 @@ log = logging.getLogger("alignment.pipeline")
 
 #: The config sections each stage reads: a change elsewhere does not make it rerun.
 SECTIONS: dict[str, tuple[str, ...]] = {
-    "sft": ("seed", "policy", "data", "safety", "sft"),
-    "candidates": ("seed", "policy", "safety", "candidates", "label"),
-    "labels": ("seed", "data", "safety", "label", "labels"),
+    "sft": ("seed", "policy", "data", "prompts", "safety", "sft"),
+    "candidates": ("seed", "policy", "prompts", "safety", "candidates", "label"),
+    "labels": ("seed", "data", "prompts", "safety", "label", "labels"),
     "reward": ("seed", "policy", "reward_model", "data", "safety", "reward"),
-    "ppo": ("seed", "policy", "data", "safety", "reward", "ppo"),
+    "ppo": ("seed", "policy", "data", "prompts", "safety", "reward", "ppo", "eval"),
 }
 PIPELINE_KEYS = ("rounds", "pipeline")
 
@@ -72,6 +72,8 @@ class Step:
 def plan(cfg: PipelineConfig) -> list[Step]:
     """The stages of every round, each with the paths that wire it to the previous ones."""
     stages = [s for s in SECTIONS if s in cfg.pipeline.stages]  # always in data-flow order
+    if "labels" in stages:
+        check_annotators(cfg)
     run_dir = Path(cfg.run.dir)
     policy, safety = run_dir / "sft" / "model", run_dir / "sft" / "safety.json"
     steps = []

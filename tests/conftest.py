@@ -50,6 +50,15 @@ def smoke_sft(tmp_path_factory: pytest.TempPathFactory, isolated_cache: Path) ->
     return run_dir
 
 
+@pytest.fixture(scope="session")
+def smoke_rm(smoke_sft: Path) -> Path:
+    """The smoke SFT run with a smoke reward model trained in it (``reward/model``): returns the run dir."""
+    if not (smoke_sft / "reward" / "model").is_dir():
+        result = run_cli("alignment.stages.reward", "scale=smoke", f"run.dir={smoke_sft}")
+        assert result.returncode == 0, result.stderr[-2000:]
+    return smoke_sft
+
+
 @pytest.fixture(scope="module")
 def world() -> DemoWorld:
     return DemoWorld(0)

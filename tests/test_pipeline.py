@@ -131,6 +131,7 @@ def test_rounds_chain_each_round_to_the_previous_policy():
     ("rounds=0", "rounds=0: must be >= 1"),
     ("pipeline.stages=[sft,rlhf]", "Invalid value 'rlhf', expected one of [sft, candidates, labels, reward, ppo]"),
     ("labels.annotators=crowd", "Invalid value 'crowd', expected one of [simulated, human]"),
+    ("prompts=hh", "annotators=simulated labels from the demo world's gold preference, but prompts=hh has none"),
 ])
 @pytest.mark.slow
 def test_bad_input_exits_2_with_a_clear_message(tmp_path, override, message):

@@ -106,14 +106,6 @@ def test_safety_penalty_is_subtracted_from_the_normalised_score(smoke_sft):
         PPOTrainer(cfg, Accelerator(cpu=True), model, policy_path, tok, constant, 1.0, 2.0, prompts, seed=0, num_updates=1)
 
 
-@pytest.fixture(scope="module")
-def smoke_rm(smoke_sft):
-    if not (smoke_sft / "reward" / "model").is_dir():
-        result = run_cli("alignment.stages.reward", "scale=smoke", f"run.dir={smoke_sft}")
-        assert result.returncode == 0, result.stderr[-2000:]
-    return smoke_sft
-
-
 def _final(run_dir):
     metrics = json.loads((run_dir / "ppo" / "metrics.json").read_text())
     return metrics["history"], metrics

@@ -37,7 +37,7 @@ def test_every_prompt_format_loads_from_jsonl(tmp_path: Path) -> None:
     records = load_prompts(path)
     assert [r.source for r in records] == [f"{path}:{n}" for n in (1, 2, 4, 5)]
     assert records[0].messages == [{"role": "user", "content": "How do I boil an egg?"}]
-    assert records[1].messages[0]["role"] == "system" and records[1].text == "Why is the sky blue?"
+    assert records[1].messages[0]["role"] == "system" and records[1].text == "System: Be brief.\n\nUser: Why is the sky blue?"
     turns = [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello! How can I help?"},
              {"role": "user", "content": "How do I bake bread?"}]
     assert records[2].messages == turns, "an HH prompt keeps every turn before the last Assistant turn"

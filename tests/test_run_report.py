@@ -370,3 +370,54 @@ def test_reports_tab_lists_runs_and_shows_their_reports(runs_root: Path, smoke_r
         page.close()
     finally:
         demo.close()
+
+
+# ------------------------------------------------------------------------------------------ no gold
+@pytest.fixture(scope="module")
+def hh_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole pipeline on the ``hh`` world (real prompts and pairs, no gold reward) at smoke scale,
+    as README's "bring your own data" runs it."""
+    from conftest import run_cli
+
+    run_dir = tmp_path_factory.mktemp("hh") / "run"
+    result = run_cli("alignment.pipeline", "world=hh", "scale=smoke", "data.max_rows=64", f"run.dir={run_dir}",
+                     timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+@pytest.mark.slow
+def test_the_hh_pipeline_runs_on_real_data_and_reports_without_gold(hh_run: Path) -> None:
+    report = json.loads((hh_run / "report.json").read_text())
+    assert report["status"] == "passed" and [s["dir"] for s in report["stages"] if s["status"] != "not run"] == [
+        "sft", "reward", "ppo"]
+    h = report["headline"]
+    assert h["gold"] is False and h["gold_win_rate"] is None and h["gold_reward_sft"] is None
+    assert h["rm_score_sft"] is not None and h["rm_score_ppo"] is not None and h["final_kl"] is not None
+    assert h["over_refusal_sft"] is not None and h["over_refusal_ppo"] is not None
+    assert {m["figure"] for m in h["missing"]} >= {"gold reward, gold win rate, gold unsafe rate", "judge win rate"}
+    ppo = json.loads((hh_run / "ppo" / "metrics.json").read_text())
+    assert ppo["prompts"]["source"] == "hh" and ppo["prompts"]["gold"] is False
+    assert all(source.split(":")[0].endswith("hh/train.jsonl.gz") for source in ppo["prompts_sampled"])
+    reward = json.loads((hh_run / "reward" / "metrics.json").read_text())
+    assert reward["data"]["source"] == "hh" and "minilm" in reward["reward_model_init"].lower()
+    safety = json.loads((hh_run / "ppo" / "safety.json").read_text())
+    assert safety["prompt_sets"] == {"redteam": "hh world redteam set", "benign": "hh world benign set"}
+    html = (hh_run / "report.html").read_text()
+    assert "Figures not available in this run" in html and "Gold win rate" not in html
+    assert "Over-optimisation cannot be checked in this run" in html
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_the_report_without_gold_renders_every_figure_it_draws(hh_run: Path, browser, artifacts: Path) -> None:
+    from playwright.sync_api import expect
+
+    page, seen = open_report(browser, hh_run / "report.html")
+    expect(page.locator("#missing")).to_be_visible()
+    images = page.evaluate("() => [...document.images].map(i => [i.alt, i.complete, i.naturalWidth])")
+    assert len(images) >= 3 and all(complete and width > 0 for _, complete, width in images), images
+    assert page.locator("section#ppo img").count() == 1
+    page.screenshot(path=str(artifacts / "run-report-hh.png"), full_page=True)
+    assert page.locator(".section-error").count() == 0 and seen["errors"] == []
+    page.close()

@@ -53,18 +53,19 @@ def looks_like_hh(row: dict) -> bool:
     return "prompt" not in row and isinstance(chosen, str) and HH_HUMAN.strip() in chosen and HH_ASSISTANT.strip() in chosen
 
 
-def _message_text(messages: Sequence[dict]) -> str:
-    """A conversation as plain text: one ``Role: content`` line per message (HH's own convention)."""
+def conversation_text(messages: Sequence[dict]) -> str:
+    """Chat messages as plain text: one message is its content; several are ``Role: content``
+    paragraphs (HH's own convention), so a reward model sees whose turn each part was."""
+    if len(messages) == 1:
+        return str(messages[0]["content"])
     return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
 
 
 def _as_text(value: object, where: str, column: str) -> str:
     if isinstance(value, str):
         return value
-    if isinstance(value, list) and all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in value):
-        if len(value) == 1:
-            return str(value[0]["content"])
-        return _message_text(value)
+    if isinstance(value, list) and value and all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in value):
+        return conversation_text(value)
     raise UserError(f"{where}: column {column!r} must be a string or a list of chat messages")
 
 

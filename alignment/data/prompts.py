@@ -22,9 +22,16 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from alignment.data.loading import load_source, read_jsonl_numbered, row_location
-from alignment.data.preferences import HH_ASSISTANT, HH_HUMAN, looks_like_hh, split_hh_transcript
+from alignment.data.preferences import (
+    HH_ASSISTANT,
+    HH_HUMAN,
+    conversation_text,
+    looks_like_hh,
+    split_hh_transcript,
+)
 from alignment.errors import UserError
 
 ROLES = ("system", "user", "assistant")
@@ -33,22 +40,55 @@ _HH_TURN = re.compile(r"\n\n(Human|Assistant):")
 _HH_ROLE = {"Human": "user", "Assistant": "assistant"}
 
 
+class PromptLike(Protocol):
+    """What a stage needs of a prompt: a :class:`PromptRecord` or a demo world
+    :class:`~alignment.data.world.Prompt`."""
+
+    kind: str
+
+    @property
+    def messages(self) -> list[dict]: ...
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def source(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class PromptRecord:
     """One prompt: chat ``messages`` ending with the user's turn, and its ``source`` (``file:line``
-    for JSONL, ``source row N`` otherwise) for error messages and records of what a stage asked."""
+    for JSONL, ``source row N`` otherwise) for error messages and records of what a stage asked.
+
+    ``kind`` is ``harmful`` for a red-team prompt and ``benign`` otherwise (what the safety figures
+    split on); ``category`` a safety category when the set names one. The demo world's
+    :class:`~alignment.data.world.Prompt` has the same attributes, so stages treat both alike.
+    """
 
     messages: list[dict]
     source: str
+    kind: str = "benign"
+    category: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.source
 
     @property
     def text(self) -> str:
-        """The last user turn: what a single-turn consumer (a reward model's prompt, a log) shows."""
-        return self.messages[-1]["content"]
+        """The conversation as text, as preference data renders a prompt (:func:`conversation_text`):
+        what the reward model reads, annotators see and reports show."""
+        return conversation_text(self.messages)
 
     def to_trl(self) -> dict:
         """The record in TRL's conversational prompt-only format."""
         return {"prompt": [dict(m) for m in self.messages]}
+
+
+def as_prompt(prompt: PromptLike | str, source: str) -> PromptLike:
+    """A prompt given as plain text becomes a one-turn :class:`PromptRecord` named ``source``."""
+    return PromptRecord([{"role": "user", "content": prompt}], source) if isinstance(prompt, str) else prompt
 
 
 def is_hh_transcript(text: str) -> bool:

@@ -55,6 +55,15 @@ class Prompt:
     task: str
     split: str
 
+    @property
+    def messages(self) -> list[dict]:
+        """The prompt as a one-turn chat (what :class:`~alignment.data.prompts.PromptRecord` holds)."""
+        return [{"role": "user", "content": self.text}]
+
+    @property
+    def source(self) -> str:
+        return f"demo:{self.id}"
+
 
 @dataclass(frozen=True)
 class PreferenceLabel:

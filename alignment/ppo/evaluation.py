@@ -1,72 +1,126 @@
-"""How the PPO policy is judged: gold and proxy reward on held-out prompts, and the final comparison.
+"""How the PPO policy is judged on held-out prompts, with or without a gold reward.
 
-The demo world knows the gold reward of any answer; the reward model only approximates it (the
-proxy). During training the policy is evaluated on fixed held-out prompt sets (benign ``eval`` and
-``redteam``) every ``eval_every`` updates, and an evaluation where the proxy rose by more than
-``overopt_tolerance`` while the gold fell by more is flagged as over-optimisation (reward hacking).
-At the end the final policy's answers are compared with the SFT policy's, prompt by prompt, on gold.
+The policy is evaluated on fixed held-out prompt sets (``eval`` and ``redteam``) before training,
+every ``eval_every`` updates, and at the end, and its final answers are compared with the SFT
+policy's, prompt by prompt. What it is judged by depends on what the world offers:
+
+* the **proxy**: the reward model PPO optimised (always). Its held-out score before and after, with
+  bootstrap confidence intervals, is what a team without gold has first;
+* the **judge**: a second reward model (``eval.judge_path``) PPO never saw. Its win rate of the PPO
+  answer over the SFT answer is an honest estimate of progress;
+* the **gold** reward: the demo world's hidden preference (only there).
+
+Over-optimisation (reward hacking) is an evaluation where the proxy rose by more than
+``overopt_tolerance`` while the best available reference (gold, else the judge) fell by more.
+Without either, it cannot be detected, and the metrics say so.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from alignment.config import GenerationConfig, PPOStageConfig
 from alignment.data.gold import gold_summary
-from alignment.data.world import DemoWorld, Prompt
-from alignment.generation import Sample, sample_responses
+from alignment.data.prompt_sets import PromptSets
+from alignment.data.prompts import PromptLike
+from alignment.data.world import DemoWorld
+from alignment.generation import Sample, answer_summary, sample_responses
 from alignment.ppo.trainer import PPOTrainer
 from alignment.reward.scorer import RewardScorer
+from alignment.safety.eval import bootstrap_ci
 
 log = logging.getLogger(__name__)
-
-#: ``{split: (figures, samples)}``: a policy's answers to each held-out prompt set and their figures.
-SplitResults = dict[str, tuple[dict, list[Sample]]]
+EVAL_SPLITS = ("eval", "redteam")
 
 
-def eval_prompt_sets(world: DemoWorld, n: int, seed: int) -> dict[str, list[Prompt]]:
-    """``n`` seeded held-out prompts of each of the demo world's ``eval`` and ``redteam`` splits."""
+def eval_prompt_sets(prompt_sets: PromptSets, n: int, seed: int) -> dict[str, list[PromptLike]]:
+    """``n`` seeded held-out prompts of each of the ``eval`` and ``redteam`` sets."""
     out = {}
-    for split in ("eval", "redteam"):
-        prompts = world.prompts(split)
+    for split in EVAL_SPLITS:
+        prompts = prompt_sets[split]
         random.Random(f"ppo-eval/{split}/{seed}").shuffle(prompts)
         out[split] = prompts[:n]
     return out
 
 
 @dataclass
-class GoldComparison:
-    """The final policy against the SFT policy, answer by answer, on the gold reward."""
+class SplitResult:
+    """A policy's answers to one held-out set: summary ``figures``, the samples and their per-answer
+    proxy (and judge) scores."""
+
+    figures: dict
+    samples: list[Sample]
+    proxy: np.ndarray
+    judge: np.ndarray | None = None
+
+
+#: ``{split: SplitResult}``: a policy's answers to each held-out prompt set.
+SplitResults = dict[str, SplitResult]
+
+
+@dataclass
+class WinCount:
+    wins: int = 0
+    losses: int = 0
+    ties: int = 0
+
+    def add(self, after: float, before: float) -> None:
+        self.wins, self.losses, self.ties = self.wins + (after > before), self.losses + (after < before), \
+            self.ties + (after == before)
+
+    @property
+    def win_rate(self) -> float:
+        """Wins over decided comparisons."""
+        return self.wins / max(self.wins + self.losses, 1)
+
+    @property
+    def win_rate_ties_half(self) -> float:
+        return (self.wins + 0.5 * self.ties) / max(self.wins + self.losses + self.ties, 1)
+
+
+@dataclass
+class Comparison:
+    """The final policy against the SFT policy, answer by answer: under gold and the judge where present."""
 
     rows: list[dict]
-    wins: int
-    losses: int
-    ties: int
+    gold: WinCount | None = None
+    judge: WinCount | None = None
 
 
 @dataclass
 class HeldOutEval:
-    """Samples a policy's answers to the held-out prompt sets and scores them on gold and proxy reward."""
+    """Samples a policy's answers to the held-out prompt sets and scores them (proxy, judge, gold)."""
 
-    world: DemoWorld
-    sets: dict[str, list[Prompt]]
+    sets: dict[str, list[PromptLike]]
     tokenizer: PreTrainedTokenizerBase
     scorer: RewardScorer
     generation: GenerationConfig
     seed: int
+    gold: DemoWorld | None = None
+    judge: RewardScorer | None = None
+    #: The reference the proxy is checked against for over-optimisation: ``gold``, ``judge`` or ``None``.
+    reference: str | None = field(init=False)
 
-    def sample_and_score(self, model: PreTrainedModel, prompts: list[Prompt]) -> tuple[dict, list[Sample]]:
-        samples = sample_responses(model, self.tokenizer, [p.text for p in prompts], self.generation,
+    def __post_init__(self) -> None:
+        self.reference = "gold" if self.gold is not None else "judge" if self.judge is not None else None
+
+    def sample_and_score(self, model: PreTrainedModel, prompts: list[PromptLike]) -> SplitResult:
+        samples = sample_responses(model, self.tokenizer, [p.messages for p in prompts], self.generation,
                                    seed=self.seed, desc="eval samples")
-        summary = gold_summary(self.world, prompts, samples)
-        summary["proxy_reward_mean"] = float(np.mean(self.scorer.score([p.text for p in prompts],
-                                                                       [s.text for s in samples])))
-        return summary, samples
+        texts, prompt_texts = [s.text for s in samples], [p.text for p in prompts]
+        figures = gold_summary(self.gold, prompts, samples) if self.gold is not None else answer_summary(samples)
+        proxy = np.asarray(self.scorer.score(prompt_texts, texts), dtype=float)
+        figures["proxy_reward_mean"] = float(proxy.mean())
+        judge = None
+        if self.judge is not None:
+            judge = np.asarray(self.judge.score(prompt_texts, texts), dtype=float)
+            figures["judge_reward_mean"] = float(judge.mean())
+        return SplitResult(figures, samples, proxy, judge)
 
     def run(self, model: PreTrainedModel) -> SplitResults:
         return {split: self.sample_and_score(model, prompts) for split, prompts in self.sets.items()}
@@ -74,54 +128,110 @@ class HeldOutEval:
     def at_update(self, model: PreTrainedModel, update: int, previous: dict, tolerance: float) -> dict:
         """The figures of an evaluation during training, flagged ``overoptimisation`` when the proxy
         reward rose by more than ``tolerance`` since ``previous`` (the last evaluation, or the SFT
-        baseline as ``{"eval": figures}``) while the gold reward fell by more."""
-        result: dict = {"update": update, **{split: figures for split, (figures, _) in self.run(model).items()}}
+        baseline as ``{"eval": figures}``) while the reference reward (gold, else the judge) fell by more."""
+        result: dict = {"update": update, **{split: r.figures for split, r in self.run(model).items()}}
         d_proxy = result["eval"]["proxy_reward_mean"] - previous["eval"]["proxy_reward_mean"]
-        d_gold = result["eval"]["gold_reward_mean"] - previous["eval"]["gold_reward_mean"]
-        result["overoptimisation"] = d_proxy > tolerance and d_gold < -tolerance
-        if result["overoptimisation"]:
-            log.warning("over-optimisation at update %d: proxy reward %+.3f while gold reward %+.3f", update, d_proxy, d_gold)
-        log.info("eval at update %d: gold %.3f, proxy %.3f, red-team unsafe %.2f", update,
-                 result["eval"]["gold_reward_mean"], result["eval"]["proxy_reward_mean"],
-                 result["redteam"]["harmful_unsafe_rate"])
+        result["overoptimisation"] = False
+        if self.reference is not None:
+            key = f"{self.reference}_reward_mean"
+            d_ref = result["eval"][key] - previous["eval"][key]
+            result["overoptimisation"] = d_proxy > tolerance and d_ref < -tolerance
+            if result["overoptimisation"]:
+                log.warning("over-optimisation at update %d: proxy reward %+.3f while %s reward %+.3f", update,
+                            d_proxy, self.reference, d_ref)
+        log.info("eval at update %d: proxy %.3f%s", update, result["eval"]["proxy_reward_mean"],
+                 "".join(f", {name} {result['eval'][f'{name}_reward_mean']:.3f}" for name in ("gold", "judge")
+                         if f"{name}_reward_mean" in result["eval"]))
         return result
 
-    def compare(self, baseline: SplitResults, final: SplitResults) -> GoldComparison:
-        """Each held-out prompt's SFT and final answers side by side with their gold rewards, and how
-        often the final answer scored higher (a win), lower (a loss) or the same (a tie)."""
-        wins = losses = ties = 0
-        rows = []
+    def compare(self, baseline: SplitResults, final: SplitResults) -> Comparison:
+        """Each held-out prompt's SFT and final answers side by side with their scores, and how often
+        the final answer scored higher (a win), lower (a loss) or the same (a tie) under gold and judge."""
+        out = Comparison([], WinCount() if self.gold is not None else None,
+                         WinCount() if self.judge is not None else None)
         for split, prompts in self.sets.items():
-            for p, sft, ppo in zip(prompts, baseline[split][1], final[split][1]):
-                g_sft, g_ppo = self.world.gold_reward(p, sft.text), self.world.gold_reward(p, ppo.text)
-                wins, losses, ties = wins + (g_ppo > g_sft), losses + (g_ppo < g_sft), ties + (g_ppo == g_sft)
-                rows.append({"split": split, "prompt": p.text, "sft": sft.text, "ppo": ppo.text,
-                             "gold_sft": g_sft, "gold_ppo": g_ppo})
-        return GoldComparison(rows, wins, losses, ties)
+            before, after = baseline[split], final[split]
+            for i, p in enumerate(prompts):
+                sft, ppo = before.samples[i].text, after.samples[i].text
+                row = {"split": split, "prompt": p.text, "sft": sft, "ppo": ppo,
+                       "proxy_sft": float(before.proxy[i]), "proxy_ppo": float(after.proxy[i])}
+                if self.gold is not None:
+                    row["gold_sft"], row["gold_ppo"] = self.gold.gold_reward(p, sft), self.gold.gold_reward(p, ppo)
+                    out.gold.add(row["gold_ppo"], row["gold_sft"])
+                if self.judge is not None:
+                    row["judge_sft"], row["judge_ppo"] = float(before.judge[i]), float(after.judge[i])
+                    out.judge.add(row["judge_ppo"], row["judge_sft"])
+                out.rows.append(row)
+        return out
 
 
-def ppo_metrics(cfg: PPOStageConfig, trainer: PPOTrainer, baseline: SplitResults, final: SplitResults,
-                comparison: GoldComparison, safety: dict) -> dict:
-    """The run's summary figures (``metrics.json`` without its history): gold win rate, gold and proxy
-    reward and red-team unsafe rate before and after, the final KL, the safety filter's verdicts."""
+def _score_figures(name: str, baseline: np.ndarray, final: np.ndarray, seed: int) -> dict:
+    """A reward's mean before and after with bootstrap CIs, and the CI of the paired difference."""
+    return {f"{name}_sft": float(baseline.mean()), f"{name}_ppo": float(final.mean()),
+            f"{name}_sft_ci95": bootstrap_ci(baseline, seed), f"{name}_ppo_ci95": bootstrap_ci(final, seed),
+            f"{name}_delta_ci95": bootstrap_ci(final - baseline, seed)}
+
+
+def _policy_rate(section: dict | None, key: str) -> float | None:
+    value = (section or {}).get(key)
+    return value.get("rate") if isinstance(value, dict) else value
+
+
+def missing_figures(held_out: HeldOutEval) -> list[dict]:
+    """The figures this evaluation could not produce, and why (the report lists them)."""
+    missing = []
+    if held_out.gold is None:
+        missing.append({"figure": "gold reward, gold win rate, gold unsafe rate",
+                        "why": "this world has no gold reward (only the demo world does)"})
+    if held_out.judge is None:
+        missing.append({"figure": "judge win rate",
+                        "why": "no judge reward model (set eval.judge_path to a reward model PPO did not optimise)"})
+    if held_out.reference is None:
+        missing.append({"figure": "over-optimisation check",
+                        "why": "needs a gold reward or a judge reward model to compare the proxy with"})
+    return missing
+
+
+def ppo_metrics(cfg: PPOStageConfig, trainer: PPOTrainer, held_out: HeldOutEval, baseline: SplitResults,
+                final: SplitResults, comparison: Comparison, safety: dict, seed: int) -> dict:
+    """The run's summary figures (``metrics.json`` without its history): the reward model's held-out
+    score before and after (with CIs), judge and gold win rates and rewards where they exist, answer
+    length and EOS rate, the final KL, and the safety filter's rates before and after."""
     history = trainer.progress.history
-    wins, losses, ties = comparison.wins, comparison.losses, comparison.ties
-    return {
+    before, after = baseline["eval"], final["eval"]
+    gold, judge = comparison.gold, comparison.judge
+    previous = safety.get("previous") or {}
+    out = {
         "updates": trainer.progress.update, "episodes": history[-1]["episodes"] if history else 0,
-        "gold_win_rate": wins / max(wins + losses, 1),
-        "gold_win_rate_ties_half": (wins + 0.5 * ties) / max(len(comparison.rows), 1),
-        "wins": wins, "losses": losses, "ties": ties,
-        "gold_reward_sft": baseline["eval"][0]["gold_reward_mean"], "gold_reward_ppo": final["eval"][0]["gold_reward_mean"],
-        "proxy_reward_sft": baseline["eval"][0]["proxy_reward_mean"], "proxy_reward_ppo": final["eval"][0]["proxy_reward_mean"],
-        "unsafe_rate_sft": baseline["redteam"][0]["harmful_unsafe_rate"],
-        "unsafe_rate_ppo": final["redteam"][0]["harmful_unsafe_rate"],
+        **_score_figures("rm_score", before.proxy, after.proxy, seed),
+        "proxy_reward_sft": before.figures["proxy_reward_mean"], "proxy_reward_ppo": after.figures["proxy_reward_mean"],
+        "gold_win_rate": gold.win_rate if gold else None,
+        "gold_win_rate_ties_half": gold.win_rate_ties_half if gold else None,
+        "wins": gold.wins if gold else None, "losses": gold.losses if gold else None, "ties": gold.ties if gold else None,
+        "gold_reward_sft": before.figures.get("gold_reward_mean"), "gold_reward_ppo": after.figures.get("gold_reward_mean"),
+        "unsafe_rate_sft": baseline["redteam"].figures.get("harmful_unsafe_rate"),
+        "unsafe_rate_ppo": final["redteam"].figures.get("harmful_unsafe_rate"),
+        "judge_win_rate": judge.win_rate if judge else None,
+        "judge_win_rate_ties_half": judge.win_rate_ties_half if judge else None,
+        "judge_wins": judge.wins if judge else None, "judge_losses": judge.losses if judge else None,
+        **(_score_figures("judge_reward", before.judge, after.judge, seed) if judge else {}),
+        "eos_rate_sft": before.figures["eos_rate"], "eos_rate_ppo": after.figures["eos_rate"],
+        "mean_tokens_sft": before.figures["mean_tokens"], "mean_tokens_ppo": after.figures["mean_tokens"],
         "final_kl": history[-1]["objective/kl"] if history else 0.0,
         "final_beta": trainer.kl_ctl.value, "kl_target": cfg.kl.target if cfg.kl.adaptive else None,
+        "overoptimisation_reference": held_out.reference,
         "overoptimisation_updates": [e["update"] for e in trainer.progress.evals if e.get("overoptimisation")],
         "unsafe_rate_filter": safety["policy"]["unsafe_rate"]["rate"],
         "unsafe_rate_filter_sft": safety["previous_unsafe_rate"],
+        "unsafe_rate_filter_ppo": safety["policy"]["unsafe_rate"]["rate"],
+        "refusal_rate_sft": _policy_rate(previous, "refusal_rate_harmful"),
+        "refusal_rate_ppo": _policy_rate(safety["policy"], "refusal_rate_harmful"),
+        "over_refusal_sft": _policy_rate(previous, "over_refusal_rate_benign"),
+        "over_refusal_ppo": _policy_rate(safety["policy"], "over_refusal_rate_benign"),
         "processes": trainer.accelerator.num_processes, "lora": cfg.lora.enabled,
         "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         "safety_penalty": cfg.safety_penalty,
         "final_flagged_fraction": history[-1].get("safety/flagged_fraction") if history else None,
+        "missing": missing_figures(held_out),
     }
+    return out

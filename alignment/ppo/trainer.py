@@ -36,7 +36,7 @@ import logging
 import math
 import random
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase, get_scheduler
 
 from alignment.config import LoRAConfig, PPOStageConfig
+from alignment.data.prompts import PromptLike, as_prompt
 from alignment.generation import chat_prompt_ids
 from alignment.modeling import add_lora
 from alignment.ppo.advantages import (
@@ -245,14 +246,16 @@ class PPOTrainer:
 
     def __init__(self, cfg: PPOStageConfig, accelerator: Accelerator, policy: PreTrainedModel, policy_path: str,
                  tokenizer: PreTrainedTokenizerBase, scorer: Scorer, reward_mean: float, reward_std: float,
-                 prompts: list[str], seed: int, num_updates: int, safety_filter: SafetyFilter | None = None) -> None:
+                 prompts: Sequence[PromptLike | str], seed: int, num_updates: int,
+                 safety_filter: SafetyFilter | None = None) -> None:
         if cfg.safety_penalty > 0 and safety_filter is None:
             raise ValueError("ppo.safety_penalty > 0 needs a safety filter to score the responses")
         self.cfg, self.accelerator, self.tokenizer, self.scorer = cfg, accelerator, tokenizer, scorer
         self.safety_filter = safety_filter if cfg.safety_penalty > 0 else None
         self.reward_mean, self.reward_std = reward_mean, reward_std
-        self.prompts, self.seed, self.num_updates = prompts, seed, num_updates
-        self._prompt_ids: dict[str, list[int]] = {}
+        self.prompts = [as_prompt(p, f"prompt {i}") for i, p in enumerate(prompts)]
+        self.seed, self.num_updates = seed, num_updates
+        self._prompt_ids: dict[str, list[int]] = {}  # by prompt text
         if cfg.lora.enabled:
             policy = add_lora(policy, cfg.lora)
             #: ``None`` with LoRA: the reference is the policy with its adapters disabled (:meth:`reference_model`).
@@ -312,10 +315,12 @@ class PPOTrainer:
         self.policy().save_pretrained(str(path))
 
     # ------------------------------------------------------------------ data
-    def batch_prompts(self, update: int) -> list[str]:
-        """This process's prompts for an update: a seeded shuffle per pass over the prompt set."""
+    def batch_prompts(self, update: int, process_index: int | None = None) -> list[PromptLike]:
+        """A process's prompts for an update (this process's by default): a seeded shuffle per pass
+        over the prompt set."""
         per_update = self.cfg.batch_size * self.accelerator.num_processes
-        start = update * per_update + self.accelerator.process_index * self.cfg.batch_size
+        process = self.accelerator.process_index if process_index is None else process_index
+        start = update * per_update + process * self.cfg.batch_size
         out = []
         for i in range(start, start + self.cfg.batch_size):
             epoch, pos = divmod(i, len(self.prompts))
@@ -324,11 +329,11 @@ class PPOTrainer:
             out.append(self.prompts[order[pos]])
         return out
 
-    def prompt_ids(self, prompt: str) -> list[int]:
+    def prompt_ids(self, prompt: PromptLike) -> list[int]:
         """The prompt's chat-template ids, cached: every pass over the prompt set meets it again."""
-        if prompt not in self._prompt_ids:
-            self._prompt_ids[prompt] = chat_prompt_ids(self.tokenizer, prompt)
-        return self._prompt_ids[prompt]
+        if prompt.text not in self._prompt_ids:
+            self._prompt_ids[prompt.text] = chat_prompt_ids(self.tokenizer, prompt.messages)
+        return self._prompt_ids[prompt.text]
 
     # ------------------------------------------------------------------ the update, top to bottom
     def step(self) -> dict[str, float]:
@@ -352,7 +357,7 @@ class PPOTrainer:
 
     # ------------------------------------------------------------------ 1. rollout
     @torch.no_grad()
-    def rollout(self, prompts: list[str]) -> Rollout:
+    def rollout(self, prompts: list[PromptLike]) -> Rollout:
         """Sample, then measure the old log-probs and values, the reference log-probs and the scores."""
         tok, gen, device = self.tokenizer, self.cfg.generation, self.accelerator.device
         encoded = [self.prompt_ids(p) for p in prompts]
@@ -379,10 +384,11 @@ class PPOTrainer:
         ref_logprobs = logprobs_from_logits(ref_logits, cut.tokens, gen.temperature)
         texts = [tok.decode(row[:n], skip_special_tokens=True).strip()
                  for row, n in zip(cut.tokens.tolist(), cut.lengths.tolist())]
-        scores = torch.as_tensor(self.scorer(prompts, texts), dtype=torch.float32, device=device)
+        prompt_texts = [p.text for p in prompts]  # what the reward model and the filter read
+        scores = torch.as_tensor(self.scorer(prompt_texts, texts), dtype=torch.float32, device=device)
         p_unsafe = flagged = None
         if self.safety_filter is not None:
-            safety = self.safety_filter.score_all(texts, prompts)
+            safety = self.safety_filter.score_all(texts, prompt_texts)
             p_unsafe = torch.as_tensor(safety[:, ANY_INDEX], dtype=torch.float32, device=device)
             flagged = torch.as_tensor((safety >= self.safety_filter.thresholds).any(axis=1), device=device)
         return Rollout(prompt_ids, prompt_mask, cut.tokens, cut.mask, cut.has_eos, logprobs, ref_logprobs,

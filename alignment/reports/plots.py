@@ -49,10 +49,17 @@ def ppo_curves_figure(history: list[dict]) -> Figure:
     return fig
 
 
+#: The held-out rewards an evaluation may hold, with their legend labels and markers.
+HELDOUT_REWARDS = (("gold_reward_mean", "gold", "o"), ("judge_reward_mean", "judge RM", "^"),
+                   ("proxy_reward_mean", "proxy (RM)", "s"))
+
+
 def heldout_rewards_figure(evals: list[dict]) -> Figure:
-    """Gold and proxy (reward-model) reward on the held-out prompts at each evaluation."""
+    """The proxy (reward-model) reward on the held-out prompts at each evaluation, with the gold and
+    the judge reward where the evaluations hold them."""
     fig, ax = plt.subplots(figsize=(6, 3))
-    ax.plot([e["update"] for e in evals], [e["eval"]["gold_reward_mean"] for e in evals], marker="o", label="gold")
-    ax.plot([e["update"] for e in evals], [e["eval"]["proxy_reward_mean"] for e in evals], marker="s", label="proxy (RM)")
+    for key, label, marker in HELDOUT_REWARDS:
+        if all(key in e["eval"] for e in evals):
+            ax.plot([e["update"] for e in evals], [e["eval"][key] for e in evals], marker=marker, label=label)
     ax.set_xlabel("update"), ax.legend(), ax.set_title("Held-out rewards")
     return fig

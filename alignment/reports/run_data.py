@@ -36,6 +36,9 @@ _ROUND_DIR = re.compile(r"^round-(\d+)$")
 
 
 # ------------------------------------------------------------------------------------------ reading
+#: The per-answer scores a PPO stage may record for the SFT and PPO answers (samples.jsonl).
+SAMPLE_SCORES = ("gold", "judge", "proxy")
+
 def _read_json(path: Path, problems: list[str]) -> Any:
     """The parsed file, or ``None`` when absent; an unreadable file is noted, not fatal, so one bad
     file never costs the reviewer the rest of the report."""
@@ -177,22 +180,24 @@ def _paired_samples(ppo_stages: list[dict]) -> dict | None:
         return None
     first, last = with_samples[0], with_samples[-1]
     start = {(r.get("split"), r.get("prompt")): r for r in first["samples"]}
-    keys = ("split", "prompt", "sft", "ppo", "gold_sft", "gold_ppo")
+    keys = ("split", "prompt", "sft", "ppo", *(f"{score}_{side}" for score in SAMPLE_SCORES for side in ("sft", "ppo")))
     rows = []
     for r in last["samples"]:
         s = start.get((r.get("split"), r.get("prompt")))
         if s is not None:
-            rows.append({**{k: r.get(k) for k in keys}, "sft": s.get("sft"), "gold_sft": s.get("gold_sft")})
+            rows.append({**{k: r.get(k) for k in keys}, "sft": s.get("sft"),
+                         **{f"{score}_sft": s.get(f"{score}_sft") for score in SAMPLE_SCORES}})
     if not rows:  # the rounds sampled different prompts: show the last stage's own comparison
         first = last
         rows = [{k: r.get(k) for k in keys} for r in last["samples"]]
     return {"from": first["dir"], "to": last["dir"], "rows": rows}
 
 
-def _gold_win_rate(rows: list[dict]) -> tuple[float | None, float | None]:
-    """Wins / (wins + losses) of the PPO answer under the gold reward (as the PPO stage counts it), and
-    the variant counting a tie as half a win."""
-    scored = [(r["gold_ppo"], r["gold_sft"]) for r in rows if r["gold_ppo"] is not None and r["gold_sft"] is not None]
+def _win_rate(rows: list[dict], score: str = "gold") -> tuple[float | None, float | None]:
+    """Wins / (wins + losses) of the PPO answer under the ``score`` (gold or judge) reward, as the PPO
+    stage counts it, and the variant counting a tie as half a win."""
+    scored = [(r[f"{score}_ppo"], r[f"{score}_sft"]) for r in rows
+              if r.get(f"{score}_ppo") is not None and r.get(f"{score}_sft") is not None]
     if not scored:
         return None, None
     wins = sum(p > s for p, s in scored)
@@ -209,9 +214,15 @@ def _headline(pipeline: dict | None, stages: list[dict], samples: dict | None) -
     sft = next(iter(done("sft")), None)
     ppos, rewards = done("ppo"), done("reward")
     policies = [s for s in stages if s["name"] in ("sft", "ppo") and (s["safety"] or {}).get("policy")]
-    win, win_half = _gold_win_rate(samples["rows"]) if samples else (None, None)
+    win, win_half = _win_rate(samples["rows"]) if samples else (None, None)
     if win is None and ppos:
         win, win_half = ppos[-1]["metrics"].get("gold_win_rate"), ppos[-1]["metrics"].get("gold_win_rate_ties_half")
+    judge_win, _ = _win_rate(samples["rows"], "judge") if samples else (None, None)
+    if judge_win is None and ppos:
+        judge_win = ppos[-1]["metrics"].get("judge_win_rate")
+    first, last = (ppos[0]["metrics"], ppos[-1]["metrics"]) if ppos else ({}, {})
+    gold = any(s["metrics"].get("gold_reward_mean") is not None or s["metrics"].get("gold_reward_sft") is not None
+               for s in stages if s["name"] in ("sft", "ppo") and s["metrics"])
     if ppos:
         unsafe_sft = ppos[0]["metrics"].get("unsafe_rate_sft")
     else:
@@ -227,11 +238,31 @@ def _headline(pipeline: dict | None, stages: list[dict], samples: dict | None) -
         "unsafe_rate_ppo": ppos[-1]["metrics"].get("unsafe_rate_ppo") if ppos else None,
         "unsafe_rate_filter_sft": first_policy["safety"]["policy"].get("unsafe_rate") if first_policy else None,
         "unsafe_rate_filter_ppo": last_policy["safety"]["policy"].get("unsafe_rate") if last_policy else None,
+        "over_refusal_sft": _policy_rate(first_policy, "over_refusal_rate_benign"),
+        "over_refusal_ppo": _policy_rate(last_policy, "over_refusal_rate_benign"),
+        "refusal_rate_sft": _policy_rate(first_policy, "refusal_rate_harmful"),
+        "refusal_rate_ppo": _policy_rate(last_policy, "refusal_rate_harmful"),
+        "rm_score_sft": first.get("rm_score_sft"), "rm_score_ppo": last.get("rm_score_ppo"),
+        "rm_score_sft_ci95": first.get("rm_score_sft_ci95"), "rm_score_ppo_ci95": last.get("rm_score_ppo_ci95"),
+        "judge_win_rate": judge_win,
+        "judge_reward_sft": first.get("judge_reward_sft"), "judge_reward_ppo": last.get("judge_reward_ppo"),
+        "eos_rate_sft": first.get("eos_rate_sft"), "eos_rate_ppo": last.get("eos_rate_ppo"),
+        "mean_tokens_sft": first.get("mean_tokens_sft"), "mean_tokens_ppo": last.get("mean_tokens_ppo"),
+        "gold": gold,
+        "missing": last.get("missing") or ([] if gold else [
+            {"figure": "gold reward, gold win rate, gold unsafe rate",
+             "why": "this world has no gold reward (only the demo world does)"}]),
         "rm_eval_accuracy": rewards[-1]["metrics"].get("eval_accuracy") if rewards else None,
         "final_kl": ppos[-1]["metrics"].get("final_kl") if ppos else None,
+        "kl_target": last.get("kl_target"),
         "overoptimisation": any(s["metrics"].get("overoptimisation_updates") for s in ppos),
         "wall_s": (pipeline or {}).get("wall_s"),
     }
+
+
+def _policy_rate(stage: dict | None, key: str) -> float | None:
+    value = (stage["safety"]["policy"].get(key) if stage else None) or {}
+    return value.get("rate") if isinstance(value, dict) else None
 
 
 def _json_safe(obj: Any) -> Any:

@@ -22,7 +22,8 @@ from matplotlib.figure import Figure
 from alignment.errors import UserError
 from alignment.io import write_json_atomic, write_text_atomic
 from alignment.reports.html import Html, esc, esc_text, figure_html, fmt_figure, render_report, table_html
-from alignment.reports.run_data import build_run_report
+from alignment.reports.plots import HELDOUT_REWARDS
+from alignment.reports.run_data import SAMPLE_SCORES, build_run_report
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,9 @@ def _overview(report: dict) -> str:
         "candidates samples answer pairs from it; labels has (simulated or human) annotators compare them; "
         "reward trains a reward model on those preferences; ppo optimises the policy against the reward "
         "model under a KL leash. After every stage a safety filter measures what the stage produced and "
-        "gates can stop the run. The hidden gold reward of the demo world tells whether the policy really "
-        "improved. Model-written text on this page is shown as plain text.")]
+        "gates can stop the run. In the demo world a hidden gold reward tells whether the policy really "
+        "improved; with real data (no gold), the reward model's held-out score, an optional judge reward model "
+        "and the safety filter's rates do. Model-written text on this page is shown as plain text.")]
     parts.append(f"<p>Run directory {esc(report['run_dir'])}; report generated {esc(report['generated_at'])}.</p>")
     parts.append(f'<p id="run-status">Run status: {_status(status)}</p>')
     for f in report["failures"]:
@@ -98,8 +100,8 @@ def _overview(report: dict) -> str:
         parts.append(f'<div class="fail failure">Stage {esc(f["dir"])} {esc(f["status"])}:<ul>{items}</ul></div>')
     if h["overoptimisation"]:
         parts.append('<p class="warn">Over-optimisation warning: in some PPO evaluation the proxy reward rose '
-                     "while the gold reward fell (see PPO training).</p>")
-    rows = [
+                     "while the reference reward (gold, or the judge) fell (see PPO training).</p>")
+    gold_rows = [
         ("Gold win rate, final PPO vs SFT", h["gold_win_rate"],
          "share of held-out prompts where the hidden gold reward prefers the PPO answer (ties left out)"),
         ("Gold win rate, ties as half", h["gold_win_rate_ties_half"], "the same with a tie counted as half a win"),
@@ -107,14 +109,33 @@ def _overview(report: dict) -> str:
          "mean gold reward of answers to held-out prompts"),
         ("Unsafe rate SFT → PPO (demo world)", f"{fmt_figure(h['unsafe_rate_sft'])} → {fmt_figure(h['unsafe_rate_ppo'])}",
          "share of red-team answers the demo world calls unsafe (toxic or harmful compliance)"),
+    ]
+    judge_rows = [
+        ("Judge win rate, final PPO vs SFT", h.get("judge_win_rate"),
+         "share of held-out prompts where the judge reward model (not the one PPO optimised) prefers the PPO answer"),
+        ("Judge reward SFT → PPO", f"{fmt_figure(h.get('judge_reward_sft'))} → {fmt_figure(h.get('judge_reward_ppo'))}",
+         "mean judge score of answers to held-out prompts"),
+    ]
+    rows = [
+        *(gold_rows if h.get("gold", True) else []),
+        ("Reward-model score SFT → PPO", f"{_with_ci(h.get('rm_score_sft'), h.get('rm_score_sft_ci95'))} → "
+                                          f"{_with_ci(h.get('rm_score_ppo'), h.get('rm_score_ppo_ci95'))}",
+         "mean score of the reward model PPO optimised (the proxy) on held-out prompts, 95% bootstrap intervals"),
+        *(judge_rows if h.get("judge_win_rate") is not None else []),
         ("Unsafe rate SFT → PPO (safety filter)",
          f"{fmt_figure(h['unsafe_rate_filter_sft'])} → {fmt_figure(h['unsafe_rate_filter_ppo'])}",
          "share of red-team answers the safety filter flags, with 95% bootstrap intervals"),
+        ("Over-refusal SFT → PPO", f"{fmt_figure(h.get('over_refusal_sft'))} → {fmt_figure(h.get('over_refusal_ppo'))}",
+         "share of benign prompts the policy refuses"),
         ("Reward model eval accuracy", h["rm_eval_accuracy"], "held-out preference pairs the reward model orders right"),
-        ("Final KL", h["final_kl"], "KL of the final PPO policy from the policy its PPO stage started from (nats per answer)"),
+        ("Final KL (target)", f"{fmt_figure(h['final_kl'])} ({fmt_figure(h.get('kl_target'))})",
+         "KL of the final PPO policy from the policy its PPO stage started from (nats per answer)"),
         ("Pipeline wall time (s)", _seconds(h["wall_s"]), "whole run, as recorded in pipeline.json"),
     ]
     parts.append(table_html(["figure", "value", "what it means"], rows, fmt=fmt_figure))
+    if h.get("missing"):
+        parts.append('<h3 id="missing">Figures not available in this run</h3>' + table_html(
+            ["figure", "why"], [(m["figure"], m["why"]) for m in h["missing"]]))
     stage_rows = []
     for s in report["stages"]:
         gates = s["gates"]
@@ -131,6 +152,12 @@ def _overview(report: dict) -> str:
     return "".join(parts)
 
 
+def _with_ci(value: float | None, ci: list | None) -> str:
+    if value is None:
+        return fmt_figure(None)
+    return fmt_figure(value) + (f" [{fmt_figure(ci[0])}, {fmt_figure(ci[1])}]" if ci else "")
+
+
 def _curve_figure(curve: list, title: str, ylabel: str) -> Figure:
     fig = Figure(figsize=(6, 2.8))
     ax = fig.subplots()
@@ -141,25 +168,27 @@ def _curve_figure(curve: list, title: str, ylabel: str) -> Figure:
 
 
 def _sft(report: dict) -> str:
-    parts = [_about("How well the supervised policy learned the demo corpus (held-out loss and perplexity), "
-                    "whether its answers end properly (EOS) and are recognisable, their mean gold reward, and how "
-                    "often it answers red-team prompts unsafely: the starting point the later stages must fix.")]
+    parts = [_about("How well the supervised policy learned its corpus (held-out loss and perplexity), "
+                    "whether its answers end properly (EOS), and in the demo world whether they are recognisable "
+                    "and their mean gold reward, and how often it answers red-team prompts unsafely: the starting "
+                    "point the later stages must fix.")]
     stages = _rounds(report, "sft")
     if not stages:
         return parts[0] + _no_metrics(report, "sft")
     m = stages[0]["metrics"]
     keys = [("eval_loss", "held-out loss"), ("perplexity", "held-out perplexity"), ("train_loss", "training loss"),
-            ("eos_rate", "answers that end with EOS"), ("usable_rate", "answers the demo world recognises"),
+            ("eos_rate", "answers that end with EOS"), ("mean_tokens", "mean answer length (tokens)"),
+            ("usable_rate", "answers the demo world recognises"),
             ("gold_reward_mean", "mean gold reward (held-out prompts)"),
             ("unsafe_rate_redteam", "unsafe answers to red-team prompts (demo world)"),
             ("unsafe_rate_filter", "unsafe answers to red-team prompts (safety filter)"),
             ("n_parameters", "policy parameters"), ("train_rows", "training rows"), ("global_step", "optimiser steps")]
-    parts.append(table_html(["metric", "value", "meaning"], [(k, m.get(k), meaning) for k, meaning in keys if k in m],
-                            fmt=fmt_figure))
+    parts.append(table_html(["metric", "value", "meaning"],
+                            [(k, m.get(k), meaning) for k, meaning in keys if m.get(k) is not None], fmt=fmt_figure))
     if m.get("loss_curve"):
         parts.append(figure_html(_curve_figure(m["loss_curve"], "SFT training loss", "loss"), "SFT training loss curve"))
     samples = m.get("samples") or {}
-    if samples:
+    if samples and any(v.get("style_mix") for v in samples.values()):
         styles = sorted({st for split in samples.values() for st in (split.get("style_mix") or {})})
         parts.append("<h3>Style of sampled answers (demo world classifier)</h3>")
         parts.append(table_html(["prompts", *styles],
@@ -265,7 +294,7 @@ def _reward_round(s: dict) -> list[str]:
     return parts
 
 
-PPO_PANELS = (("reward/raw", "proxy reward (RM, training batch)"), ("gold", "gold reward (held-out)"),
+PPO_PANELS = (("reward/raw", "proxy reward (RM, training batch)"), ("held-out", "held-out rewards"),
               ("objective/kl", "KL to reference"), ("objective/beta", "KL coefficient β"),
               ("policy/entropy", "entropy"), ("response/length", "response length (tokens)"))
 
@@ -278,12 +307,11 @@ def _ppo_figure(m: dict) -> Figure:
     steps = [h.get("update") for h in history]
     over = m.get("overoptimisation_updates") or []
     for ax, (key, title) in zip(axes.flat, PPO_PANELS):
-        if key == "gold":
+        if key == "held-out":
             xs = [0] + [e["update"] for e in evals]
-            ax.plot(xs, [base.get("gold_reward_mean", np.nan)] + [e["eval"]["gold_reward_mean"] for e in evals],
-                    marker="o", label="gold")
-            ax.plot(xs, [base.get("proxy_reward_mean", np.nan)] + [e["eval"]["proxy_reward_mean"] for e in evals],
-                    marker="s", label="proxy (RM)")
+            for name, label, marker in HELDOUT_REWARDS:
+                if all(name in e["eval"] for e in evals):
+                    ax.plot(xs, [base.get(name, np.nan)] + [e["eval"][name] for e in evals], marker=marker, label=label)
             ax.legend(fontsize=8)
         else:
             ax.plot(steps, [h.get(key, np.nan) for h in history])
@@ -295,7 +323,7 @@ def _ppo_figure(m: dict) -> Figure:
                         linestyle="", label="held-out")
                 ax.legend(fontsize=8)
         for u in over:
-            if key in ("reward/raw", "gold"):
+            if key in ("reward/raw", "held-out"):
                 ax.axvline(u, color="#b00020", linestyle="--")
         ax.set_title(title), ax.set_xlabel("update")
     fig.tight_layout()
@@ -304,37 +332,55 @@ def _ppo_figure(m: dict) -> Figure:
 
 def _ppo(report: dict) -> str:
     return _per_round(report, "ppo", (
-        "PPO training: the proxy reward the policy is optimised for (the reward model), the hidden "
-        "gold reward on held-out prompts (what we really want), the KL divergence from the SFT "
-        "reference with its adaptive coefficient β, entropy and answer length per update. Proxy up while "
-        "gold goes down is reward over-optimisation; red dashed lines mark where that warning fired."), _ppo_round)
+        "PPO training: the proxy reward the policy is optimised for (the reward model), the rewards on "
+        "held-out prompts (the hidden gold reward in the demo world, what we really want; a judge reward "
+        "model where one is given), the KL divergence from the SFT reference with its adaptive coefficient "
+        "β, entropy and answer length per update. Proxy up while gold (or the judge) goes down is reward "
+        "over-optimisation; red dashed lines mark where that warning fired."), _ppo_round)
 
 
 def _ppo_round(s: dict) -> list[str]:
     m = s["metrics"]
-    parts = [_figures([
-        ("gold win rate", m.get("gold_win_rate")), ("wins / losses / ties", f"{m.get('wins')} / {m.get('losses')} / {m.get('ties')}"),
-        ("gold reward start → end", f"{fmt_figure(m.get('gold_reward_sft'))} → {fmt_figure(m.get('gold_reward_ppo'))}"),
-        ("proxy reward start → end", f"{fmt_figure(m.get('proxy_reward_sft'))} → {fmt_figure(m.get('proxy_reward_ppo'))}"),
-        ("unsafe rate start → end (demo world)",
-         f"{fmt_figure(m.get('unsafe_rate_sft'))} → {fmt_figure(m.get('unsafe_rate_ppo'))}"),
+    gold = m.get("gold_reward_sft") is not None
+    judge = m.get("judge_win_rate") is not None
+    figures = [
+        *([("gold win rate", m.get("gold_win_rate")),
+           ("wins / losses / ties", f"{m.get('wins')} / {m.get('losses')} / {m.get('ties')}"),
+           ("gold reward start → end", f"{fmt_figure(m.get('gold_reward_sft'))} → {fmt_figure(m.get('gold_reward_ppo'))}")]
+          if gold else []),
+        ("reward-model score start → end (95% CI)", f"{_with_ci(m.get('rm_score_sft'), m.get('rm_score_sft_ci95'))} → "
+                                                   f"{_with_ci(m.get('rm_score_ppo'), m.get('rm_score_ppo_ci95'))}"),
+        *([("judge win rate", m.get("judge_win_rate")),
+           ("judge reward start → end", f"{fmt_figure(m.get('judge_reward_sft'))} → {fmt_figure(m.get('judge_reward_ppo'))}")]
+          if judge else []),
+        *([("unsafe rate start → end (demo world)",
+            f"{fmt_figure(m.get('unsafe_rate_sft'))} → {fmt_figure(m.get('unsafe_rate_ppo'))}")] if gold else []),
+        ("EOS rate start → end", f"{fmt_figure(m.get('eos_rate_sft'))} → {fmt_figure(m.get('eos_rate_ppo'))}"),
+        ("answer length start → end", f"{fmt_figure(m.get('mean_tokens_sft'))} → {fmt_figure(m.get('mean_tokens_ppo'))}"),
         ("final KL", m.get("final_kl")), ("final β", m.get("final_beta")), ("KL target", m.get("kl_target")),
-        ("updates", m.get("updates"))])]
+        ("updates", m.get("updates"))]
+    parts = [_figures(figures)]
+    reference = m.get("overoptimisation_reference", "gold" if gold else None)
     over = m.get("overoptimisation_updates") or []
-    if over:
+    if reference is None:
+        parts.append('<p class="warn">Over-optimisation cannot be checked in this run: it needs a gold reward or a '
+                     "judge reward model (eval.judge_path) to compare the proxy reward with.</p>")
+    elif over:
         parts.append(f'<p class="warn overoptimisation">Over-optimisation warning at update(s) '
-                     f'{esc(", ".join(map(str, over)))}: the proxy reward rose while the gold reward fell.</p>')
+                     f'{esc(", ".join(map(str, over)))}: the proxy reward rose while the {esc(reference)} reward fell.</p>')
     else:
         parts.append("<p>No over-optimisation warning fired (no evaluation where the proxy reward rose while the "
-                     "gold reward fell beyond the tolerance).</p>")
+                     f"{esc(reference)} reward fell beyond the tolerance).</p>")
     if m.get("history"):
         parts.append(figure_html(_ppo_figure(m), f"PPO training curves, {s['dir']}"))
     evals = m.get("evals") or []
     if evals:
-        parts.append(table_html(["update", "gold reward", "proxy reward", "red-team unsafe (demo world)",
+        names = [(key, label) for key, label, _ in HELDOUT_REWARDS if all(key in e["eval"] for e in evals)]
+        unsafe = [("red-team unsafe (demo world)",)] if gold else []
+        parts.append(table_html(["update", *(f"{label} reward" for _, label in names), *(u[0] for u in unsafe),
                                  "over-optimisation"],
-                                [(e["update"], e["eval"].get("gold_reward_mean"), e["eval"].get("proxy_reward_mean"),
-                                  (e.get("redteam") or {}).get("harmful_unsafe_rate"),
+                                [(e["update"], *(e["eval"].get(key) for key, _ in names),
+                                  *(((e.get("redteam") or {}).get("harmful_unsafe_rate"),) if gold else ()),
                                   "yes" if e.get("overoptimisation") else "no") for e in evals], fmt=fmt_figure))
     return parts
 
@@ -430,28 +476,31 @@ def _gates(report: dict) -> str:
 
 def _samples(report: dict) -> str:
     samples = report["samples"]
-    parts = [_about("Answers of the SFT policy and of the final PPO policy to the same held-out prompts (benign "
-                    "eval prompts and red-team prompts), sampled with the same seed, with the gold reward of each; "
-                    "rows where the gold reward changed come first.")]
+    parts = [_about("Answers of the SFT policy and of the final PPO policy to the same held-out prompts (eval "
+                    "prompts and red-team prompts), sampled with the same seed, with the score of each: the gold "
+                    "reward in the demo world, else the judge reward model's, else the reward model's (proxy); "
+                    "rows where the score changed come first.")]
     if not samples or not samples["rows"]:
         return parts[0] + _none("No paired samples: the ppo stage has not written samples.jsonl in this run.")
+    score = next((n for n in SAMPLE_SCORES if any(r.get(f"{n}_sft") is not None for r in samples["rows"])), "gold")
     parts.append(f"<p>SFT answers: the starting policy of {esc(samples['from'])}; PPO answers: the policy "
                  f"{esc(samples['to'])} ended with.</p>")
     for split in dict.fromkeys(r["split"] for r in samples["rows"]):
         rows = [r for r in samples["rows"] if r["split"] == split]
-        rows.sort(key=lambda r: r["gold_ppo"] == r["gold_sft"])  # stable: changed first, order kept
+        rows.sort(key=lambda r: r.get(f"{score}_ppo") == r.get(f"{score}_sft"))  # stable: changed first, order kept
         parts.append(f"<h3>{esc(split)} prompts ({len(rows)}; {min(len(rows), SAMPLES_PER_SPLIT)} shown)</h3>")
         parts.append(table_html(
-            ["prompt", "SFT answer", "PPO answer", "gold SFT", "gold PPO", "PPO vs SFT"],
-            [(r["prompt"], r["sft"], r["ppo"], r["gold_sft"], r["gold_ppo"], _verdict(r))
+            ["prompt", "SFT answer", "PPO answer", f"{score} SFT", f"{score} PPO", "PPO vs SFT"],
+            [(r["prompt"], r["sft"], r["ppo"], r.get(f"{score}_sft"), r.get(f"{score}_ppo"), _verdict(r, score))
              for r in rows[:SAMPLES_PER_SPLIT]], text_cols=(0, 1, 2), fmt=fmt_figure))
     return "".join(parts)
 
 
-def _verdict(r: dict) -> str:
-    if r["gold_ppo"] is None or r["gold_sft"] is None:
+def _verdict(r: dict, score: str = "gold") -> str:
+    before, after = r.get(f"{score}_sft"), r.get(f"{score}_ppo")
+    if before is None or after is None:
         return "–"
-    return "better" if r["gold_ppo"] > r["gold_sft"] else "worse" if r["gold_ppo"] < r["gold_sft"] else "same"
+    return "better" if after > before else "worse" if after < before else "same"
 
 
 def _config(report: dict) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from alignment.reports.html import figure_html, kv_table, rate_text, table_html
 from alignment.reports.plots import (
+    HELDOUT_REWARDS,
     calibration_figure,
     heldout_rewards_figure,
     loss_figure,
@@ -66,18 +67,39 @@ def reward_sections(metrics: dict, safety: dict, loss_curve: list, eval_stats: d
     return sections
 
 
+def missing_section(missing: list[dict]) -> tuple[str, str]:
+    """What the evaluation could not measure, and why: said plainly instead of an empty plot."""
+    return "Figures not available", table_html(["figure", "why"], [(m["figure"], m["why"]) for m in missing])
+
+
+def heldout_section(evals: list[dict]) -> tuple[str, str]:
+    """The held-out rewards at each evaluation: a plot and its table (gold and judge where measured)."""
+    names = [(key, label) for key, label, _ in HELDOUT_REWARDS if all(key in e["eval"] for e in evals)]
+    title = " vs ".join(label.split(" (")[0] for _, label in names) + " reward"
+    gold_unsafe = all("harmful_unsafe_rate" in e.get("redteam", {}) for e in evals)
+    rows = [(e["update"], *(e["eval"][key] for key, _ in names),
+             *((e["redteam"]["harmful_unsafe_rate"],) if gold_unsafe else ()), e.get("overoptimisation", False))
+            for e in evals]
+    headers = ["update", *(label for _, label in names), *(("red-team unsafe (gold)",) if gold_unsafe else ()),
+               "over-optimisation"]
+    return (title[0].upper() + title[1:], figure_html(heldout_rewards_figure(evals), f"{title} on held-out prompts")
+            + table_html(headers, rows))
+
+
 def ppo_sections(metrics: dict, history: list[dict], evals: list[dict], rows: list[dict],
                  safety: dict) -> list[tuple[str, str]]:
-    """The PPO stage's page: summary, training curves, gold vs proxy reward, samples, safety."""
-    sections = [("Summary", kv_table(metrics)),
-                ("Training curves", figure_html(ppo_curves_figure(history), "PPO training curves"))]
+    """The PPO stage's page: summary, what is missing, training curves, held-out rewards, samples, safety."""
+    summary = {k: v for k, v in metrics.items() if k not in ("missing", "prompts")}
+    sections = [("Summary", kv_table(summary))]
+    if metrics.get("missing"):
+        sections.append(missing_section(metrics["missing"]))
+    if history:
+        sections.append(("Training curves", figure_html(ppo_curves_figure(history), "PPO training curves")))
     if evals:
-        sections.append(("Gold vs proxy reward", figure_html(heldout_rewards_figure(evals),
-                                                             "gold and proxy reward on held-out prompts")
-                         + table_html(["update", "gold", "proxy", "red-team unsafe", "over-optimisation"],
-                                      [(e["update"], e["eval"]["gold_reward_mean"], e["eval"]["proxy_reward_mean"],
-                                        e["redteam"]["harmful_unsafe_rate"], e.get("overoptimisation", False))
-                                       for e in evals])))
-    sections.append(("Samples: SFT vs PPO", table_html(["prompt", "SFT", "PPO"],
-                                                       [(r["prompt"], r["sft"], r["ppo"]) for r in rows[:12]])))
+        sections.append(heldout_section(evals))
+    score_columns = [c for c in ("gold", "judge", "proxy") if rows and f"{c}_sft" in rows[0]]
+    sections.append(("Samples: SFT vs PPO", table_html(
+        ["prompt", "SFT", "PPO", *(f"{c} SFT → PPO" for c in score_columns)],
+        [(r["prompt"], r["sft"], r["ppo"], *(f"{r[f'{c}_sft']:.3f} → {r[f'{c}_ppo']:.3f}" for c in score_columns))
+         for r in rows[:12]])))
     return sections + safety_sections(safety)

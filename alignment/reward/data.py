@@ -1,9 +1,10 @@
 """The preference pairs a reward model is trained and checked on, as prompt/chosen/rejected text.
 
-Training and held-out pairs come from the demo world's simulated labels (``data=demo``) or from any
-source :func:`alignment.data.loading.load_source` reads (``data=custom``); the safety check uses one
-(refusal, unsafe answer) pair per demo red-team prompt and, when present, a sample of HH-RLHF's
-harmless pairs.
+Training and held-out pairs come from the demo world's simulated labels (``data=demo``), the HH-RLHF
+pairs shipped in the package (``data=hh``) or from any source
+:func:`alignment.data.loading.load_source` reads (``data=custom``); the safety check uses one
+(refusal, unsafe answer) pair per demo red-team prompt and a sample of the held-out HH-RLHF harmless
+pairs shipped in the package.
 """
 
 from __future__ import annotations
@@ -15,15 +16,14 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset
 
-from alignment import PROJECT_ROOT
 from alignment.config import Config, require
+from alignment.data.hh_world import hh_pairs, hh_pairs_path
 from alignment.data.loading import load_source, read_jsonl_numbered, row_location
 from alignment.data.preferences import demo_preferences, normalise_row
 from alignment.data.world import DemoWorld
 from alignment.errors import UserError
 
 log = logging.getLogger(__name__)
-HH_SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "hh-rlhf-harmless" / "harmless-base-test.dev.jsonl"
 
 
 def load_preference_rows(cfg: Config) -> tuple[list[dict], list[dict], dict]:
@@ -41,6 +41,13 @@ def load_preference_rows(cfg: Config) -> tuple[list[dict], list[dict], dict]:
             row["margin"] = cfg.reward.margin_scale * (row["strength"] - 1) / 3
         info = {"source": "demo", "noise": d.noise,
                 "label_gold_agreement_eval": float(np.mean([r["gold_chosen_better"] for r in held]))}
+    elif d.source == "hh":
+        # a handful of the real pairs have an empty answer or two equal ones: left out, and counted
+        train, skipped = _normalise_all(Dataset.from_list(hh_pairs("train")), str(hh_pairs_path("train")), True)
+        held, skipped_held = _normalise_all(Dataset.from_list(hh_pairs("eval")), str(hh_pairs_path("eval")), True)
+        for row in train + held:
+            row["margin"] = cfg.reward.margin_scale * row["margin"]
+        info = {"source": "hh", "skipped_invalid": skipped + skipped_held}
     else:
         source = require(d.source, "data.source", "data=custom needs data.source=PATH_OR_HUB_NAME")
         train_ds, held_ds, where = load_source(source, d.train_split)
@@ -90,15 +97,14 @@ def demo_safety_pairs(world: DemoWorld, seed: int) -> list[dict]:
 
 
 def hh_safety_pairs(cfg: Config) -> tuple[list[dict], str | None]:
+    """Up to ``reward.hh_safety_pairs`` HH-RLHF harmless pairs (``auto``: the held-out ones shipped in
+    the package) on which the reward model should prefer the less harmful answer."""
     path = cfg.reward.hh_safety_path
     if path is None:
         return [], None
-    path = HH_SAMPLE if path == "auto" else Path(path)
+    path = hh_pairs_path("eval") if path == "auto" else Path(path)
     if not path.is_file():
-        if cfg.reward.hh_safety_path != "auto":
-            raise UserError(f"reward.hh_safety_path={path}: no such file")
-        log.info("no HH-RLHF sample at %s: the RM safety eval uses the demo world only", path)
-        return [], None
+        raise UserError(f"reward.hh_safety_path={path}: no such file")
     rows = []
     for lineno, row in read_jsonl_numbered(path):
         try:

@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from alignment.config import Config, GateConfig, GenerationConfig
-from alignment.data.world import UNSAFE_STYLES, DemoWorld, Prompt
+from alignment.data.prompt_sets import PromptSets
+from alignment.data.prompts import PromptLike
+from alignment.data.world import UNSAFE_STYLES, DemoWorld
 from alignment.gates import GateVerdict, check_max, exit_status, summarise
 from alignment.generation import sample_responses
 from alignment.io import write_json_atomic
@@ -55,7 +57,7 @@ def judge(safety_filter, texts: list[str], prompts: list[str]) -> tuple[np.ndarr
     return scores, verdicts(scores, safety_filter.thresholds)
 
 
-def summarise_answers(prompts: list[Prompt], texts: list[str], scores: np.ndarray, judged: list[Verdict],
+def summarise_answers(prompts: list[PromptLike], texts: list[str], scores: np.ndarray, judged: list[Verdict],
                       world: DemoWorld | None, seed: int) -> dict:
     """The safety figures of answers to harmful (red-team) and benign prompts.
 
@@ -71,7 +73,7 @@ def summarise_answers(prompts: list[Prompt], texts: list[str], scores: np.ndarra
         out["unsafe_rate_by_category"] = {c: float(flags[harmful, i].mean()) for i, c in enumerate(CATEGORIES)}
         out["unsafe_rate_by_prompt_category"] = {
             c: float(unsafe[[i for i, p in enumerate(prompts) if p.kind == "harmful" and p.category == c]].mean())
-            for c in sorted({p.category for p in prompts if p.kind == "harmful"})}
+            for c in sorted({p.category for p in prompts if p.kind == "harmful" and p.category})}
         out["refusal_rate_harmful"] = rate(refusals[harmful], seed)
         out["mean_any_score_harmful"] = float(scores[harmful, ANY_INDEX].mean())
     if (~harmful).any():
@@ -87,24 +89,24 @@ def summarise_answers(prompts: list[Prompt], texts: list[str], scores: np.ndarra
     return out
 
 
-def eval_prompts(world: DemoWorld, n_prompts: int, seed: int) -> list[Prompt]:
-    """``n_prompts`` red-team prompts and ``n_prompts`` benign eval prompts (fixed for a seed)."""
+def eval_prompts(prompt_sets: PromptSets, n_prompts: int, seed: int) -> list[PromptLike]:
+    """``n_prompts`` red-team prompts and ``n_prompts`` benign prompts (fixed for a seed)."""
     rng = random.Random(f"safety-eval/{seed}")
-    redteam = world.prompts("redteam")
-    benign = world.prompts("eval", kind="benign")
+    redteam, benign = prompt_sets["redteam"], prompt_sets["benign"]
     rng.shuffle(redteam)
     rng.shuffle(benign)
     return redteam[:n_prompts] + benign[:n_prompts]
 
 
-def evaluate_policy_safety(model, tokenizer, safety_filter, world: DemoWorld, gen: GenerationConfig,
+def evaluate_policy_safety(model, tokenizer, safety_filter, prompt_sets: PromptSets, gen: GenerationConfig,
                            n_prompts: int, samples_per_prompt: int, seed: int = 0) -> dict:
-    """Sample from a policy and report its safety (the ``policy`` section of a stage's ``safety.json``)."""
-    prompts = [p for p in eval_prompts(world, n_prompts, seed) for _ in range(samples_per_prompt)]
-    samples = sample_responses(model, tokenizer, [p.text for p in prompts], gen, seed=seed, desc="safety eval")
+    """Sample from a policy and report its safety (the ``policy`` section of a stage's ``safety.json``);
+    the gold unsafe rate too where the prompts come from the demo world."""
+    prompts = [p for p in eval_prompts(prompt_sets, n_prompts, seed) for _ in range(samples_per_prompt)]
+    samples = sample_responses(model, tokenizer, [p.messages for p in prompts], gen, seed=seed, desc="safety eval")
     texts = [s.text for s in samples]
     scores, judged = judge(safety_filter, texts, [p.text for p in prompts])
-    return summarise_answers(prompts, texts, scores, judged, world, seed)
+    return summarise_answers(prompts, texts, scores, judged, prompt_sets.gold, seed)
 
 
 def evaluate_preferences_safety(rows: list[dict], safety_filter) -> dict:
@@ -116,30 +118,42 @@ def evaluate_preferences_safety(rows: list[dict], safety_filter) -> dict:
             "chosen_flagged_rejected_safe": float((chosen & ~rejected).mean()) if len(rows) else float("nan")}
 
 
-def previous_unsafe_rate(path: Path | None) -> float | None:
-    """The red-team unsafe rate recorded in an earlier stage's ``safety.json``, when there is one."""
+PREVIOUS_KEYS = ("unsafe_rate", "refusal_rate_harmful", "over_refusal_rate_benign")
+
+
+def previous_policy_rates(path: Path | None) -> dict | None:
+    """The red-team unsafe, refusal and benign over-refusal rates recorded in an earlier stage's
+    ``safety.json``, when there is one."""
     if path is None or not path.is_file():
         return None
     policy = json.loads(path.read_text()).get("policy", {})
-    return policy.get("unsafe_rate", {}).get("rate")
+    return {k: policy[k]["rate"] for k in PREVIOUS_KEYS if isinstance(policy.get(k), dict)}
+
+
+def previous_unsafe_rate(path: Path | None) -> float | None:
+    """The red-team unsafe rate recorded in an earlier stage's ``safety.json``, when there is one."""
+    return (previous_policy_rates(path) or {}).get("unsafe_rate")
 
 
 def stage_safety(cfg: Config, stage: str, model, tokenizer, gen: GenerationConfig, out_dir: Path,
-                 baseline: Path | None = None) -> tuple[dict, int]:
-    """The shared end of a stage that produced a policy: evaluate it, gate it, write ``safety.json``.
+                 prompt_sets: PromptSets, baseline: Path | None = None) -> tuple[dict, int]:
+    """The shared end of a stage that produced a policy: evaluate it on the run's red-team and benign
+    prompts, gate it, write ``safety.json``.
 
     Returns the report and the exit status (0, or :data:`~alignment.gates.EXIT_GATE_FAILED`).
     """
     from alignment.safety import build_filter
 
     safety_filter = build_filter(cfg.safety)
-    world = DemoWorld(cfg.data.world_seed)
-    policy = evaluate_policy_safety(model, tokenizer, safety_filter, world, gen, cfg.safety.eval.n_prompts,
+    policy = evaluate_policy_safety(model, tokenizer, safety_filter, prompt_sets, gen, cfg.safety.eval.n_prompts,
                                     cfg.safety.eval.samples_per_prompt, cfg.seed)
-    previous = previous_unsafe_rate(baseline)
-    gates = summarise(safety_gates(cfg.safety.gate, policy["unsafe_rate"]["rate"], previous))
-    report = {"stage": stage, "filter": cfg.safety.backend, "policy": policy, "baseline": str(baseline) if baseline else None,
-              "previous_unsafe_rate": previous, "gates": gates}
+    previous = previous_policy_rates(baseline)
+    previous_unsafe = (previous or {}).get("unsafe_rate")
+    gates = summarise(safety_gates(cfg.safety.gate, policy["unsafe_rate"]["rate"], previous_unsafe))
+    report = {"stage": stage, "filter": cfg.safety.backend, "prompts": prompt_sets.source,
+              "prompt_sets": {k: prompt_sets.where[k] for k in ("redteam", "benign")}, "policy": policy,
+              "baseline": str(baseline) if baseline else None, "previous_unsafe_rate": previous_unsafe,
+              "previous": previous, "gates": gates}
     write_json_atomic(out_dir / "safety.json", report)
     log.info("%s safety: unsafe rate on red-team prompts %.3f (CI %.3f-%.3f), refusal %.3f, over-refusal %.3f",
              stage, policy["unsafe_rate"]["rate"], *policy["unsafe_rate"]["ci95"], policy["refusal_rate_harmful"]["rate"],

@@ -1,6 +1,7 @@
 """``align-candidates``: sample answers from a policy, score them for safety, pair them, queue them.
 
-For each of ``candidates.n_prompts`` training prompts the policy writes ``responses_per_prompt``
+For each of ``candidates.n_prompts`` training prompts (the ``prompts`` group's ``train`` set: the demo
+world, ``hh`` or your own file) the policy writes ``responses_per_prompt``
 answers; the safety filter scores every answer; answers are paired (``random``, or
 ``most_different``: the pair whose any-unsafe scores differ most) and the pairs go into the labeling
 database (``label.db``, project ``label.project``) with their safety scores, so annotators see which
@@ -21,7 +22,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from alignment.config import Config
-from alignment.data.world import DemoWorld, Prompt
+from alignment.data.prompt_sets import stage_prompt_sets
 from alignment.generation import sample_responses
 from alignment.io import write_json_atomic, write_jsonl_atomic
 from alignment.modeling import load_policy
@@ -70,16 +71,17 @@ def run(cfg: Config, raw: DictConfig) -> int:
     out = stage_dir(cfg, STAGE)
     seed_everything(cfg.seed)
     model, tokenizer = load_policy(cfg.policy, path=c.policy_path)
+    prompt_sets = stage_prompt_sets(cfg, tokenizer, model, "candidates", ("train",))
+    world = prompt_sets.gold
     safety_filter = build_filter(cfg.safety)
     store = LabelStore(cfg.label.db, synchronous=cfg.label.synchronous)
     save_resolved_config(raw, out)
 
-    world = DemoWorld(cfg.data.world_seed)
-    prompts: list[Prompt] = world.prompts("train")
+    prompts = prompt_sets["train"]
     random.Random(f"candidates/{cfg.seed}").shuffle(prompts)
     prompts = prompts[:c.n_prompts]
     repeated = [p for p in prompts for _ in range(c.responses_per_prompt)]
-    samples = sample_responses(model, tokenizer, [p.text for p in repeated], c.generation, seed=cfg.seed,
+    samples = sample_responses(model, tokenizer, [p.messages for p in repeated], c.generation, seed=cfg.seed,
                                desc="sampling candidates")
     texts = [s.text if s.text else "(empty answer)" for s in samples]
     scores, judged = judge(safety_filter, texts, [p.text for p in repeated])
@@ -91,7 +93,8 @@ def run(cfg: Config, raw: DictConfig) -> int:
         block = range(i * c.responses_per_prompt, (i + 1) * c.responses_per_prompt)
         rows += [{"prompt_id": prompt.id, "prompt": prompt.text, "response": texts[j], "ended": samples[j].ended,
                   "unsafe": judged[j].unsafe, "any_score": float(scores[j, ANY_INDEX]),
-                  "categories": list(judged[j].categories), "style": world.classify(prompt, texts[j])} for j in block]
+                  "categories": list(judged[j].categories),
+                  **({"style": world.classify(prompt, texts[j])} if world else {})} for j in block]
         answers = list(block)
         for a, b in distinct_pairs(prompt.text, [texts[j] for j in answers], scores[answers, ANY_INDEX], c.pairing,
                                    c.pairs_per_prompt, rng, seen):
@@ -109,6 +112,8 @@ def run(cfg: Config, raw: DictConfig) -> int:
     unsafe = np.array([v.unsafe for v in judged])
     metrics = {
         "stage": STAGE, "policy": c.policy_path, "prompts": len(prompts), "answers": len(texts),
+        "prompt_set": prompt_sets.summary()["sets"]["train"] | {"source": str(prompt_sets.source)},
+        "prompt_sources": [p.source for p in prompts],
         "pairs": len(items), "pairs_added": len(added), "db": cfg.label.db, "project": cfg.label.project,
         "unsafe_rate_harmful": float(unsafe[harmful].mean()) if harmful.any() else None,
         "unsafe_rate_benign": float(unsafe[~harmful].mean()) if (~harmful).any() else None,

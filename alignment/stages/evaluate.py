@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from alignment.config import Config
 from alignment.data.loading import load_source, row_location
 from alignment.data.preferences import normalise_row
+from alignment.data.prompt_sets import stage_prompt_sets
 from alignment.errors import UserError
 from alignment.io import write_json_atomic
 from alignment.modeling import load_policy
@@ -49,9 +50,10 @@ def run(cfg: Config, raw: DictConfig) -> int:
     if not (Path(cfg.eval.policy_path) / "config.json").is_file():
         raise UserError(f"eval.policy_path={cfg.eval.policy_path}: no model there")
     model, tokenizer = load_policy(cfg.policy, path=cfg.eval.policy_path)
+    prompt_sets = stage_prompt_sets(cfg, tokenizer, model, "eval", ("redteam", "benign"))
     save_resolved_config(raw, out)
     baseline = Path(cfg.eval.baseline) if cfg.eval.baseline else None
-    report, status = stage_safety(cfg, STAGE, model, tokenizer, cfg.eval.generation, out, baseline)
+    report, status = stage_safety(cfg, STAGE, model, tokenizer, cfg.eval.generation, out, prompt_sets, baseline)
     write_eval_report(out, report)
     return status
 

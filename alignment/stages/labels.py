@@ -22,7 +22,7 @@ from pathlib import Path
 from datasets import load_from_disk
 from omegaconf import DictConfig
 
-from alignment.config import Config
+from alignment.config import Config, check_annotators
 from alignment.data.world import DemoWorld
 from alignment.errors import UserError
 from alignment.gates import check_max, exit_status, summarise
@@ -131,6 +131,7 @@ def write_labels_report(out: Path, metrics: dict, safety: dict) -> None:
 def run(cfg: Config, raw: DictConfig) -> int:
     out = stage_dir(cfg, STAGE)
     label = cfg.label
+    check_annotators(cfg)
     if not Path(label.db).is_file():
         raise UserError(f"label.db: {label.db} does not exist; run align-candidates first to queue pairs")
     store = LabelStore(label.db, synchronous=label.synchronous)

@@ -1,9 +1,11 @@
 """``align-ppo``: optimise the policy against the reward model under a KL leash (our own PPO).
 
 Reads the run's SFT policy and reward model (``ppo.policy_path``, ``ppo.reward_path``), trains with
-:class:`alignment.ppo.trainer.PPOTrainer` on the demo world's training prompts, evaluates the gold
-reward on held-out prompts along the way (warning when the proxy reward rises while the gold reward
-falls: over-optimisation), and ends with the comparison against the SFT policy and the safety gate.
+:class:`alignment.ppo.trainer.PPOTrainer` on the ``train`` prompts of the ``prompts`` group (the demo
+world, ``hh`` or your files), evaluates the policy on held-out prompts along the way (the reward model's
+score, and the gold reward or the judge reward model ``eval.judge_path`` where there is one: a proxy
+that rises while they fall is over-optimisation), and ends with the comparison against the SFT policy
+and the safety gate on the run's red-team and benign prompts.
 Runs on one process or many: ``accelerate launch --config_file conf/accelerate/<x>.yaml -m
 alignment.stages.ppo ...``.
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,9 +36,8 @@ from accelerate import Accelerator
 from omegaconf import DictConfig
 
 from alignment.config import Config
-from alignment.data.world import DemoWorld
+from alignment.data.prompt_sets import stage_prompt_sets
 from alignment.errors import UserError
-from alignment.generation import chat_prompt_ids
 from alignment.io import atomic_dir, write_json_atomic, write_jsonl_atomic
 from alignment.modeling import load_policy
 from alignment.ppo.evaluation import HeldOutEval, eval_prompt_sets, ppo_metrics
@@ -65,8 +67,25 @@ def check_inputs(cfg: Config) -> tuple[Path, Path, dict]:
         raise UserError(f"ppo.policy_path={policy_path}: no model there (run align-sft first, or point it at one)")
     if not (reward_path / REWARD_CONFIG_FILE).is_file():
         raise UserError(f"ppo.reward_path={reward_path}: no reward model written by align-reward there")
+    judge = cfg.eval.judge_path
+    if judge is not None:
+        if not (Path(judge) / REWARD_CONFIG_FILE).is_file():
+            raise UserError(f"eval.judge_path={judge}: no reward model written by align-reward there")
+        if Path(judge).resolve() == reward_path.resolve():
+            raise UserError(f"eval.judge_path={judge} is the reward model PPO optimises; a judge must be another "
+                            "one (trained on other pairs, or a bigger model), or its verdicts mean nothing")
     reward_info = json.loads((reward_path / REWARD_CONFIG_FILE).read_text())
     return policy_path, reward_path, reward_info
+
+
+def sampled_prompts(trainer: PPOTrainer) -> dict[str, int]:
+    """How often each training prompt (by its source, ``file:line``) was sampled by every process so far:
+    the record of what PPO trained on."""
+    counts: Counter[str] = Counter()
+    for update in range(trainer.progress.update):
+        for process in range(trainer.accelerator.num_processes):
+            counts.update(p.source for p in trainer.batch_prompts(update, process))
+    return dict(sorted(counts.items()))
 
 
 def cpu_only_launch() -> bool:
@@ -96,15 +115,14 @@ def run(cfg: Config, raw: DictConfig) -> int:
     seed_everything(cfg.seed)
     accelerator = Accelerator(cpu=cpu_only_launch(), log_with="tensorboard", project_dir=str(out / "logs"))
     model, tokenizer = load_policy(cfg.policy, path=str(policy_path))
-    world = DemoWorld(cfg.data.world_seed)
-    train_prompts = [p.text for p in world.prompts("train")]
-    longest = max(len(chat_prompt_ids(tokenizer, p)) for p in train_prompts)
-    limit = getattr(model.config, "max_position_embeddings", None)
-    if limit is not None and longest + cfg.ppo.generation.max_new_tokens > limit:
-        raise UserError(f"prompts of up to {longest} tokens plus ppo.generation.max_new_tokens="
-                        f"{cfg.ppo.generation.max_new_tokens} exceed the policy's context of {limit} tokens")
+    prompt_sets = stage_prompt_sets(cfg, tokenizer, model, "ppo")
+    train_prompts = prompt_sets["train"]
     scorer = RewardScorer.from_pretrained(reward_path, batch_size=cfg.reward.eval_batch_size)
     scorer.model.to(accelerator.device)
+    judge = None
+    if cfg.eval.judge_path is not None:
+        judge = RewardScorer.from_pretrained(cfg.eval.judge_path, batch_size=cfg.reward.eval_batch_size)
+        judge.model.to(accelerator.device)
     safety_filter = build_filter(replace(cfg.safety, backend=cfg.ppo.safety_backend)) if cfg.ppo.safety_penalty else None
 
     num_updates = cfg.ppo.total_episodes // (cfg.ppo.batch_size * accelerator.num_processes)
@@ -120,15 +138,15 @@ def run(cfg: Config, raw: DictConfig) -> int:
         trainer.load_checkpoint(resume_from)
     accelerator.wait_for_everyone()
 
-    held_out = HeldOutEval(world, eval_prompt_sets(world, cfg.ppo.eval_prompts, cfg.seed), tokenizer, scorer,
-                           cfg.ppo.generation, cfg.seed)
+    held_out = HeldOutEval(eval_prompt_sets(prompt_sets, cfg.ppo.eval_prompts, cfg.seed), tokenizer, scorer,
+                           cfg.ppo.generation, cfg.seed, gold=prompt_sets.gold, judge=judge)
     baseline = {}
     if accelerator.is_main_process:  # evals are the main process's job (see PPOTrainer.train)
         with torch.random.fork_rng(devices=[]), trainer.reference_model() as reference:
             baseline = held_out.run(reference)
 
     def on_eval(update: int) -> dict:
-        previous = trainer.progress.evals[-1] if trainer.progress.evals else {"eval": baseline["eval"][0]}
+        previous = trainer.progress.evals[-1] if trainer.progress.evals else {"eval": baseline["eval"].figures}
         return held_out.at_update(trainer.policy(), update, previous, cfg.ppo.overopt_tolerance)
 
     try:
@@ -152,19 +170,27 @@ def run(cfg: Config, raw: DictConfig) -> int:
     final = held_out.run(policy)
     comparison = held_out.compare(baseline, final)
     write_jsonl_atomic(out / "samples.jsonl", comparison.rows)
-    safety, status = stage_safety(cfg, STAGE, policy, tokenizer, cfg.ppo.generation, out,
+    safety, status = stage_safety(cfg, STAGE, policy, tokenizer, cfg.ppo.generation, out, prompt_sets,
                                   baseline=Path(cfg.ppo.safety_baseline) if cfg.ppo.safety_baseline else None)
-    metrics = {"stage": STAGE, **ppo_metrics(cfg.ppo, trainer, baseline, final, comparison, safety)}
+    metrics = {"stage": STAGE, **ppo_metrics(cfg.ppo, trainer, held_out, baseline, final, comparison, safety, cfg.seed),
+               "judge_path": cfg.eval.judge_path, "prompts": prompt_sets.summary()}
     history, evals = trainer.progress.history, trainer.progress.evals
     write_json_atomic(out / "metrics.json", {**metrics, "history": history, "evals": evals,
-                                             "baseline": {s: b[0] for s, b in baseline.items()},
-                                             "final": {s: f[0] for s, f in final.items()}})
+                                             "baseline": {s: b.figures for s, b in baseline.items()},
+                                             "final": {s: f.figures for s, f in final.items()},
+                                             "prompts_sampled": sampled_prompts(trainer)})
     write_report(out / "report.html", "PPO stage", ppo_sections(metrics, history, evals, comparison.rows, safety))
     accelerator.end_training()
-    log.info("ppo done: gold win rate %.2f (%d wins, %d losses, %d ties), gold %.3f -> %.3f, red-team unsafe %.2f -> %.2f, KL %.2f",
-             metrics["gold_win_rate"], comparison.wins, comparison.losses, comparison.ties, metrics["gold_reward_sft"],
-             metrics["gold_reward_ppo"], metrics["unsafe_rate_sft"], metrics["unsafe_rate_ppo"], metrics["final_kl"])
+    log.info("ppo done: reward-model score %.3f -> %.3f, red-team unsafe (filter) %s -> %.2f, over-refusal %s -> %s, "
+             "KL %.2f%s", metrics["rm_score_sft"], metrics["rm_score_ppo"], _fmt(metrics["unsafe_rate_filter_sft"]),
+             metrics["unsafe_rate_filter_ppo"], _fmt(metrics["over_refusal_sft"]), _fmt(metrics["over_refusal_ppo"]),
+             metrics["final_kl"], "".join(f"; {name} win rate {metrics[f'{name}_win_rate']:.2f}"
+                                          for name in ("gold", "judge") if metrics[f"{name}_win_rate"] is not None))
     return status
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 main = stage_main(STAGE, run)

@@ -2,8 +2,10 @@
 
 By default the policy is the demo's tiny LM trained from scratch on the demo world's corpus, whose
 style mix makes it *unaligned* on purpose (it sometimes insults or complies with harmful requests):
-the later stages have something to fix. With ``data=custom data.source=...`` it trains any causal LM
-on any dataset in TRL's conversational format.
+the later stages have something to fix. ``data=hh`` trains it on the chosen dialogues of the HH-RLHF
+pairs shipped in the package; ``data=custom data.source=...`` trains any causal LM on any dataset in
+TRL's conversational format. The trained policy is then sampled on the run's held-out prompts
+(``prompts`` group; scored on gold in the demo world) and evaluated for safety.
 
 Writes ``<run.dir>/sft/``: ``model/`` (with its tokenizer), ``metrics.json``, ``samples.jsonl``,
 ``checkpoints/`` (resumable with ``resume=true``), ``logs/`` (TensorBoard) and ``.hydra/``.
@@ -23,14 +25,16 @@ from trl import SFTConfig, SFTTrainer
 
 from alignment.config import Config, require
 from alignment.data.gold import gold_summary
+from alignment.data.hh_world import hh_pairs
 from alignment.data.loading import load_source, row_location
-from alignment.data.world import STYLES, DemoWorld, Prompt, unsafe_share, validate_style_mix
+from alignment.data.prompt_sets import PromptSets, stage_prompt_sets
+from alignment.data.world import STYLES, DemoWorld, unsafe_share, validate_style_mix
 from alignment.errors import UserError
-from alignment.generation import sample_responses
+from alignment.generation import answer_summary, sample_responses
 from alignment.io import atomic_dir, write_json_atomic, write_jsonl_atomic
 from alignment.modeling import count_parameters, load_policy, resolve_policy_path
 from alignment.reports.html import kv_table, table_html, write_report
-from alignment.reports.sections import loss_section, safety_sections
+from alignment.reports.sections import loss_section, missing_section, safety_sections
 from alignment.safety.eval import stage_safety
 from alignment.stages.common import (
     checkpoint_to_resume,
@@ -77,6 +81,17 @@ def _check_messages(value: object, where: str, column: str) -> None:
             raise UserError(f"{where}: every message in {column!r} needs string 'role' and 'content' keys")
 
 
+def hh_datasets(cfg: Config) -> tuple[Dataset, Dataset, dict]:
+    """The HH-RLHF pairs shipped in the package as dialogues: each prompt followed by its chosen answer."""
+    def dialogues(split: str) -> list[dict]:
+        return [{"messages": [*row["prompt"], *row["chosen"]]} for row in hh_pairs(split)]
+
+    train, held = dialogues("train"), dialogues("eval")
+    if cfg.data.max_rows:
+        train = random.Random(cfg.seed).sample(train, min(cfg.data.max_rows, len(train)))
+    return Dataset.from_list(train), Dataset.from_list(held), {"source": "hh"}
+
+
 def custom_datasets(cfg: Config) -> tuple[Dataset, Dataset, dict]:
     """A user dataset in TRL's conversational format: ``messages``, or ``prompt`` + ``completion``."""
     source = require(cfg.data.source, "data.source",
@@ -105,23 +120,20 @@ def custom_datasets(cfg: Config) -> tuple[Dataset, Dataset, dict]:
 
 
 # ------------------------------------------------------------------------------------------ samples
-def sample_prompts(world: DemoWorld, split: str, n: int, seed: int) -> list[Prompt]:
-    prompts = world.prompts(split)
-    random.Random(f"{split}/{seed}").shuffle(prompts)
-    return prompts[:n]
-
-
-def evaluate_samples(model, tokenizer, cfg: Config, world: DemoWorld) -> tuple[dict, list[dict]]:
-    """Sample answers to held-out eval and red-team prompts; score them against the gold preference."""
+def evaluate_samples(model, tokenizer, cfg: Config, prompt_sets: PromptSets) -> tuple[dict, list[dict]]:
+    """Sample answers to held-out eval and red-team prompts; score them against the gold preference
+    where the world has one (else: EOS rate and length only)."""
+    world = prompt_sets.gold
     summary, rows = {}, []
     for split in ("eval", "redteam"):
-        prompts = [p for p in sample_prompts(world, split, cfg.sft.sample_prompts, cfg.seed)
-                   for _ in range(cfg.sft.samples_per_prompt)]
-        samples = sample_responses(model, tokenizer, [p.text for p in prompts], cfg.sft.generation,
+        prompts = prompt_sets[split]
+        random.Random(f"{split}/{cfg.seed}").shuffle(prompts)
+        prompts = [p for p in prompts[:cfg.sft.sample_prompts] for _ in range(cfg.sft.samples_per_prompt)]
+        samples = sample_responses(model, tokenizer, [p.messages for p in prompts], cfg.sft.generation,
                                    seed=cfg.seed, desc=f"sampling {split}")
-        summary[split] = gold_summary(world, prompts, samples)
+        summary[split] = gold_summary(world, prompts, samples) if world else answer_summary(samples)
         rows += [{"split": split, "prompt_id": p.id, "prompt": p.text, "response": s.text, "ended": s.ended,
-                  "style": world.classify(p, s.text), "gold_reward": world.gold_reward(p, s.text)}
+                  **({"style": world.classify(p, s.text), "gold_reward": world.gold_reward(p, s.text)} if world else {})}
                  for p, s in zip(prompts, samples)]
     return summary, rows
 
@@ -146,10 +158,14 @@ def run(cfg: Config, raw: DictConfig) -> int:
     # Everything that can fail on bad input happens before the first write.
     if cfg.data.source == "demo":
         train, held, corpus = demo_datasets(cfg)
+    elif cfg.data.source == "hh":
+        train, held, corpus = hh_datasets(cfg)
     else:
         train, held, corpus = custom_datasets(cfg)
-    policy_path = resolve_policy_path(cfg.policy, cfg.data.world_seed, cfg.seed)
+    policy_path = resolve_policy_path(cfg.policy, cfg.data.world_seed, cfg.seed,
+                                      corpus=None if cfg.data.source == "demo" else corpus_texts(train))
     model, tokenizer = load_policy(cfg.policy, path=policy_path)
+    prompt_sets = stage_prompt_sets(cfg, tokenizer, model, "sft", ("eval", "redteam", "benign"))
     log.info("policy %s: %.2fM parameters; %d train / %d eval rows", policy_path,
              count_parameters(model) / 1e6, len(train), len(held))
 
@@ -167,8 +183,7 @@ def run(cfg: Config, raw: DictConfig) -> int:
         trainer.model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
 
-    world = DemoWorld(cfg.data.world_seed)
-    samples, rows = evaluate_samples(trainer.model, tokenizer, cfg, world)
+    samples, rows = evaluate_samples(trainer.model, tokenizer, cfg, prompt_sets)
     write_jsonl_atomic(out / "samples.jsonl", rows)
     metrics = {
         "stage": STAGE,
@@ -185,30 +200,43 @@ def run(cfg: Config, raw: DictConfig) -> int:
         "loss_curve": [[e["step"], e["loss"]] for e in trainer.state.log_history if "loss" in e],
         "corpus": corpus,
         "samples": samples,
+        "prompts": prompt_sets.summary(),
         "eos_rate": samples["eval"]["eos_rate"],
-        "usable_rate": samples["eval"]["usable_rate"],
-        "gold_reward_mean": samples["eval"]["gold_reward_mean"],
-        "unsafe_rate_redteam": samples["redteam"]["harmful_unsafe_rate"],
+        "mean_tokens": samples["eval"]["mean_tokens"],
+        "usable_rate": samples["eval"].get("usable_rate"),
+        "gold_reward_mean": samples["eval"].get("gold_reward_mean"),
+        "unsafe_rate_redteam": samples["redteam"].get("harmful_unsafe_rate"),
     }
-    safety, status = stage_safety(cfg, STAGE, trainer.model, tokenizer, cfg.sft.generation, out)
+    safety, status = stage_safety(cfg, STAGE, trainer.model, tokenizer, cfg.sft.generation, out, prompt_sets)
     metrics["unsafe_rate_filter"] = safety["policy"]["unsafe_rate"]["rate"]
     write_json_atomic(out / "metrics.json", metrics)
     write_sft_report(out, metrics, safety)
-    log.info("sft done in %.0fs: eval loss %.3f, EOS rate %.2f, usable %.2f, gold %.3f, red-team unsafe %.2f "
-             "(filter: %.2f)", train_s, eval_loss, metrics["eos_rate"], metrics["usable_rate"],
-             metrics["gold_reward_mean"], metrics["unsafe_rate_redteam"], metrics["unsafe_rate_filter"])
+    gold = (f", usable {metrics['usable_rate']:.2f}, gold {metrics['gold_reward_mean']:.3f}, red-team unsafe "
+            f"{metrics['unsafe_rate_redteam']:.2f}" if prompt_sets.gold else "")
+    log.info("sft done in %.0fs: eval loss %.3f, EOS rate %.2f%s (filter: red-team unsafe %.2f)", train_s, eval_loss,
+             metrics["eos_rate"], gold, metrics["unsafe_rate_filter"])
     return status
+
+
+def corpus_texts(train: Dataset) -> list[str]:
+    """The training texts (a tiny policy's tokenizer is trained on them, so it suits the data)."""
+    columns = ["messages"] if "messages" in train.column_names else ["prompt", "completion"]
+    return [m["content"] for row in train for column in columns for m in row[column]]
 
 
 def write_sft_report(out: Path, metrics: dict, safety: dict) -> None:
     summary = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}
-    styles = [(split, *(f"{metrics['samples'][split]['style_mix'][st]:.2f}" for st in (*STYLES, "unclassified")))
-              for split in ("eval", "redteam")]
     sections = [("Summary", kv_table(summary))]
     if metrics["loss_curve"]:
         sections.append(loss_section(metrics["loss_curve"], "SFT loss"))
-    sections.append(("Style mix of sampled answers (demo world classifier)",
-                     table_html(["prompts", *STYLES, "unclassified"], styles)))
+    if all("style_mix" in metrics["samples"][split] for split in ("eval", "redteam")):
+        styles = [(split, *(f"{metrics['samples'][split]['style_mix'][st]:.2f}" for st in (*STYLES, "unclassified")))
+                  for split in ("eval", "redteam")]
+        sections.append(("Style mix of sampled answers (demo world classifier)",
+                         table_html(["prompts", *STYLES, "unclassified"], styles)))
+    else:
+        sections.append(missing_section([{"figure": "gold reward, style mix", "why": "this world has no gold "
+                                          "reward (only the demo world does)"}]))
     write_report(out / "report.html", "SFT stage", sections + safety_sections(safety))
 
 
