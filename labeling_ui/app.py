@@ -75,7 +75,7 @@ from labeling_ui.i18n import (
 )
 from labeling_ui.queue import LabelQueue, QueueError, Shown
 from labeling_ui.render import message_html, prompt_html, text_html
-from labeling_ui.store import Annotator, LabelStore
+from labeling_ui.store import ROLES, Annotator, LabelStore
 
 log = logging.getLogger(__name__)
 
@@ -437,18 +437,31 @@ def request_language(request: gr.Request | None) -> str:
 
 def admin_tools(store: LabelStore, queue: LabelQueue, admin: Callable[[gr.Request | None], Annotator],
                 refresh: gr.Button, tab: gr.Tab) -> None:
-    """The admin tab's account control (deactivate / reactivate) and recent notes, built in place.
+    """The admin tab's accounts (add, reset a password, deactivate / reactivate) and recent notes, built
+    in place.
 
-    Deactivating an account revokes its sessions at once (see :mod:`labeling_ui.auth`); an admin cannot
-    deactivate themself (that would lock the last admin out).
+    Deactivating an account or giving it a new password revokes its sessions at once (see
+    :mod:`labeling_ui.auth`); an admin cannot deactivate themself (that would lock the last admin out).
+    A password typed here is sent once to the server, hashed there and never shown again (the field is
+    cleared after each action).
     """
     with gr.Accordion(UI("accounts_and_notes"), open=True, elem_id="admin-tools"):
         with gr.Row():
             account = gr.Textbox(label=UI("account_name"), max_lines=1, scale=2, elem_id="account-name")
+            password = gr.Textbox(label=UI("new_password"), type="password", max_lines=1, scale=2,
+                                  elem_id="account-password")
+            role = gr.Dropdown([(str(UI(f"role_{r}")), r) for r in ROLES], value="annotator", label=UI("role"),
+                               scale=1, elem_id="account-role")
+        with gr.Row():
+            btn_add = gr.Button(UI("add_account"), variant="primary", size="sm", scale=0, elem_id="btn-add-account")
+            btn_reset = gr.Button(UI("reset_password"), size="sm", scale=0, elem_id="btn-reset-password")
             btn_off = gr.Button(UI("deactivate"), variant="stop", size="sm", scale=0, elem_id="btn-deactivate")
             btn_on = gr.Button(UI("reactivate"), size="sm", scale=0, elem_id="btn-reactivate")
         account_md = gr.Markdown(elem_id="account-result")
         notes_md = gr.Markdown(elem_id="admin-notes")
+
+    def accounts() -> dict[str, Annotator]:
+        return {a.name: a for a in store.annotators()}
 
     def set_active(active: bool):
         def handler(name: str, request: gr.Request) -> str:
@@ -456,7 +469,7 @@ def admin_tools(store: LabelStore, queue: LabelQueue, admin: Callable[[gr.Reques
             name = (name or "").strip()
             if not active and name == me.name:
                 return t(lang, "cannot_deactivate_self")
-            if name not in {a.name for a in store.annotators()}:
+            if name not in accounts():
                 return t(lang, "no_such_account", name=safe_markdown(name))
             try:
                 (store.reactivate_annotator if active else store.deactivate_annotator)(name)
@@ -466,12 +479,39 @@ def admin_tools(store: LabelStore, queue: LabelQueue, admin: Callable[[gr.Reques
         handler.__name__ = "on_reactivate" if active else "on_deactivate"
         return handler
 
+    def on_add_account(name: str, new_password: str, new_role: str, request: gr.Request) -> tuple[str, str]:
+        admin(request)
+        lang, name = request_language(request), (name or "").strip()
+        if name in accounts():
+            return t(lang, "account_exists", name=safe_markdown(name)), ""
+        try:
+            store.add_annotator(name, new_password or "", new_role)
+        except UserError:          # the store's rules for names and passwords (Gradio checks the role)
+            return t(lang, "bad_account"), ""
+        return t(lang, "account_added", name=safe_markdown(name), role=t(lang, f"role_{new_role}")), ""
+
+    def on_reset_password(name: str, new_password: str, request: gr.Request) -> tuple[str, str]:
+        admin(request)
+        lang, name = request_language(request), (name or "").strip()
+        known = accounts().get(name)
+        if known is None:
+            return t(lang, "no_such_account", name=safe_markdown(name)), ""
+        if not known.active:       # a new password would let a deactivated account back in
+            return t(lang, "reset_inactive", name=safe_markdown(name)), ""
+        try:
+            store.add_annotator(name, new_password or "", known.role, update=True)
+        except UserError:
+            return t(lang, "bad_account"), ""
+        return t(lang, "password_reset", name=safe_markdown(name)), ""
+
     def on_notes(request: gr.Request) -> str:
         admin(request)
         lang = request_language(request)
         return f"#### {t(lang, 'recent_notes')}\n" + notes_markdown(store.recent_notes(queue.project_name), lang)
 
     ui = dict(api_visibility="private", show_progress="hidden")
+    btn_add.click(on_add_account, [account, password, role], [account_md, password], **ui)
+    btn_reset.click(on_reset_password, [account, password], [account_md, password], **ui)
     btn_off.click(set_active(False), [account], [account_md], **ui)
     btn_on.click(set_active(True), [account], [account_md], **ui)
     refresh.click(on_notes, None, [notes_md], **ui)

@@ -146,7 +146,7 @@ GUIDELINES = {"en": "Prefer the **kinder** answer.", "zh-CN": "选择**更友善
 LATIN_ALLOWED = {"carol", "root", "dora", "Esc", "Krippendorff", "Cohen", "PPO", "SFT", "KL", "html", "report",
                  "align", "RUN_DIR", "label", "runs_dir", "guidelines", "reports_for", "mini"}
 
-#: The visible text of the page (attributes a reader sees included) without the model's text, the run
+#: The visible text of the page (attributes a reader sees and the fields' values included) without the model's text, the run
 #: report, the language switch (each language named in itself) and code spans (commands, paths).
 VISIBLE_UI_TEXT = """() => {
   const skip = (el) => el.closest(".model-text, #lang-switch, code, iframe, script, style");
@@ -159,6 +159,9 @@ VISIBLE_UI_TEXT = """() => {
   document.querySelectorAll("[placeholder], [title], [aria-label]").forEach((el) => {
     if (skip(el) || !el.checkVisibility()) return;
     for (const a of ["placeholder", "title"]) if (el.getAttribute(a)) out.push(el.getAttribute(a));
+  });
+  document.querySelectorAll("input:not([type=password]):not([type=checkbox]), textarea").forEach((el) => {
+    if (!skip(el) && el.checkVisibility() && el.value) out.push(el.value);     // e.g. a dropdown's choice
   });
   out.push(document.title);
   return out.join("\\n");
@@ -297,6 +300,7 @@ def test_the_language_switch_turns_the_whole_page(app: RunningApp, browser) -> N
     page.get_by_role("tab", name=ZH_CN["tab_admin"]).click()
     expect(page.locator("#admin-stats")).to_contain_text(ZH_CN["stats_per_annotator"], timeout=30_000)
     expect(page.locator("#admin-notes")).to_contain_text(ZH_CN["recent_notes"])
+    expect(page.locator("#account-role input")).to_have_value(ZH_CN["role_annotator"])
     page.locator("#account-name textarea, #account-name input").first.fill("nobody")
     page.locator("#btn-deactivate").click()
     expect(page.locator("#account-result")).to_contain_text("没有名为")
