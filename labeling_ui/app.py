@@ -61,6 +61,14 @@ from alignment.reports.run_report import render_run_report
 from alignment.safety.categories import CATEGORIES
 from labeling_ui.agreement import project_stats
 from labeling_ui.auth import Auth
+from labeling_ui.campaign import (
+    AGREEMENTS,
+    FLAG_FILTERS,
+    STATUSES,
+    annotator_quality,
+    filter_items,
+    item_rows,
+)
 from labeling_ui.http import launch_options
 from labeling_ui.i18n import (
     AUTONYMS,
@@ -292,6 +300,11 @@ CSS = """
 #status { flex-grow: 3 !important; min-height: 1.5em; }
 #key-hint { color: var(--color-accent); font-weight: 600; }
 .keys p { color: var(--body-text-color-subdued); font-size: 13px; margin: 0; }
+.admin-table { border-collapse: collapse; font-size: 13px; margin: 4px 0; }
+.admin-table th, .admin-table td { border: 1px solid var(--border-color-primary); padding: 2px 6px; text-align: left;
+                                   vertical-align: top; white-space: pre-wrap; overflow-wrap: anywhere; }
+.item-detail .model-text { max-height: 14em; overflow-y: auto; border: 1px solid var(--border-color-primary);
+                           border-radius: 4px; padding: 4px 8px; }
 .run-report { width: 100%; height: 80vh; border: 1px solid var(--border-color-primary); border-radius: 8px; }
 @media (max-width: 700px) {
   /* Phone: the answers stacked, each short enough that both starts and the whole choice bar fit one
@@ -516,6 +529,134 @@ def admin_tools(store: LabelStore, queue: LabelQueue, admin: Callable[[gr.Reques
     btn_on.click(set_active(True), [account], [account_md], **ui)
     refresh.click(on_notes, None, [notes_md], **ui)
     tab.select(on_notes, None, [notes_md], **ui)
+
+
+def _html_table(header: list[str], rows: list[list[Any]], model_text: int | None = None) -> str:
+    """An HTML table of our own: every cell (model text, notes and names included) escaped once; the
+    cells of column ``model_text`` are marked as the model's words (``model-excerpt``)."""
+    def cell(v: Any, column: int) -> str:
+        if v is None:
+            return "–"
+        if isinstance(v, float):
+            return f"{v:.2f}"
+        text = html.escape(str(v), quote=True)
+        return f'<span class="model-excerpt">{text}</span>' if column == model_text else text
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell(v, i)}</td>" for i, v in enumerate(r)) + "</tr>" for r in rows)
+    return f'<table class="admin-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _excerpt(text: str, n: int = 90) -> str:
+    one_line = " ".join(text.split())
+    return one_line if len(one_line) <= n else one_line[:n - 1] + "…"
+
+
+def label_choice_name(label: dict[str, Any], lang: str) -> str:
+    """A stored label's choice in the UI's words (A and B in stored order, with the strength)."""
+    if label["choice"] in ("A", "B"):
+        return t(lang, f"choice_{label['choice']}_{label['strength']}")
+    return t(lang, f"choice_{label['choice']}")
+
+
+def item_list_html(rows: list[dict[str, Any]], total: int, overlap: int, lang: str) -> str:
+    """The item browser's result list (the first ``len(rows)`` of ``total`` matches)."""
+    if not total:
+        return f"<p>{html.escape(t(lang, 'no_items'))}</p>"
+    table = _html_table(_cols(lang, "item", "status", "labels", "agreement", "flags", "prompt"),
+                        [[r["ext_id"], t(lang, f"item_status_{r['status']}"),
+                          f"{r['n_labels']}" if r["status"] == "gold" else f"{r['n_labels']}/{overlap}",
+                          r["agreement"], ", ".join(category_name(c, lang) for c in r["flags"]) or None,
+                          _excerpt(r["prompt"])] for r in rows], model_text=5)
+    return f"<p>{html.escape(t(lang, 'items_found', total=total, shown=len(rows)))}</p>{table}"
+
+
+def item_detail_html(row: dict[str, Any], lang: str) -> str:
+    """One item as the annotators saw it (A and B in stored order, model text shown by
+    :mod:`labeling_ui.render`) and every label in force on it."""
+    def flags(names: list[str]) -> str | None:
+        return ", ".join(category_name(c, lang) for c in names) or None
+    labels = _html_table(_cols(lang, "annotator", "choice", "flags_a", "flags_b", "note", "when"),
+                         [[lab["annotator"], label_choice_name(lab, lang), flags(lab["flags_a"]), flags(lab["flags_b"]),
+                           lab["note"] or None, time.strftime("%Y-%m-%d %H:%M", time.localtime(lab["created_at"]))]
+                          for lab in row["labels"]]) if row["labels"] else html.escape(t(lang, "no_labels"))
+    heading = t(lang, "item_heading", item=row["ext_id"], status=t(lang, f"item_status_{row['status']}"),
+                labels=row["n_labels"])
+    return (f'<div class="item-detail"><h4>{html.escape(heading)}</h4>{labels}'
+            f'<div class="section-label">{html.escape(t(lang, "prompt"))}</div>{prompt_html(row["prompt"])}'
+            f'<div class="section-label">{html.escape(t(lang, "response_a"))}</div>{text_html(row["response_a"])}'
+            f'<div class="section-label">{html.escape(t(lang, "response_b"))}</div>{text_html(row["response_b"])}'
+            "</div>")
+
+
+def quality_markdown(quality: dict[str, dict[str, Any]], lang: str) -> str:
+    """Each annotator's labels per day and agreement with the others' majority (:mod:`labeling_ui.campaign`)."""
+    days = next(iter(quality.values()))["per_day"] if quality else {}
+    rows = [[name, q["labels"], *q["per_day"].values(),
+             f"{q['majority_agreement']:.2f} ({q['compared']})" if q["majority_agreement"] is not None else None]
+            for name, q in quality.items()]
+    return (f"#### {t(lang, 'quality')}\n"
+            + _md_table([t(lang, "col_annotator"), t(lang, "col_labels"), *(d[5:] for d in days),
+                         t(lang, "col_majority")], rows))
+
+
+#: The most items the item browser lists at once.
+ITEM_LIST_LIMIT = 100
+
+
+def campaign_tools(store: LabelStore, queue: LabelQueue, admin: Callable[[gr.Request | None], Annotator],
+                   refresh: gr.Button, tab: gr.Tab) -> None:
+    """The admin tab's item browser and annotator quality table, built in place (admins only, re-checked
+    on every call; read-only)."""
+    quality_md = gr.Markdown(elem_id="admin-quality")
+    with gr.Accordion(UI("item_browser"), open=False, elem_id="item-browser"):
+        with gr.Row():
+            project = gr.Dropdown(store.project_names(), value=queue.project_name, label=UI("project"),
+                                  elem_id="items-project", scale=1)
+            search = gr.Textbox(label=UI("search_text"), max_lines=1, elem_id="items-search", scale=2)
+        with gr.Row():
+            status = gr.Dropdown([(str(UI("any")), "")] + [(str(UI(f"item_status_{s}")), s) for s in STATUSES],
+                                 value="", label=UI("item_status"), elem_id="items-status")
+            agreement = gr.Dropdown([(str(UI("any")), "")] + [(str(UI(f"agreement_{a}")), a) for a in AGREEMENTS],
+                                    value="", label=UI("agreement"), elem_id="items-agreement")
+            flagged = gr.Dropdown([(str(UI("any")), "")] + [(str(UI(f"flags_{f}")), f) for f in FLAG_FILTERS],
+                                  value="", label=UI("flags"), elem_id="items-flags")
+            btn_search = gr.Button(UI("search"), variant="primary", scale=0, elem_id="btn-items-search")
+        item_list = gr.HTML(elem_id="items-list", js_on_load=None)
+        item_pick = gr.Dropdown(choices=[], value=None, label=UI("pick_item"), elem_id="items-pick")
+        item_view = gr.HTML(elem_id="item-detail", js_on_load=None)
+
+    def rows_of(project_name: str | None) -> tuple[list[dict[str, Any]], int]:
+        name = project_name if project_name in store.project_names() else queue.project_name
+        overlap = store.project(name).overlap
+        return item_rows(store.items(name), store.labels(name), overlap), overlap
+
+    def on_items(project_name, text, status_value, agreement_value, flags_value, request: gr.Request):
+        admin(request)
+        lang = request_language(request)
+        rows, overlap = rows_of(project_name)
+        found = filter_items(rows, search=text or "", status=status_value or None,
+                             agreement=agreement_value or None, flags=flags_value or None)
+        shown = found[:ITEM_LIST_LIMIT]
+        return (item_list_html(shown, len(found), overlap, lang),
+                gr.update(choices=[(r["ext_id"], r["id"]) for r in shown], value=None), "")
+
+    def on_item(project_name, item_id, request: gr.Request):
+        admin(request)
+        rows, _ = rows_of(project_name)
+        row = next((r for r in rows if r["id"] == item_id), None)
+        return "" if row is None else item_detail_html(row, request_language(request))
+
+    def on_quality(request: gr.Request) -> str:
+        admin(request)
+        return quality_markdown(annotator_quality(store.labels(queue.project_name)), request_language(request))
+
+    ui = dict(api_visibility="private", show_progress="hidden")
+    filters = [project, search, status, agreement, flagged]
+    btn_search.click(on_items, filters, [item_list, item_pick, item_view], **ui)
+    search.submit(on_items, filters, [item_list, item_pick, item_view], **ui)
+    item_pick.change(on_item, [project, item_pick], [item_view], **ui)
+    refresh.click(on_quality, None, [quality_md], **ui)
+    tab.select(on_quality, None, [quality_md], **ui)
 
 
 def guidelines_by_language(guidelines: str | Mapping[str, str]) -> dict[str, str]:
@@ -776,6 +917,7 @@ def build_app(store: LabelStore, queue: LabelQueue, *, guidelines: str | Mapping
                 btn_export = gr.Button(UI("export"), variant="primary", elem_id="btn-export")
                 export_md = gr.Markdown(elem_id="export-result")
                 stats_md = gr.Markdown(elem_id="admin-stats")
+                campaign_tools(store, queue, admin, btn_refresh, admin_tab)
                 admin_tools(store, queue, admin, btn_refresh, admin_tab)
             with gr.Tab(UI("tab_reports"), id="reports", visible=False, elem_id="tab-reports") as reports_tab:
                 gr.Markdown(UI("reports_intro"))

@@ -149,7 +149,7 @@ LATIN_ALLOWED = {"carol", "root", "dora", "Esc", "Krippendorff", "Cohen", "PPO",
 #: The visible text of the page (attributes a reader sees and the fields' values included) without the model's text, the run
 #: report, the language switch (each language named in itself) and code spans (commands, paths).
 VISIBLE_UI_TEXT = """() => {
-  const skip = (el) => el.closest(".model-text, #lang-switch, code, iframe, script, style");
+  const skip = (el) => el.closest(".model-text, .model-excerpt, #lang-switch, code, iframe, script, style");
   const out = [];
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   for (let n = walker.nextNode(); n; n = walker.nextNode()) {
@@ -304,8 +304,16 @@ def test_the_language_switch_turns_the_whole_page(app: RunningApp, browser) -> N
     page.locator("#account-name textarea, #account-name input").first.fill("nobody")
     page.locator("#btn-deactivate").click()
     expect(page.locator("#account-result")).to_contain_text("没有名为")
+    expect(page.locator("#admin-quality")).to_contain_text(ZH_CN["quality"])
+    page.get_by_text(ZH_CN["item_browser"], exact=True).click()          # the item browser
+    page.locator("#btn-items-search").click()
+    expect(page.locator("#items-list")).to_contain_text("共 12 条符合", timeout=30_000)
+    page.locator("#items-pick input").click()
+    page.get_by_role("option", name="demo-0", exact=True).click()
+    expect(page.locator("#item-detail")).to_contain_text("条目 demo-0", timeout=30_000)
     admin_text = page.evaluate(VISIBLE_UI_TEXT)
-    assert not _latin_words(admin_text.replace("nobody", "")), (_latin_words(admin_text), admin_text)
+    latin = _latin_words(admin_text.replace("nobody", "")) - {"demo"}
+    assert not latin, (latin, admin_text)
     page.get_by_role("tab", name=ZH_CN["tab_reports"]).click()
     expect(page.locator("#runs-list")).to_contain_text("mini", timeout=30_000)
     expect(page.locator("#runs-list")).to_contain_text(ZH_CN["col_gold_win_rate"])
