@@ -26,6 +26,15 @@ Security model
   ``sandbox`` gives the page no scripts and an opaque origin, so even a missed escape could not run
   code in, or read from, the app.
 
+Languages
+---------
+Every string the page shows is in :mod:`labeling_ui.i18n`, in English and Simplified Chinese. Static text
+is a ``gr.I18n`` key that Gradio's front end translates (the catalogue goes to ``launch(i18n=...)``); the
+text handlers write (progress, status, errors, the admin tables) is formatted on the server in the
+caller's language (:func:`request_language`: the page's switch, a cookie, else ``Accept-Language``),
+and the page's script applies the same rule to Gradio's locale, so the two always agree. The bot API
+stays English.
+
 The bot API (``POST /gradio_api/run/<name>`` with ``{"data": [...]}`` and the login cookie; unqueued
 fast paths; ``A`` / ``B`` / ``response_a`` / ``response_b`` are *display* positions, first / second):
 

@@ -328,4 +328,12 @@ def test_the_language_switch_turns_the_whole_page(app: RunningApp, browser) -> N
     page.locator("#lang-switch [data-lang='en']").click()
     expect(page.locator("#btn-skip")).to_have_text(EN["skip"], timeout=30_000)
     expect(page.locator("#progress")).to_contain_text("your labels", timeout=30_000)
+    page.get_by_role("tab", name=EN["tab_admin"]).click()                 # and the admin tab in English
+    expect(page.locator("#admin-stats")).to_contain_text(EN["stats_per_annotator"], timeout=30_000)
+    expect(page.locator("#admin-quality")).to_contain_text(EN["quality"])
+    page.get_by_text(EN["item_browser"], exact=True).click()
+    page.locator("#btn-items-search").click()
+    expect(page.locator("#items-list")).to_contain_text("Matching items: 12", timeout=30_000)
+    admin_text = page.evaluate(VISIBLE_UI_TEXT)
+    assert not CJK.search(admin_text), admin_text
     context.close()
