@@ -320,6 +320,7 @@ CSS = """
      screen; the bar wraps into A's strengths, B's strengths, then tie and both bad. */
   #header { flex-wrap: nowrap !important; gap: 2px 8px !important; font-size: 13px; }
   .keys { display: none !important; }
+  #lang-switch button { padding: 1px 5px; font-size: 12px; }
   #responses { flex-direction: column !important; gap: 6px !important; }
   #response-a, #response-b { flex: 0 0 auto !important; height: 23vh; padding: 4px 8px !important; }
   #prompt { max-height: 5.5em; }
