@@ -16,7 +16,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from hydra.core.config_store import ConfigStore
 
@@ -503,8 +503,10 @@ class LabelConfig:
     #: Gradio queue's default_concurrency_limit (browser events) and the worker threads of the server.
     concurrency_limit: int = 32
     max_threads: int = 40
-    #: Annotation guidelines (Markdown) shown one click away; ``guidelines_file`` overrides it.
-    guidelines: str = ""
+    #: Annotation guidelines (Markdown) shown one click away: one text for every UI language, or a map
+    #: from language (``en``, ``zh-CN``) to its text. ``guidelines_file`` overrides it; a ``{lang}`` in
+    #: its name reads one file per language (``guidelines.{lang}.md``).
+    guidelines: Any = ""
     guidelines_file: str | None = None
     #: The Reports tab lists the pipeline runs in this folder (and one level below: sweeps).
     runs_dir: str = "runs"
@@ -524,6 +526,10 @@ class LabelConfig:
         self.command = LabelCommand.parse(self.command, "label.command")
         self.synchronous = Synchronous.parse(self.synchronous, "label.synchronous")
         self.reports_for = ReportsFor.parse(self.reports_for, "label.reports_for")
+        if not isinstance(self.guidelines, str) and not (
+                isinstance(self.guidelines, dict) and all(isinstance(v, str) for v in self.guidelines.values())):
+            raise UserError("label.guidelines: expected Markdown text, or a map from language (en, zh-CN) to "
+                            f"Markdown text; got {self.guidelines!r}")
         check(self.max_text_chars >= 1, "label.max_text_chars", self.max_text_chars, ">= 1")
         check(self.overlap >= 1, "label.overlap", self.overlap, ">= 1")
         check(0 <= self.gold_rate <= 1, "label.gold_rate", self.gold_rate, "within [0, 1]")
