@@ -1,4 +1,6 @@
-"""The labeling store and queue: schema, invariants under concurrency, leases, import errors, export."""
+"""The labeling store and queue: schema, invariants under concurrency, leases, import errors, export.
+
+The store and queue tests run on both engines (the ``db`` fixture: a SQLite file, a PostgreSQL database)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 from alignment.data.world import DemoWorld
 from alignment.errors import UserError
@@ -40,10 +43,19 @@ def add_users(store: LabelStore, n: int, prefix: str = "ann") -> list[str]:
     return names
 
 
-def count_rows(path: Path) -> dict[str, int]:
-    with sqlite3.connect(path) as c:
+def count_rows(db: LabelStore | str | Path) -> dict[str, int]:
+    store = db if isinstance(db, LabelStore) else LabelStore(db)
+    with store.read() as c:
         return {t: c.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
                 for t in ("projects", "items", "annotators", "assignments", "labels")}
+
+
+@pytest.fixture
+def store(db: str) -> LabelStore:
+    """An empty label store, on each engine in turn."""
+    s = LabelStore(db)
+    yield s
+    s.close()
 
 
 # ------------------------------------------------------------------------------------------ schema
@@ -66,8 +78,8 @@ def test_schema_is_versioned_and_in_wal_mode(tmp_path: Path) -> None:
 def test_passwords_are_salted_hashes_and_checked(store: LabelStore) -> None:
     store.add_annotator("alice", "correct-horse", "admin")
     store.add_annotator("bob", "correct-horse")
-    with sqlite3.connect(store.path) as c:
-        hashes = [r[0] for r in c.execute("SELECT pw_hash FROM annotators")]
+    with store.read() as c:
+        hashes = [r[0] for r in c.execute("SELECT pw_hash FROM annotators ORDER BY id")]
     assert all(h.startswith("scrypt$") and "correct-horse" not in h for h in hashes)
     assert hashes[0] != hashes[1]                       # salted
     assert store.check_password("alice", "correct-horse")
@@ -89,7 +101,7 @@ def test_passwords_are_salted_hashes_and_checked(store: LabelStore) -> None:
 def test_add_items_validates_everything_before_writing(store: LabelStore, world: DemoWorld) -> None:
     good = demo_items(world, 3)
     store.add_items("p", good)
-    before = count_rows(store.path)
+    before = count_rows(store)
     bad_batches = [
         ([*demo_items(world, 2, prefix="x"), {"prompt": "hi", "response_a": "a"}], "missing key 'response_b'"),
         ([*demo_items(world, 2, prefix="y"), {"prompt": "hi", "response_a": "a", "response_b": "  "}], "is empty"),
@@ -101,7 +113,7 @@ def test_add_items_validates_everything_before_writing(store: LabelStore, world:
     for batch, message in bad_batches:
         with pytest.raises(UserError, match=message):
             store.add_items("p", batch, source="candidates")
-        assert count_rows(store.path) == before
+        assert count_rows(store) == before
 
 
 def test_add_items_is_rerunnable_with_skip_existing(store: LabelStore, world: DemoWorld) -> None:
@@ -139,13 +151,13 @@ def test_add_items_stores_sources_and_safety_scores(store: LabelStore) -> None:
 def test_malformed_import_names_file_and_line_and_changes_nothing(store: LabelStore, tmp_path: Path,
                                                                   lines: list[str], message: str) -> None:
     store.add_items("p", [{"prompt": "seed", "response_a": "a", "response_b": "b"}])
-    before = count_rows(store.path)
+    before = count_rows(store)
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(UserError) as err:
         import_file(store, "p", path)
     assert str(path) + message in str(err.value)
-    assert count_rows(store.path) == before
+    assert count_rows(store) == before
 
 
 def test_hh_transcripts_split_into_prompt_and_last_turns() -> None:
@@ -161,7 +173,7 @@ def test_real_hh_file_imports_with_skip_invalid(store: LabelStore) -> None:
     path = shared_data("hh-rlhf-harmless/harmless-base-test.dev.jsonl")
     with pytest.raises(UserError, match=r"\.jsonl:\d+: HH-RLHF record"):
         import_file(store, "hh", path)          # the real split has a few empty last turns: strict fails
-    assert count_rows(store.path)["items"] == 0
+    assert count_rows(store)["items"] == 0
     skipped: list[str] = []
     n = import_file(store, "hh", path, skip_invalid=True, skipped=skipped)
     assert n + len(skipped) == sum(1 for line in path.open() if line.strip())
@@ -347,8 +359,8 @@ def test_leases_expire_and_return_to_the_pool(store: LabelStore, world: DemoWorl
 
 
 # ------------------------------------------------------------------------------------------ concurrency
-def test_threads_never_over_assign(tmp_path: Path, world: DemoWorld) -> None:
-    store = LabelStore(tmp_path / "labels.db")
+def test_threads_never_over_assign(db: str, world: DemoWorld) -> None:
+    store = LabelStore(db)
     store.add_items("p", demo_items(world, 30, gold_every=10), overlap=3)
     names = add_users(store, 8)
     q = LabelQueue(store, "p", gold_rate=0.1, lease_seconds=0.05)   # short leases: expiry races too
@@ -399,8 +411,7 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def test_several_processes_never_over_assign(tmp_path: Path, world: DemoWorld) -> None:
-    db = tmp_path / "labels.db"
+def test_several_processes_never_over_assign(db: str, world: DemoWorld) -> None:
     store = LabelStore(db)
     store.add_items("p", demo_items(world, 40), overlap=3)
     names = add_users(store, 9)
@@ -425,7 +436,7 @@ def test_overlap_trigger_is_a_last_line_of_defence(store: LabelStore, world: Dem
     with store.write() as c:     # forge a lease past the queue
         c.execute("INSERT INTO assignments (item_id, annotator_id, shown_first, status, leased_at, expires_at) "
                   "VALUES (1, (SELECT id FROM annotators WHERE name = ?), 'A', 'active', 0, 1e12)", (bob,))
-    with pytest.raises(sqlite3.IntegrityError, match="overlap exceeded"), store.write() as c:
+    with pytest.raises(IntegrityError, match="overlap exceeded"), store.write() as c:
         c.execute("INSERT INTO labels (item_id, annotator_id, assignment_id, choice, shown_first, created_at) "
                   "VALUES (1, (SELECT id FROM annotators WHERE name = ?), 2, 'tie', 'A', 0)", (bob,))
 
