@@ -45,6 +45,7 @@ from typing import Any
 import anyio
 from fastapi import HTTPException
 from starlette.middleware import Middleware
+from starlette.requests import Request
 
 from labeling_ui.store import LabelStore
 
@@ -211,6 +212,12 @@ class AuthMiddleware:
             path = scope.get("path", "").rstrip("/")
             if scope["type"] == "http" and path.endswith("/logout"):
                 scope = dict(scope, query_string=b"all_session=false")
+                # Gradio looks for the session under the Secure cookie's name only, which a browser does
+                # not send over plain http: end the session of whichever login cookie came.
+                cookies = Request(scope).cookies
+                for name in (f"access-token-{self.cookie_id}", f"access-token-unsecure-{self.cookie_id}"):
+                    if cookies.get(name):
+                        await anyio.to_thread.run_sync(self.sessions.store.close_session, cookies[name])
             client = scope.get("client")
             token = _CLIENT.set(client[0] if client else "?")
             try:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from alignment.data.world import DemoWorld
+from labeling_ui.pgserver import POSTGRES_URL_ENV, ThrowawayPostgres, create_database, postgres_bin
 from labeling_ui.store import LabelStore
-from labeling_ui.testing import POSTGRES_URL_ENV, ThrowawayPostgres, create_database, postgres_bin
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"

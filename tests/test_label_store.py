@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -424,6 +425,60 @@ def test_several_processes_never_over_assign(db: str, world: DemoWorld) -> None:
     assert len(per_item) == 40 and set(per_item.values()) == {3}
     pairs = Counter((lab["item_id"], lab["annotator"]) for lab in store.labels("p"))
     assert max(pairs.values()) == 1
+    assert store.check_invariants("p") == []
+    store.close()
+
+
+KILL_WORKER = textwrap.dedent("""
+    import sys, threading
+    from labeling_ui.queue import LabelQueue
+    from labeling_ui.store import LabelStore
+    db, names = sys.argv[1], sys.argv[2:]
+    store = LabelStore(db)
+    q = LabelQueue(store, "p", gold_rate=0.0, lease_seconds=5)
+    out = threading.Lock()
+    def work(name):
+        while (shown := q.next_item(name)) is not None:
+            label_id, _ = q.submit(name, shown.assignment_id, "A", 2)
+            with out:                  # acknowledged: the label's transaction has committed
+                print(label_id, flush=True)
+    ts = [threading.Thread(target=work, args=(n,)) for n in names]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+""")
+
+
+def test_a_killed_worker_loses_no_acknowledged_label_and_its_leases_return(db: str, world: DemoWorld) -> None:
+    """SIGKILL a process labeling from four threads, three times: every label it acknowledged is in
+    the database, the counters agree, and the leases it held return to the queue once they expire."""
+    store = LabelStore(db)
+    store.add_items("p", demo_items(world, 200), overlap=3)
+    names = add_users(store, 12)
+    acked: set[int] = set()
+    for trial in range(3):
+        batch = names[4 * trial:4 * trial + 4]
+        proc = subprocess.Popen([sys.executable, "-c", KILL_WORKER, db, *batch], cwd=ROOT, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        seen = 0
+        assert proc.stdout is not None
+        for line in proc.stdout:             # kill it mid-load, once it has acknowledged some labels
+            acked.add(int(line))
+            seen += 1
+            if seen == 15:
+                proc.kill()
+                break
+        proc.wait(timeout=60)
+        assert seen == 15, proc.stderr.read()[-2000:]
+        acked.update(int(line) for line in proc.stdout.read().split())   # printed before the kill landed
+        assert acked <= store.label_ids()
+        assert store.check_invariants("p") == []
+    with store.read() as c:
+        held = {r[0] for r in c.execute("SELECT item_id FROM assignments WHERE status = 'active'")}
+    assert held                                           # the killed workers left leases behind ...
+    later = LabelQueue(store, "p", gold_rate=0.0, clock=lambda: time.time() + 60)
+    assert later.next_item(names[0]) is not None          # ... which expire back into the pool
+    with store.read() as c:
+        assert c.execute("SELECT COUNT(*) FROM assignments WHERE status = 'expired'").fetchone()[0] >= len(held)
     assert store.check_invariants("p") == []
     store.close()
 
