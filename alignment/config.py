@@ -448,6 +448,7 @@ class LabelConfig:
 
     #: The sub-command when none is given on the command line.
     command: LabelCommand = LabelCommand.serve
+    #: A SQLite file (a path or sqlite:///PATH) or a PostgreSQL database (postgresql://USER@HOST/DB).
     db: str = "${run.dir}/labels/labels.db"
     project: str = "default"
     host: str = "127.0.0.1"

@@ -300,6 +300,8 @@ class Tx:
         try:
             self._cursor.execute(sql, tuple(params))
         except self._dbapi_error as e:
+            if getattr(self.conn.connection.driver_connection, "closed", False):
+                self.conn.invalidate()      # the server went away: the pool must not hand this one out again
             raise DBAPIError.instance(sql, params, e, self._dbapi_error, dialect=self.conn.dialect) from None
         return Rows(self._cursor)
 
@@ -815,9 +817,17 @@ def _split_sql(script: str) -> list[str]:
 
 
 def _alembic_revision(conn: Connection) -> str | None:
-    """The database's Alembic revision (``None``: a new database, or one the old code migrated by hand)."""
-    from alembic.runtime.migration import MigrationContext
-    return MigrationContext.configure(conn).get_current_revision()
+    """The database's Alembic revision (``None``: a new database, or one the old code migrated by hand).
+    Read directly: this runs on every open, and Alembic's own reader logs two lines each time."""
+    if conn.dialect.name == "postgresql":
+        exists = conn.exec_driver_sql("SELECT to_regclass('alembic_version') IS NOT NULL").scalar()
+    else:
+        exists = conn.exec_driver_sql(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'").scalar()
+    if not exists:
+        return None
+    rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").fetchall()
+    return rows[0][0] if rows else None
 
 
 def _token_hash(token: str) -> str:
