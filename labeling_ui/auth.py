@@ -72,6 +72,10 @@ _CLIENT: contextvars.ContextVar[str] = contextvars.ContextVar("label_login_clien
 #: The session epoch a successful password check was made under (read when Gradio stores the token).
 _CHECKED_EPOCH: contextvars.ContextVar[tuple[str, int] | None] = contextvars.ContextVar(
     "label_login_epoch", default=None)
+#: The request's login cookie and whose session it is (``None``: none that holds), looked up by
+#: :class:`AuthMiddleware` in a worker thread before Gradio's routes ask :class:`SessionTable`.
+_SESSION: contextvars.ContextVar[tuple[str, str | None] | None] = contextvars.ContextVar(
+    "label_session", default=None)
 
 
 class LoginThrottle:
@@ -165,7 +169,11 @@ class SessionTable(dict):
     def get(self, token: Any, default: Any = None) -> Any:
         if not isinstance(token, str) or not token:
             return default
-        username = self.store.session_user(token)
+        seen = _SESSION.get()
+        # Gradio asks from async code, on the event loop: on PostgreSQL the answer the middleware looked
+        # up for this request in a worker thread is used when it is about the same token, so that no
+        # network round trip holds up the loop (and every other request of the server with it).
+        username = seen[1] if seen is not None and seen[0] == token else self.store.session_user(token)
         return default if username is None else username
 
     def __getitem__(self, token: Any) -> str:
@@ -200,6 +208,14 @@ class AuthMiddleware:
         self.sessions = sessions
         self.cookie_id = cookie_id
 
+    async def _session(self, scope: dict) -> tuple[str, str | None] | None:
+        """The request's login token and its account, read from the database in a worker thread."""
+        cookies = Request(scope).cookies
+        login = cookies.get(f"access-token-{self.cookie_id}") or cookies.get(f"access-token-unsecure-{self.cookie_id}")
+        if not login:
+            return None
+        return login, await anyio.to_thread.run_sync(self.sessions.store.session_user, login)
+
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] in ("http", "websocket"):
             server_app = scope.get("app")
@@ -220,9 +236,12 @@ class AuthMiddleware:
                         await anyio.to_thread.run_sync(self.sessions.store.close_session, cookies[name])
             client = scope.get("client")
             token = _CLIENT.set(client[0] if client else "?")
+            # PostgreSQL: looked up here, off the event loop; SQLite answers in microseconds, on the loop.
+            session = _SESSION.set(await self._session(scope) if self.sessions.store.postgres else None)
             try:
                 await self.app(scope, receive, send)
             finally:
+                _SESSION.reset(session)
                 _CLIENT.reset(token)
             return
         await self.app(scope, receive, send)

@@ -363,7 +363,7 @@ class LabelStore:
     """
 
     def __init__(self, path: str | Path, synchronous: str = "NORMAL", busy_timeout_ms: int = 30_000,
-                 pool_size: int = 10) -> None:
+                 pool_size: int = 32) -> None:
         synchronous = synchronous.upper()
         if synchronous not in ("NORMAL", "FULL", "EXTRA"):
             raise UserError(f"label.synchronous: expected NORMAL, FULL or EXTRA, got {synchronous!r}")
@@ -379,7 +379,9 @@ class LabelStore:
         self._auth_cache: dict[str, tuple[str, bytes]] = {}
         self._auth_key = secrets.token_bytes(32)
         if self.postgres:
-            self.engine = create_engine(url, pool_size=pool_size, max_overflow=2 * pool_size, pool_timeout=60,
+            # Connections above pool_size are closed when returned, and opening one forks a server
+            # process: keep as many open as the app's worker threads use at once.
+            self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=60,
                                         connect_args={"connect_timeout": 10, "application_name": "align-label"})
         else:
             assert self.path is not None
