@@ -9,7 +9,7 @@ sharing the database):
   ``overlap`` labels (a trigger in the schema double-checks every insert);
 * an annotator never sees an item twice: ``UNIQUE (item_id, annotator_id)`` on assignments;
 * an assignment is a lease: it expires ``lease_seconds`` after it was handed out (or last renewed),
-  and its slot goes back to the pool. A label sent on an expired lease is still accepted when the item
+  and its slot goes back to the pool (looked for at most once a second per queue). A label sent on an expired lease is still accepted when the item
   has a free slot, else refused (the caller gets the next item instead);
 * gold items (known answers) are mixed in at ``gold_rate``; they never run out of slots;
 * the A/B order is drawn per assignment and stored (``shown_first``); callers speak in *display* terms

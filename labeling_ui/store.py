@@ -1,18 +1,19 @@
 """The labeling database: SQLite (the embedded default) or PostgreSQL (several app servers), through
 SQLAlchemy Core, schema-versioned by Alembic, every write in one transaction.
 
-``label.db`` selects the engine: a path or ``sqlite:///PATH`` is a SQLite file, ``postgresql://USER@HOST/DB``
-a PostgreSQL database. One database holds everything the labeling app knows: projects, items (a prompt and two responses, with
-where they came from and what the safety filter thought of them), annotators (salted scrypt password
-hashes and a role), assignments (leases, see :mod:`labeling_ui.queue`) and labels.
+``label.db`` selects the engine: a path or ``sqlite:///PATH`` is a SQLite file,
+``postgresql://USER@HOST/DB`` a PostgreSQL database. One database holds everything the labeling app
+knows: projects, items (a prompt and two responses, with where they came from and what the safety
+filter thought of them), annotators (salted scrypt password hashes and a role), assignments (leases,
+see :mod:`labeling_ui.queue`), labels, and the login sessions.
 
 Conventions
 -----------
 * Responses are stored in a fixed order, ``response_a`` then ``response_b``. Labels always speak of that
   *stored* order (``choice`` is ``A`` / ``B`` / ``tie`` / ``both_bad``); which one the annotator saw on
   the left is recorded separately (``shown_first``), so position bias can be measured.
-* Durability (SQLite): WAL with ``synchronous=NORMAL`` by default. A commit is a ``write()`` into the WAL file
-  before the call returns, so a committed (acknowledged) label survives SIGKILL of the server process;
+* Durability (SQLite): WAL with ``synchronous=NORMAL`` by default. A commit is a ``write()`` into the
+  WAL file before the call returns, so a committed (acknowledged) label survives SIGKILL of the server process;
   only an OS crash or power loss can drop the last transactions. ``synchronous="FULL"`` (config
   ``label.synchronous``) adds an fsync per commit for power-loss durability.
   PostgreSQL acknowledges a commit once its WAL record is flushed (``synchronous_commit`` on, the
