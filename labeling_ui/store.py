@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from alignment.errors import UserError
@@ -364,7 +364,7 @@ class LabelStore:
     """
 
     def __init__(self, path: str | Path, synchronous: str = "NORMAL", busy_timeout_ms: int = 30_000,
-                 pool_size: int = 32) -> None:
+                 pool_size: int = 16) -> None:
         synchronous = synchronous.upper()
         if synchronous not in ("NORMAL", "FULL", "EXTRA"):
             raise UserError(f"label.synchronous: expected NORMAL, FULL or EXTRA, got {synchronous!r}")
@@ -381,9 +381,14 @@ class LabelStore:
         self._auth_key = secrets.token_bytes(32)
         if self.postgres:
             # Connections above pool_size are closed when returned, and opening one forks a server
-            # process: keep as many open as the app's worker threads use at once.
-            self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=60,
-                                        connect_args={"connect_timeout": 10, "application_name": "align-label"})
+            # process: keep about as many open as the app's worker threads use at once. Single reads
+            # (the session check of every request) have a pool of their own whose connections stay in
+            # autocommit: switching a pooled connection there and back cost round trips of its own.
+            connect_args = {"connect_timeout": 10, "application_name": "align-label"}
+            self.engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size // 2, pool_timeout=60,
+                                        connect_args=connect_args)
+            self._read_engine = create_engine(url, isolation_level="AUTOCOMMIT", pool_size=pool_size // 2,
+                                              max_overflow=pool_size // 2, pool_timeout=60, connect_args=connect_args)
         else:
             assert self.path is not None
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -393,10 +398,11 @@ class LabelStore:
                                                       "timeout": busy_timeout_ms / 1000})
             event.listen(self.engine, "connect", self._sqlite_connect)
             event.listen(self.engine, "begin", self._sqlite_begin)
+            self._read_engine = self.engine
         try:
             self._migrate()
         except BaseException:
-            self.engine.dispose()
+            self.close()
             raise
 
     # ------------------------------------------------------------------ connections and transactions
@@ -415,10 +421,10 @@ class LabelStore:
     def _sqlite_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("label_write") else "BEGIN")
 
-    def _connect(self) -> Connection:
+    def _connect(self, engine: Engine | None = None) -> Connection:
         """A pooled connection; a database that cannot be reached is a :class:`UserError`."""
         try:
-            return self.engine.connect()
+            return (engine or self.engine).connect()
         except OperationalError as e:
             raise UserError(f"label.db: cannot connect to {self.where}: {_first_line(e)}") from None
 
@@ -454,9 +460,7 @@ class LabelStore:
         tx = getattr(self._local, "tx", None)
         if tx is not None:
             return tx.execute(sql, params)
-        with self._connect() as conn:
-            if self.postgres:
-                conn.execution_options(isolation_level="AUTOCOMMIT")
+        with self._connect(self._read_engine) as conn:
             return Tx(conn).execute(sql, params)
 
     def transact(self, fn: Callable[[Tx], T], *, retry_unique: bool = False) -> T:
@@ -479,6 +483,8 @@ class LabelStore:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._read_engine is not self.engine:
+            self._read_engine.dispose()
         self._local = threading.local()
 
     # ------------------------------------------------------------------ migrations
