@@ -105,7 +105,7 @@ class Synchronous(Choice):
 
 #: ``align-label``'s sub-commands (built by call: ``add-user`` and ``import`` are no identifiers).
 LabelCommand = Choice("LabelCommand", [(c, c) for c in ("serve", "add-user", "deactivate", "reactivate", "import",
-                                                        "export", "stats", "bots")],
+                                                        "export", "stats", "bots", "migrate")],
                       module=__name__)
 
 
@@ -488,6 +488,7 @@ class LabelConfig:
 
     #: The sub-command when none is given on the command line.
     command: LabelCommand = LabelCommand.serve
+    #: A SQLite file (a path or sqlite:///PATH) or a PostgreSQL database (postgresql://USER@HOST/DB).
     db: str = "${run.dir}/labels/labels.db"
     project: str = "default"
     host: str = "127.0.0.1"
@@ -498,7 +499,8 @@ class LabelConfig:
     gold_rate: float = 0.1
     #: An assignment not labeled within this time goes back to the pool.
     lease_seconds: float = 600.0
-    #: SQLite ``synchronous`` in WAL mode: NORMAL survives a killed server process, FULL also power loss.
+    #: SQLite ``synchronous`` in WAL mode: NORMAL survives a killed server process, FULL also power loss
+    #: (ignored on PostgreSQL, whose commits are durable once acknowledged).
     synchronous: Synchronous = Synchronous.NORMAL
     #: Gradio queue's default_concurrency_limit (browser events) and the worker threads of the server.
     concurrency_limit: int = 32

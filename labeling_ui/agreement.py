@@ -108,8 +108,10 @@ def project_stats(store: LabelStore, project: str, now: float | None = None) -> 
     labels = store.labels(project)
     with store.read() as c:
         total, complete, started, gold_items = c.execute(
-            """SELECT COALESCE(SUM(is_gold = 0), 0), COALESCE(SUM(is_gold = 0 AND n_labels >= ?), 0),
-                      COALESCE(SUM(is_gold = 0 AND n_labels > 0 AND n_labels < ?), 0), COALESCE(SUM(is_gold), 0)
+            """SELECT COALESCE(SUM(1 - is_gold), 0),
+                      COALESCE(SUM(CASE WHEN is_gold = 0 AND n_labels >= ? THEN 1 ELSE 0 END), 0),
+                      COALESCE(SUM(CASE WHEN is_gold = 0 AND n_labels > 0 AND n_labels < ? THEN 1 ELSE 0 END), 0),
+                      COALESCE(SUM(is_gold), 0)
                FROM items WHERE project_id = ?""", (p.overlap, p.overlap, p.id)).fetchone()
         leases = c.execute("""SELECT COUNT(*) FROM assignments a JOIN items i ON i.id = a.item_id
                               WHERE i.project_id = ? AND a.status = 'active' AND a.expires_at >= ?""",

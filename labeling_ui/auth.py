@@ -4,11 +4,16 @@ Gradio keeps sessions in ``app.tokens`` (a dict: cookie token -> user name, fill
 read by every route through ``app.tokens.get(token)``) and, by default, ``GET /logout`` drops *every*
 token of the user. This module makes that fit a labeling campaign:
 
+* **Sessions in the database.** :class:`SessionTable` replaces ``app.tokens`` (Gradio's dict of one
+  process's logins) with the store's ``sessions`` table, and every server of a campaign names its
+  login cookie after the database's ``cookie_id`` setting (Gradio draws a random name per process):
+  with several app servers on one PostgreSQL database behind a proxy, a cookie set by one server is
+  honoured by the others, and a server restart logs nobody out.
 * **Revocation.** Each account has a ``session_epoch`` in the store; a password change (``add-user
-  --update``), a deactivation or a reactivation bumps it. :class:`SessionTable` replaces ``app.tokens``:
-  a token remembers the epoch its login was checked under, and a lookup whose epoch no longer matches
-  (or whose account is gone or deactivated) drops the token and answers "no user", so the very next
-  request with an old cookie gets 401, whichever process changed the account.
+  --update``), a deactivation or a reactivation bumps it. A session remembers the epoch its login was
+  checked under, and a lookup whose epoch no longer matches (or whose account is gone or deactivated)
+  answers "no user", so the very next request with an old cookie gets 401, on every server at once,
+  whichever process changed the account.
 * **Logout ends one session.** ``GET /logout`` is always served with ``all_session=false``: logging
   out in one browser does not log the same person out of another.
 * **Brute force.** :class:`LoginThrottle` counts failed logins per (account, client address): after
@@ -40,6 +45,7 @@ from typing import Any
 import anyio
 from fastapi import HTTPException
 from starlette.middleware import Middleware
+from starlette.requests import Request
 
 from labeling_ui.store import LabelStore
 
@@ -66,6 +72,10 @@ _CLIENT: contextvars.ContextVar[str] = contextvars.ContextVar("label_login_clien
 #: The session epoch a successful password check was made under (read when Gradio stores the token).
 _CHECKED_EPOCH: contextvars.ContextVar[tuple[str, int] | None] = contextvars.ContextVar(
     "label_login_epoch", default=None)
+#: The request's login cookie and whose session it is (``None``: none that holds), looked up by
+#: :class:`AuthMiddleware` in a worker thread before Gradio's routes ask :class:`SessionTable`.
+_SESSION: contextvars.ContextVar[tuple[str, str | None] | None] = contextvars.ContextVar(
+    "label_session", default=None)
 
 
 class LoginThrottle:
@@ -142,62 +152,96 @@ class LoginThrottle:
 
 
 class SessionTable(dict):
-    """``app.tokens`` that checks each token's account epoch on every lookup (see the module doc)."""
+    """``app.tokens`` kept in the database's ``sessions`` table (see the module doc): every app server
+    on the database reads and writes the same sessions, so a login made on one is honoured by all, and
+    a revocation is seen by all on their next request. Nothing is held in this process's memory."""
 
     def __init__(self, store: LabelStore) -> None:
         super().__init__()
         self.store = store
-        self._epochs: dict[str, int] = {}
 
     def __setitem__(self, token: str, username: str) -> None:
         checked = _CHECKED_EPOCH.get()
         epoch = checked[1] if checked is not None and checked[0] == username else self.store.session_epoch(username)
-        if epoch is None:           # deactivated between the password check and now
-            return
-        self._epochs[token] = epoch
-        super().__setitem__(token, username)
+        if epoch is not None:           # else deactivated between the password check and now
+            self.store.open_session(token, username, epoch)
 
     def get(self, token: Any, default: Any = None) -> Any:
-        username = super().get(token)
+        if not isinstance(token, str) or not token:
+            return default
+        seen = _SESSION.get()
+        # Gradio asks from async code, on the event loop: on PostgreSQL the answer the middleware looked
+        # up for this request in a worker thread is used when it is about the same token, so that no
+        # network round trip holds up the loop (and every other request of the server with it).
+        username = seen[1] if seen is not None and seen[0] == token else self.store.session_user(token)
+        return default if username is None else username
+
+    def __getitem__(self, token: Any) -> str:
+        username = self.get(token)
         if username is None:
-            return default
-        if self.store.session_epoch(username) != self._epochs.get(token):
-            self.pop(token, None)
-            return default
+            raise KeyError(token)
         return username
 
+    def __contains__(self, token: Any) -> bool:
+        return self.get(token) is not None
+
     def __delitem__(self, token: str) -> None:
-        super().__delitem__(token)
-        self._epochs.pop(token, None)
+        self.store.close_session(token)
 
     def pop(self, token: Any, *default: Any) -> Any:
-        self._epochs.pop(token, None)
-        return super().pop(token, *default)
+        username = self.get(token)
+        if isinstance(token, str):
+            self.store.close_session(token)
+        if username is None:
+            if default:
+                return default[0]
+            raise KeyError(token)
+        return username
 
 
 class AuthMiddleware:
-    """Pure ASGI middleware: installs the :class:`SessionTable`, notes the client address for the login
-    check, and makes ``/logout`` end only the current session."""
+    """Pure ASGI middleware: installs the :class:`SessionTable` and the campaign's cookie id, notes the
+    client address for the login check, and makes ``/logout`` end only the current session."""
 
-    def __init__(self, app: Any, sessions: SessionTable) -> None:
+    def __init__(self, app: Any, sessions: SessionTable, cookie_id: str) -> None:
         self.app = app
         self.sessions = sessions
+        self.cookie_id = cookie_id
+
+    async def _session(self, scope: dict) -> tuple[str, str | None] | None:
+        """The request's login token and its account, read from the database in a worker thread."""
+        cookies = Request(scope).cookies
+        login = cookies.get(f"access-token-{self.cookie_id}") or cookies.get(f"access-token-unsecure-{self.cookie_id}")
+        if not login:
+            return None
+        return login, await anyio.to_thread.run_sync(self.sessions.store.session_user, login)
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] in ("http", "websocket"):
             server_app = scope.get("app")
             # Gradio's launch() resets app.tokens to a plain dict before serving: swap ours in before any
-            # route (the login included) can use it.
+            # route (the login included) can use it. Gradio names its login cookie after a random id
+            # per process; every server of the campaign uses the database's, so they read each other's.
             if server_app is not None and getattr(server_app, "tokens", None) is not self.sessions:
                 server_app.tokens = self.sessions
+                server_app.cookie_id = self.cookie_id
             path = scope.get("path", "").rstrip("/")
             if scope["type"] == "http" and path.endswith("/logout"):
                 scope = dict(scope, query_string=b"all_session=false")
+                # Gradio looks for the session under the Secure cookie's name only, which a browser does
+                # not send over plain http: end the session of whichever login cookie came.
+                cookies = Request(scope).cookies
+                for name in (f"access-token-{self.cookie_id}", f"access-token-unsecure-{self.cookie_id}"):
+                    if cookies.get(name):
+                        await anyio.to_thread.run_sync(self.sessions.store.close_session, cookies[name])
             client = scope.get("client")
             token = _CLIENT.set(client[0] if client else "?")
+            # PostgreSQL: looked up here, off the event loop; SQLite answers in microseconds, on the loop.
+            session = _SESSION.set(await self._session(scope) if self.sessions.store.postgres else None)
             try:
                 await self.app(scope, receive, send)
             finally:
+                _SESSION.reset(session)
                 _CLIENT.reset(token)
             return
         await self.app(scope, receive, send)
@@ -210,6 +254,9 @@ class Auth:
         self.store = store
         self.throttle = throttle or LoginThrottle()
         self.sessions = SessionTable(store)
+        cookie_id = store.setting("cookie_id")
+        assert cookie_id, "schema revision 0003 writes the cookie id"
+        self.cookie_id = cookie_id
         self._limiter = anyio.CapacityLimiter(SCRYPT_THREADS)
 
     async def check(self, username: str, password: str) -> bool:
@@ -239,5 +286,6 @@ class Auth:
         """``launch(app_kwargs=...)``: ``base`` (other FastAPI arguments) plus this module's middleware,
         which must be given to the FastAPI app as it is created (none can be added once it serves)."""
         kwargs = dict(base or {})
-        kwargs["middleware"] = [*kwargs.get("middleware", []), Middleware(AuthMiddleware, sessions=self.sessions)]
+        kwargs["middleware"] = [*kwargs.get("middleware", []),
+                                Middleware(AuthMiddleware, sessions=self.sessions, cookie_id=self.cookie_id)]
         return kwargs

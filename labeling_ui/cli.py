@@ -22,6 +22,11 @@ label.command=serve`` works too).
     stats                 the admin tab's figures as JSON
     bots [--n N] [--url URL] [--max-labels K]  simulated annotators through the HTTP API (exit 1 when
                           a bot failed)
+    migrate --to URL      copy the campaign of label.db (e.g. a SQLite file) into the empty database URL
+                          (e.g. postgresql://user@host/db), checked by row counts and content hashes
+
+label.db is a SQLite file (a path or sqlite:///PATH) or a PostgreSQL database (postgresql://USER@HOST/DB):
+several ``serve`` processes on one PostgreSQL database serve one campaign (docs/labeling.md).
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ log = logging.getLogger("align-label")
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="align-label", description="The labeling app: serve, add-user, deactivate, reactivate, import, export, "
-        "stats, bots. "
+        "stats, bots, migrate. "
         "Hydra overrides (key=value, e.g. label.db=... run.dir=...) go after the sub-command.")
     sub = parser.add_subparsers(dest="command")
     p = sub.add_parser("serve", help="start the web app")
@@ -71,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int)
     p.add_argument("--url")
     p.add_argument("--max-labels", type=int)
+    p = sub.add_parser("migrate", help="copy the campaign of label.db into another (empty) database")
+    p.add_argument("--to", required=True, metavar="URL", help="the target database, e.g. postgresql://user@host/db")
     return parser
 
 
@@ -204,6 +211,22 @@ def run(command: str, args: argparse.Namespace, cfg: Any) -> int:
             log.error("%d of %d bot(s) failed (%s): is the server up at %s?", len(failed), len(results["bots"]),
                       ", ".join(failed), url)
             return 1
+        return 0
+    if command == "migrate":
+        from labeling_ui.migrate import copy_campaign
+        from labeling_ui.store import LabelStore, database_url
+        target_url = getattr(args, "to", None)
+        if not target_url:
+            raise UserError("migrate needs a target: align-label migrate --to postgresql://USER@HOST/DB")
+        if database_url(target_url)[1] == database_url(label.db)[1]:
+            raise UserError(f"migrate: --to names the source database itself ({label.db})")
+        source = _store(cfg)
+        target = LabelStore(target_url)
+        try:
+            print(json.dumps(copy_campaign(source, target), indent=2))
+        finally:
+            source.close()
+            target.close()
         return 0
     raise AssertionError(f"align-label: sub-command {command!r} has no handler")
 

@@ -233,7 +233,7 @@ def export_preferences(store: LabelStore, project: str, out_dir: str | Path, **o
         Dataset.from_dict(columns, features=features).save_to_disk(str(tmp))
         summary["path"] = str(out_dir)
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        (tmp / MARKER).write_text(json.dumps({"project": project, "rows": len(rows), "db": str(store.path)}) + "\n")
+        (tmp / MARKER).write_text(json.dumps({"project": project, "rows": len(rows), "db": store.where}) + "\n")
         check_replaceable(out_dir)          # again: the folder may have appeared while the dataset was written
         if out_dir.exists():
             os.replace(out_dir, old)

@@ -15,6 +15,13 @@ subprocess, and drives it with N concurrent bot annotators through its real HTTP
 3. kill: bots keep labeling while the server is SIGKILLed ``--kill-trials`` times and restarted; bots
    re-login and retry (a retried submit is idempotent on the server).
 
+Engines and servers: ``--db sqlite`` (default) serves a SQLite file; ``--db postgres`` starts a throwaway
+PostgreSQL cluster (durable settings: fsync and synchronous_commit on) and ``--db postgresql://...``
+uses a fresh database on that server. ``--servers N`` starts N app servers on the one database; bot
+``i`` works on server ``i % N`` and, as behind a reverse proxy that fails over, moves to the next server
+when its own does not answer (its login cookie is honoured there: sessions live in the database). The
+kill phase kills server 0 each time.
+
 Afterwards the database is opened directly: ``lost`` counts labels the server acknowledged (HTTP 200,
 ``ok``) that are not in it (``lost_after_kill``: those acknowledged during the kill phase),
 ``over_assigned`` counts items with more labels than the overlap. The last line printed is one JSON
@@ -22,6 +29,7 @@ object with the figures.
 
     python scripts/bench_labeling.py                  # 50 bots, 40 s human pace, 20 s saturation, 3 kills
     python scripts/bench_labeling.py --bots 10 --human-seconds 10 --saturation-seconds 5 --kill-trials 1
+    python scripts/bench_labeling.py --db postgres --servers 2   # two app servers on a throwaway PostgreSQL
 """
 
 from __future__ import annotations
@@ -33,7 +41,6 @@ import os
 import random
 import shutil
 import signal
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -49,6 +56,7 @@ sys.path.insert(0, str(ROOT))
 
 from alignment.data.world import DemoWorld  # noqa: E402
 from labeling_ui.demo import demo_items  # noqa: E402
+from labeling_ui.pgserver import ThrowawayPostgres, create_database  # noqa: E402
 from labeling_ui.serving import free_port  # noqa: E402
 from labeling_ui.store import LabelStore, hash_password  # noqa: E402
 
@@ -62,7 +70,7 @@ FLOOD_TARGET = "flood-target"
 class Server:
     """The app in a subprocess; ``kill()`` is SIGKILL, ``start()`` waits until it answers."""
 
-    def __init__(self, db: Path, port: int, workdir: Path, extra: list[str]) -> None:
+    def __init__(self, db: str, port: int, workdir: Path, extra: list[str]) -> None:
         self.db, self.port, self.workdir, self.extra = db, port, workdir, extra
         self.url = f"http://127.0.0.1:{port}"
         self.proc: subprocess.Popen | None = None
@@ -71,7 +79,7 @@ class Server:
     def start(self, timeout: float = 120.0) -> float:
         t0 = time.monotonic()
         self.starts += 1
-        logf = open(self.workdir / f"server-{self.starts}.log", "w")  # noqa: SIM115 - lives with the process
+        logf = open(self.workdir / f"server-{self.port}-{self.starts}.log", "w")  # noqa: SIM115 - lives with the process
         cmd = [sys.executable, "-m", "labeling_ui", "serve", f"label.db={self.db}", f"label.port={self.port}",
                f"label.project={PROJECT}", f"run.dir={self.workdir}", *self.extra]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT,
@@ -117,9 +125,11 @@ class Server:
 class Bot:
     """One annotator over the HTTP API; survives server restarts (re-login, retry)."""
 
-    def __init__(self, url: str, name: str, password: str, rng: random.Random) -> None:
+    def __init__(self, urls: list[str], name: str, password: str, rng: random.Random) -> None:
         self.name, self.password, self.rng = name, password, rng
-        self.http = httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(30.0, connect=5.0),
+        self.urls, self.url = urls, urls[0]
+        self.failovers = 0
+        self.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0),
                                       headers={"accept-encoding": "identity"},
                                       limits=httpx.Limits(max_connections=2, max_keepalive_connections=1))
         self.session_hash = f"bench-{name}"
@@ -131,21 +141,23 @@ class Bot:
     async def login(self) -> None:
         while True:
             try:
-                r = await self.http.post("/login", data={"username": self.name, "password": self.password})
+                r = await self.http.post(self.url + "/login", data={"username": self.name, "password": self.password})
                 if r.status_code == 200:
                     return
             except httpx.HTTPError:
-                pass
+                self.fail_over()
             await asyncio.sleep(0.2)
 
     async def call(self, api_name: str, *data) -> dict:
-        """POST with retries across server restarts: 401 -> login again; connection errors -> wait."""
+        """POST with retries across server restarts: 401 -> login again; connection errors -> the next
+        server (or, with one server, the same one again) after a short wait."""
         while True:
             try:
-                r = await self.http.post(f"/gradio_api/run/{api_name}",
+                r = await self.http.post(f"{self.url}/gradio_api/run/{api_name}",
                                          json={"data": list(data), "session_hash": self.session_hash})
             except httpx.HTTPError:
                 self.errors += 1
+                self.fail_over()
                 await asyncio.sleep(0.2)
                 continue
             if r.status_code == 401:
@@ -156,6 +168,12 @@ class Bot:
                 await asyncio.sleep(0.2)
                 continue
             return r.json()["data"][0]
+
+    def fail_over(self) -> None:
+        """What a reverse proxy does when a server stops answering: send the next request elsewhere."""
+        if len(self.urls) > 1:
+            self.url = self.urls[(self.urls.index(self.url) + 1) % len(self.urls)]
+            self.failovers += 1
 
     async def submit(self) -> bool:
         """Label the current item (random answer); False when there is nothing left."""
@@ -270,8 +288,26 @@ def pct(values: list[float], q: float) -> float | None:
 
 async def main_async(args: argparse.Namespace) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="bench-labeling-"))
-    db = workdir / "labels.db"
+    postgres: ThrowawayPostgres | None = None
+    if args.db == "sqlite":
+        db = str(workdir / "labels.db")
+    elif args.db == "postgres":
+        postgres = ThrowawayPostgres(durable=True).start()
+        db = create_database(postgres.url, "bench")
+    elif args.db.startswith(("postgresql://", "postgres://")):
+        db = create_database(args.db)
+    else:
+        raise SystemExit(f"--db: expected sqlite, postgres or a postgresql:// URL, got {args.db!r}")
+    try:
+        return await run_bench(args, workdir, db)
+    finally:
+        if postgres is not None:
+            postgres.stop()
+
+
+async def run_bench(args: argparse.Namespace, workdir: Path, db: str) -> dict:
     store = LabelStore(db)
+    engine = "postgresql" if store.postgres else "sqlite"
     world = DemoWorld(0)
     store.add_items(PROJECT, demo_items(world, args.items, seed=1), overlap=args.overlap)
     # Bot accounts: one salted scrypt hash, written directly (hashing 50 passwords is not what we measure).
@@ -284,13 +320,18 @@ async def main_async(args: argparse.Namespace) -> dict:
         c.execute("INSERT INTO annotators (name, role, pw_hash, created_at) VALUES (?, 'admin', ?, ?)",
                   (FLOOD_TARGET, shared_hash, time.time()))
     store.close()
-    log.info("workdir %s: %d items (overlap %d), %d bots", workdir, args.items, args.overlap, args.bots)
+    log.info("workdir %s: %s database, %d items (overlap %d), %d bots, %d server(s)", workdir, engine, args.items,
+             args.overlap, args.bots, args.servers)
 
-    server = Server(db, args.port or free_port(), workdir,
-                    [f"label.synchronous={args.synchronous}", "label.gold_rate=0.0"])
-    log.info("server up in %.1f s at %s", server.start(), server.url)
+    servers = [Server(db, (args.port + i if args.port else free_port()), workdir,
+                      [f"label.synchronous={args.synchronous}", "label.gold_rate=0.0"]) for i in range(args.servers)]
+    for server in servers:
+        log.info("server up in %.1f s at %s", server.start(), server.url)
+    server = servers[0]
+    urls = [s.url for s in servers]
     rng = random.Random(args.seed)
-    bots = [Bot(server.url, f"bench{i:03d}", password, random.Random(rng.random())) for i in range(args.bots)]
+    bots = [Bot(urls[i % len(urls):] + urls[:i % len(urls)], f"bench{i:03d}", password, random.Random(rng.random()))
+            for i in range(args.bots)]
     try:
         await asyncio.gather(*(b.login() for b in bots))
         await asyncio.gather(*(b.call("next_item") for b in bots))
@@ -316,9 +357,9 @@ async def main_async(args: argparse.Namespace) -> dict:
         for b in bots:
             b.phase = "saturation"
         log.info("phase 2: saturation for %.0f s", args.saturation_seconds)
-        cpu0, client0 = server.cpu_seconds(), time.process_time()
+        cpu0, client0 = sum(s.cpu_seconds() for s in servers), time.process_time()
         n_sat, elapsed = await saturate(bots, args.saturation_seconds)
-        cpu_ms = (server.cpu_seconds() - cpu0) * 1000 / max(1, n_sat)
+        cpu_ms = (sum(s.cpu_seconds() for s in servers) - cpu0) * 1000 / max(1, n_sat)
         client_ms = (time.process_time() - client0) * 1000 / max(1, n_sat)
         log.info("saturation: %d labels in %.1f s = %.1f labels/s; CPU per label: server %.2f ms (%.0f%% of a core), "
                  "bench client %.2f ms", n_sat, elapsed, n_sat / elapsed, cpu_ms, cpu_ms * n_sat / elapsed / 10, client_ms)
@@ -331,17 +372,18 @@ async def main_async(args: argparse.Namespace) -> dict:
             restarts = await kill_phase(bots, server, args.kill_trials, rng)
     finally:
         await asyncio.gather(*(b.http.aclose() for b in bots))
-        server.stop()
+        for s in servers:
+            s.stop()
 
-    with sqlite3.connect(db) as c:
+    check = LabelStore(db)
+    with check.read() as c:
         stored = {r[0] for r in c.execute("SELECT id FROM labels WHERE withdrawn_at IS NULL")}
         over = c.execute("""SELECT COUNT(*) FROM (SELECT l.item_id FROM labels l JOIN items i ON i.id = l.item_id
-                            WHERE i.is_gold = 0 AND l.withdrawn_at IS NULL GROUP BY l.item_id HAVING COUNT(*) > ?)""",
+                            WHERE i.is_gold = 0 AND l.withdrawn_at IS NULL GROUP BY l.item_id HAVING COUNT(*) > ?) o""",
                          (args.overlap,)).fetchone()[0]
         twice = c.execute("""SELECT COUNT(*) FROM (SELECT 1 FROM labels WHERE withdrawn_at IS NULL
                              GROUP BY item_id, annotator_id
-                             HAVING COUNT(*) > 1)""").fetchone()[0]
-    check = LabelStore(db)
+                             HAVING COUNT(*) > 1) t""").fetchone()[0]
     problems = check.check_invariants(PROJECT)
     check.close()
     acked = {lid: phase for b in bots for lid, phase in b.acked.items()}
@@ -372,8 +414,11 @@ async def main_async(args: argparse.Namespace) -> dict:
         "acked_in_kill_phase": sum(p == "kill" for p in acked.values()),
         "restart_s_mean": round(statistics.mean(restarts), 1) if restarts else None,
         "invariant_problems": len(problems),
-        "synchronous": args.synchronous,
+        "synchronous": args.synchronous if engine == "sqlite" else None,
         "client_retries": sum(b.errors for b in bots),
+        "client_failovers": sum(b.failovers for b in bots),
+        "servers": len(servers),
+        "engine": engine,
     }
 
 
@@ -390,7 +435,11 @@ def main() -> None:
     parser.add_argument("--saturation-seconds", type=float, default=20.0)
     parser.add_argument("--kill-trials", type=int, default=3)
     parser.add_argument("--synchronous", default="NORMAL", choices=["NORMAL", "FULL"])
-    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--port", type=int, default=0, help="the first server's port (the others follow it)")
+    parser.add_argument("--db", default="sqlite",
+                        help="sqlite (a file, the default), postgres (a throwaway PostgreSQL cluster) or a "
+                             "postgresql:// URL of a server to create the bench database on")
+    parser.add_argument("--servers", type=int, default=1, help="app servers on the one database")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the work folder (database, server logs)")
     args = parser.parse_args()

@@ -1,5 +1,5 @@
-"""Shared test fixtures: an isolated model cache, the shared data folder, a smoke SFT run, the demo world
-and an empty label store."""
+"""Shared test fixtures: an isolated model cache, the shared data folder, a smoke SFT run, the demo world,
+an empty label store, and PostgreSQL databases for the tests that run on both engines."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from alignment.data.world import DemoWorld
+from labeling_ui.pgserver import POSTGRES_URL_ENV, ThrowawayPostgres, create_database, postgres_bin
 from labeling_ui.store import LabelStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,3 +71,34 @@ def store(tmp_path: Path) -> LabelStore:
     s = LabelStore(tmp_path / "labels.db")
     yield s
     s.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """A PostgreSQL server to create test databases on: $LABEL_TEST_POSTGRES_URL (CI starts one), else a
+    throwaway cluster for this session. Skipped only where PostgreSQL is not installed, never under CI=true."""
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if url:
+        yield url
+        return
+    if postgres_bin() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL tests cannot be skipped under CI=true: set {POSTGRES_URL_ENV} or install postgresql")
+        pytest.skip("PostgreSQL is not installed (no initdb): the PostgreSQL variants of the tests skip")
+    server = ThrowawayPostgres(durable=False).start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres_server: str) -> str:
+    """A new, empty PostgreSQL database."""
+    return create_database(postgres_server)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new, empty labeling database on each engine in turn: a SQLite path, a PostgreSQL URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "labels.db")
+    return request.getfixturevalue("pg_url")

@@ -56,7 +56,7 @@ def composed(config_name: str, *overrides: str):
     ("labels.annotators=crowd", "[simulated, human]"),
     ("label.synchronous=OFF", "[NORMAL, FULL, EXTRA]"),
     ("label.reports_for=nobody", "[admins, everyone]"),
-    ("label.command=serve-all", "[serve, add-user, deactivate, reactivate, import, export, stats, bots]"),
+    ("label.command=serve-all", "[serve, add-user, deactivate, reactivate, import, export, stats, bots, migrate]"),
     ("pipeline.stages=[sft,rlhf]", "[sft, candidates, labels, reward, ppo]"),
 ])
 def test_a_bad_choice_fails_while_composing_naming_the_valid_values(override, valid):

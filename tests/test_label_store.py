@@ -1,4 +1,6 @@
-"""The labeling store and queue: schema, invariants under concurrency, leases, import errors, export."""
+"""The labeling store and queue: schema, invariants under concurrency, leases, import errors, export.
+
+The store and queue tests run on both engines (the ``db`` fixture: a SQLite file, a PostgreSQL database)."""
 
 from __future__ import annotations
 
@@ -8,10 +10,12 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 from alignment.data.world import DemoWorld
 from alignment.errors import UserError
@@ -40,10 +44,19 @@ def add_users(store: LabelStore, n: int, prefix: str = "ann") -> list[str]:
     return names
 
 
-def count_rows(path: Path) -> dict[str, int]:
-    with sqlite3.connect(path) as c:
+def count_rows(db: LabelStore | str | Path) -> dict[str, int]:
+    store = db if isinstance(db, LabelStore) else LabelStore(db)
+    with store.read() as c:
         return {t: c.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
                 for t in ("projects", "items", "annotators", "assignments", "labels")}
+
+
+@pytest.fixture
+def store(db: str) -> LabelStore:
+    """An empty label store, on each engine in turn."""
+    s = LabelStore(db)
+    yield s
+    s.close()
 
 
 # ------------------------------------------------------------------------------------------ schema
@@ -66,8 +79,8 @@ def test_schema_is_versioned_and_in_wal_mode(tmp_path: Path) -> None:
 def test_passwords_are_salted_hashes_and_checked(store: LabelStore) -> None:
     store.add_annotator("alice", "correct-horse", "admin")
     store.add_annotator("bob", "correct-horse")
-    with sqlite3.connect(store.path) as c:
-        hashes = [r[0] for r in c.execute("SELECT pw_hash FROM annotators")]
+    with store.read() as c:
+        hashes = [r[0] for r in c.execute("SELECT pw_hash FROM annotators ORDER BY id")]
     assert all(h.startswith("scrypt$") and "correct-horse" not in h for h in hashes)
     assert hashes[0] != hashes[1]                       # salted
     assert store.check_password("alice", "correct-horse")
@@ -89,7 +102,7 @@ def test_passwords_are_salted_hashes_and_checked(store: LabelStore) -> None:
 def test_add_items_validates_everything_before_writing(store: LabelStore, world: DemoWorld) -> None:
     good = demo_items(world, 3)
     store.add_items("p", good)
-    before = count_rows(store.path)
+    before = count_rows(store)
     bad_batches = [
         ([*demo_items(world, 2, prefix="x"), {"prompt": "hi", "response_a": "a"}], "missing key 'response_b'"),
         ([*demo_items(world, 2, prefix="y"), {"prompt": "hi", "response_a": "a", "response_b": "  "}], "is empty"),
@@ -101,7 +114,7 @@ def test_add_items_validates_everything_before_writing(store: LabelStore, world:
     for batch, message in bad_batches:
         with pytest.raises(UserError, match=message):
             store.add_items("p", batch, source="candidates")
-        assert count_rows(store.path) == before
+        assert count_rows(store) == before
 
 
 def test_add_items_is_rerunnable_with_skip_existing(store: LabelStore, world: DemoWorld) -> None:
@@ -139,13 +152,13 @@ def test_add_items_stores_sources_and_safety_scores(store: LabelStore) -> None:
 def test_malformed_import_names_file_and_line_and_changes_nothing(store: LabelStore, tmp_path: Path,
                                                                   lines: list[str], message: str) -> None:
     store.add_items("p", [{"prompt": "seed", "response_a": "a", "response_b": "b"}])
-    before = count_rows(store.path)
+    before = count_rows(store)
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(UserError) as err:
         import_file(store, "p", path)
     assert str(path) + message in str(err.value)
-    assert count_rows(store.path) == before
+    assert count_rows(store) == before
 
 
 def test_hh_transcripts_split_into_prompt_and_last_turns() -> None:
@@ -161,7 +174,7 @@ def test_real_hh_file_imports_with_skip_invalid(store: LabelStore) -> None:
     path = shared_data("hh-rlhf-harmless/harmless-base-test.dev.jsonl")
     with pytest.raises(UserError, match=r"\.jsonl:\d+: HH-RLHF record"):
         import_file(store, "hh", path)          # the real split has a few empty last turns: strict fails
-    assert count_rows(store.path)["items"] == 0
+    assert count_rows(store)["items"] == 0
     skipped: list[str] = []
     n = import_file(store, "hh", path, skip_invalid=True, skipped=skipped)
     assert n + len(skipped) == sum(1 for line in path.open() if line.strip())
@@ -347,8 +360,8 @@ def test_leases_expire_and_return_to_the_pool(store: LabelStore, world: DemoWorl
 
 
 # ------------------------------------------------------------------------------------------ concurrency
-def test_threads_never_over_assign(tmp_path: Path, world: DemoWorld) -> None:
-    store = LabelStore(tmp_path / "labels.db")
+def test_threads_never_over_assign(db: str, world: DemoWorld) -> None:
+    store = LabelStore(db)
     store.add_items("p", demo_items(world, 30, gold_every=10), overlap=3)
     names = add_users(store, 8)
     q = LabelQueue(store, "p", gold_rate=0.1, lease_seconds=0.05)   # short leases: expiry races too
@@ -399,8 +412,7 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def test_several_processes_never_over_assign(tmp_path: Path, world: DemoWorld) -> None:
-    db = tmp_path / "labels.db"
+def test_several_processes_never_over_assign(db: str, world: DemoWorld) -> None:
     store = LabelStore(db)
     store.add_items("p", demo_items(world, 40), overlap=3)
     names = add_users(store, 9)
@@ -417,6 +429,60 @@ def test_several_processes_never_over_assign(tmp_path: Path, world: DemoWorld) -
     store.close()
 
 
+KILL_WORKER = textwrap.dedent("""
+    import sys, threading
+    from labeling_ui.queue import LabelQueue
+    from labeling_ui.store import LabelStore
+    db, names = sys.argv[1], sys.argv[2:]
+    store = LabelStore(db)
+    q = LabelQueue(store, "p", gold_rate=0.0, lease_seconds=5)
+    out = threading.Lock()
+    def work(name):
+        while (shown := q.next_item(name)) is not None:
+            label_id, _ = q.submit(name, shown.assignment_id, "A", 2)
+            with out:                  # acknowledged: the label's transaction has committed
+                print(label_id, flush=True)
+    ts = [threading.Thread(target=work, args=(n,)) for n in names]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+""")
+
+
+def test_a_killed_worker_loses_no_acknowledged_label_and_its_leases_return(db: str, world: DemoWorld) -> None:
+    """SIGKILL a process labeling from four threads, three times: every label it acknowledged is in
+    the database, the counters agree, and the leases it held return to the queue once they expire."""
+    store = LabelStore(db)
+    store.add_items("p", demo_items(world, 200), overlap=3)
+    names = add_users(store, 12)
+    acked: set[int] = set()
+    for trial in range(3):
+        batch = names[4 * trial:4 * trial + 4]
+        proc = subprocess.Popen([sys.executable, "-c", KILL_WORKER, db, *batch], cwd=ROOT, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        seen = 0
+        assert proc.stdout is not None
+        for line in proc.stdout:             # kill it mid-load, once it has acknowledged some labels
+            acked.add(int(line))
+            seen += 1
+            if seen == 15:
+                proc.kill()
+                break
+        proc.wait(timeout=60)
+        assert seen == 15, proc.stderr.read()[-2000:]
+        acked.update(int(line) for line in proc.stdout.read().split())   # printed before the kill landed
+        assert acked <= store.label_ids()
+        assert store.check_invariants("p") == []
+    with store.read() as c:
+        held = {r[0] for r in c.execute("SELECT item_id FROM assignments WHERE status = 'active'")}
+    assert held                                           # the killed workers left leases behind ...
+    later = LabelQueue(store, "p", gold_rate=0.0, clock=lambda: time.time() + 60)
+    assert later.next_item(names[0]) is not None          # ... which expire back into the pool
+    with store.read() as c:
+        assert c.execute("SELECT COUNT(*) FROM assignments WHERE status = 'expired'").fetchone()[0] >= len(held)
+    assert store.check_invariants("p") == []
+    store.close()
+
+
 def test_overlap_trigger_is_a_last_line_of_defence(store: LabelStore, world: DemoWorld) -> None:
     store.add_items("p", demo_items(world, 1), overlap=1)
     alice, bob = add_users(store, 2)
@@ -425,7 +491,7 @@ def test_overlap_trigger_is_a_last_line_of_defence(store: LabelStore, world: Dem
     with store.write() as c:     # forge a lease past the queue
         c.execute("INSERT INTO assignments (item_id, annotator_id, shown_first, status, leased_at, expires_at) "
                   "VALUES (1, (SELECT id FROM annotators WHERE name = ?), 'A', 'active', 0, 1e12)", (bob,))
-    with pytest.raises(sqlite3.IntegrityError, match="overlap exceeded"), store.write() as c:
+    with pytest.raises(IntegrityError, match="overlap exceeded"), store.write() as c:
         c.execute("INSERT INTO labels (item_id, annotator_id, assignment_id, choice, shown_first, created_at) "
                   "VALUES (1, (SELECT id FROM annotators WHERE name = ?), 2, 'tie', 'A', 0)", (bob,))
 
