@@ -117,3 +117,20 @@ def test_ppo_refuses_truncated_samplers_and_checks_the_micro_batch():
     assert PPOStageConfig(mini_batch_size=16).micro_batch == 16
     with pytest.raises(UserError, match="ppo.value_init"):
         PPOStageConfig(value_model="head", value_init="reward")
+
+
+def test_scale_full_sets_ppo_for_a_real_chat_model():
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from alignment.config import register_configs
+
+    register_configs()
+    conf = Path(__file__).resolve().parent.parent / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        ppo = OmegaConf.to_object(compose(config_name="ppo", overrides=["scale=full"])).ppo
+    assert ppo.mixed_precision == "bf16" and ppo.gradient_checkpointing
+    assert ppo.micro_batch < ppo.mini_batch_size <= ppo.batch_size and ppo.lr <= 1e-5
+    assert ppo.generation.max_new_tokens >= 128 and ppo.generation.temperature < 1.0
