@@ -47,8 +47,9 @@ def sampling_config(gen: GenerationConfig, stop_ids: list[int], pad_token_id: in
     neutral = transformers.GenerationConfig._get_default_generation_params()
     return transformers.GenerationConfig(**{
         **neutral,
-        "do_sample": sample, "temperature": gen.temperature if sample else 1.0,
-        "top_k": gen.top_k, "top_p": gen.top_p, "max_new_tokens": gen.max_new_tokens,
+        "max_new_tokens": gen.max_new_tokens, "do_sample": sample,
+        # greedy decoding ignores the sampler's settings: the defaults keep transformers from warning
+        **({"temperature": gen.temperature, "top_k": gen.top_k, "top_p": gen.top_p} if sample else {}),
         "max_length": None,  # max_new_tokens decides
         "eos_token_id": stop_ids, "pad_token_id": pad_token_id, "bos_token_id": None,
     })
