@@ -134,3 +134,16 @@ def test_scale_full_sets_ppo_for_a_real_chat_model():
     assert ppo.mixed_precision == "bf16" and ppo.gradient_checkpointing
     assert ppo.micro_batch < ppo.mini_batch_size <= ppo.batch_size and ppo.lr <= 1e-5
     assert ppo.generation.max_new_tokens >= 128 and ppo.generation.temperature < 1.0
+
+
+def test_the_policy_and_value_module_names_its_decoder_layers_for_fsdp():
+    from accelerate.utils.dataclasses import get_module_class_from_name
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaModel
+
+    from alignment.ppo.trainer import PolicyAndValue
+
+    config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2)
+    module = PolicyAndValue(LlamaForCausalLM(config), LlamaModel(config))
+    assert module._no_split_modules == ["LlamaDecoderLayer"]
+    assert get_module_class_from_name(module, "LlamaDecoderLayer") is not None

@@ -161,6 +161,11 @@ class PolicyAndValue(nn.Module):
         self.value_head = nn.Linear(policy.config.hidden_size, 1)
         nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)
+        #: The decoder-layer classes, for FSDP's transformer-based wrap (accelerate reads this attribute
+        #: of the prepared model; without it the whole module would be one unsharded unit).
+        self._no_split_modules = list(dict.fromkeys(
+            name for module in (policy, value_backbone) if module is not None
+            for name in getattr(module, "_no_split_modules", None) or []))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
                 response_length: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -272,8 +277,9 @@ def full_inputs(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, tokens: tor
 class RolloutForwardReuse:
     """The policy-and-value forward of the rollout, run once for two uses when it can be.
 
-    When an epoch is a single mini-batch (``mini_batch_size == batch_size``, TRL's default), the first
-    update step runs on the rollout's very weights and inputs, so the rollout's forward is run with
+    When an epoch is a single mini-batch run in one forward (``micro_batch == batch_size``, TRL's default
+    without micro-batches), the first update step runs on the rollout's very weights and inputs, so the
+    rollout's forward is run with
     autograd on and kept for that step instead of being run twice: one forward less per update, same
     numbers (dropout is off). Otherwise both methods are the plain forward.
     """
@@ -306,8 +312,8 @@ class PPOTrainer:
     """Runs PPO updates over a stream of prompts. The stage module loads models and writes outputs.
 
     Under ``accelerate launch`` every process samples its own ``batch_size`` prompts per update
-    (disjoint slices of one seeded order), whitens its own advantages (as TRL), and DDP averages the
-    gradients; the logged statistics are averaged over all processes, so every process records the
+    (disjoint slices of one seeded order), advantages are whitened over all processes' tokens (as
+    OpenRLHF and verl; TRL whitened per process), and DDP averages the gradients; the logged statistics are averaged over all processes, so every process records the
     same history and moves the KL coefficient the same way.
     """
 
