@@ -18,7 +18,15 @@ from __future__ import annotations
 
 import torch
 
-from alignment.ppo.rollout_math import LOGPROB_CHUNK, float32_chunks, masked_mean, masked_var, zero_outside
+from alignment.ppo.rollout_math import (
+    LOGPROB_CHUNK,
+    as_float32,
+    masked_mean,
+    masked_var,
+    per_chunk,
+    position_chunks,
+    zero_outside,
+)
 
 
 def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
@@ -71,15 +79,18 @@ def entropy_from_logits(logits: torch.Tensor, temperature: float = 1.0, chunk: i
     """Entropy of ``softmax(logits / temperature)`` per position, float32: ``logsumexp(l) - sum(softmax(l) * l)``.
 
     Pass the sampling temperature, so it is the entropy of the sampling distribution. Like the
-    log-probs it runs over ``chunk`` positions of a row at a time in float32, so no float32 copy of
-    all the logits is materialised.
+    log-probs it runs over ``chunk`` positions of a row at a time in float32 (recomputed in the
+    backward pass under autograd), so no float32 copy of all the logits is materialised.
     """
-    out = []
-    for part in float32_chunks(logits, chunk):
-        if temperature != 1.0:
-            part = part / temperature
-        out.append(torch.logsumexp(part, dim=-1) - (torch.softmax(part, dim=-1) * part).sum(dim=-1))
+    out = [per_chunk(_chunk_entropy, part, temperature) for part in position_chunks(logits, chunk)]
     return torch.cat(out).reshape(logits.shape[:-1])
+
+
+def _chunk_entropy(part: torch.Tensor, temperature: float) -> torch.Tensor:
+    part = as_float32(part)
+    if temperature != 1.0:
+        part = part / temperature
+    return torch.logsumexp(part, dim=-1) - (torch.softmax(part, dim=-1) * part).sum(dim=-1)
 
 
 def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

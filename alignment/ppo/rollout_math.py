@@ -20,9 +20,10 @@ PPOTrainer up to 1.12):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
+import torch.utils.checkpoint
 
 #: Added to a variance before ``rsqrt`` in whitening, as TRL: keeps a constant batch finite.
 WHITEN_EPS = 1e-8
@@ -53,7 +54,8 @@ def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor, temperature
     logits divided by 0.7 are off by up to 0.15 nat), and the importance ratio ``exp(new - old)`` is
     too sensitive for bf16 log-probs. The work runs over ``chunk`` positions at a time: the chosen
     logit minus the ``logsumexp`` of its row (TRL's ``selective_log_softmax``), so neither a float32
-    copy of all the logits nor a full log-softmax is ever materialised. Autograd flows through.
+    copy of all the logits nor a full log-softmax is ever materialised; under autograd each chunk is
+    recomputed in the backward pass (:func:`per_chunk`), so the backward does not keep them either.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0 to have log-probs, got {temperature}")
@@ -61,30 +63,47 @@ def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor, temperature
         raise ValueError(f"logits {tuple(logits.shape)} do not match tokens {tuple(tokens.shape)}")
     index = tokens.reshape(-1, 1).long()
     out, done = [], 0
-    for part in float32_chunks(logits, chunk):
-        if temperature != 1.0:
-            part = part / temperature  # a new tensor: never scale the caller's logits in place
-        chosen = torch.gather(part, -1, index[done:done + part.size(0)]).squeeze(-1)
-        out.append(chosen - torch.logsumexp(part, dim=-1))
+    for part in position_chunks(logits, chunk):
+        out.append(per_chunk(_chunk_logprobs, part, index[done:done + part.size(0)], temperature))
         done += part.size(0)
     return torch.cat(out).reshape(tokens.shape)
 
 
-def float32_chunks(logits: torch.Tensor, chunk: int = LOGPROB_CHUNK) -> Iterator[torch.Tensor]:
-    """The positions of ``[..., vocab]`` logits in order, ``[<= chunk, vocab]`` at a time, as float32.
+def _chunk_logprobs(part: torch.Tensor, index: torch.Tensor, temperature: float) -> torch.Tensor:
+    part = as_float32(part)
+    if temperature != 1.0:
+        part = part / temperature  # a new tensor: never scale the caller's logits in place
+    return torch.gather(part, -1, index).squeeze(-1) - torch.logsumexp(part, dim=-1)
+
+
+def as_float32(logits: torch.Tensor) -> torch.Tensor:
+    """Half-precision logits as float32; float32 and float64 as they are."""
+    return logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
+
+
+def per_chunk(fn: Callable[..., torch.Tensor], part: torch.Tensor, *args: Any) -> torch.Tensor:
+    """``fn(part, *args)``; under autograd, recomputed in the backward pass (activation checkpointing)
+    instead of keeping the chunk's float32 temporaries: the backward then holds one chunk's worth of
+    vocabulary-sized float32 at a time, not the whole batch's."""
+    if torch.is_grad_enabled() and part.requires_grad:
+        return torch.utils.checkpoint.checkpoint(fn, part, *args, use_reentrant=False)
+    return fn(part, *args)
+
+
+def position_chunks(logits: torch.Tensor, chunk: int = LOGPROB_CHUNK) -> Iterator[torch.Tensor]:
+    """The positions of ``[..., vocab]`` logits in order, ``[<= chunk, vocab]`` at a time.
 
     Slices are views of the caller's tensor (a model's response logits are a non-contiguous slice,
-    which ``reshape`` would copy whole); only each chunk is cast. Float64 stays float64.
+    which ``reshape`` would copy whole), in the caller's dtype.
     """
     if logits.dim() == 1:
         logits = logits.unsqueeze(0)
     if logits.dim() > 2:
         for sub in logits:
-            yield from float32_chunks(sub, chunk)
+            yield from position_chunks(sub, chunk)
         return
     for start in range(0, logits.size(0), chunk):
-        part = logits[start:start + chunk]
-        yield part if part.dtype == torch.float64 else part.float()
+        yield logits[start:start + chunk]
 
 
 # --------------------------------------------------------------------------------------------------
