@@ -33,9 +33,9 @@ WHITEN_EPS = 1e-8
 # Log-probabilities of the sampled tokens
 # --------------------------------------------------------------------------------------------------
 
-#: Positions per chunk of the log-softmax: bounds the float32 temporaries at ``chunk * vocab`` values
-#: (about 600 MB at a 151,936 vocabulary) whatever the batch and response length.
-LOGPROB_CHUNK = 1024
+#: Positions per chunk of the log-softmax: bounds each float32 temporary at ``chunk * vocab`` values
+#: (about 150 MB at a 151,936 vocabulary) whatever the batch and response length.
+LOGPROB_CHUNK = 256
 
 
 def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0,
