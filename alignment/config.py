@@ -127,6 +127,24 @@ class ValueModel(Choice):
     head = "head"
 
 
+class ValueInit(Choice):
+    """Where a separate value backbone starts: the policy's weights, or the reward model's (the N+
+    implementation details: a value model that already reads the reward learns its targets sooner)."""
+
+    policy = "policy"
+    reward = "reward"
+
+
+class MixedPrecision(Choice):
+    """PPO's compute precision; ``auto``: accelerate's ``mixed_precision`` setting. Trained weights
+    stay float32 (master weights) whatever the compute precision."""
+
+    auto = "auto"
+    no = "no"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
 class Stage(Choice):
     """The pipeline's stages, in data-flow order."""
 
@@ -656,6 +674,17 @@ class PPOStageConfig:
     #: The value model: ``separate`` (its own backbone, initialised from the policy) or ``head``
     #: (a value head on the policy's own hidden states: less memory, shared gradients).
     value_model: ValueModel = ValueModel.separate
+    #: A separate value backbone starts from the ``policy`` or from the ``reward`` model (which must
+    #: then be a causal LM backbone sharing the policy's tokenizer).
+    value_init: ValueInit = ValueInit.policy
+    #: ``bf16``/``fp16``: forwards and generation under autocast in that dtype, float32 master
+    #: weights and log-probs; ``no``: float32 throughout; ``auto``: accelerate's setting.
+    mixed_precision: MixedPrecision = MixedPrecision.auto
+    #: Rows per forward/backward within a mini-batch (gradients accumulate to the mini-batch's
+    #: update), and per forward in the rollout; 0: the whole mini-batch at once.
+    micro_batch_size: int = 0
+    #: Recompute activations in the backward pass (less memory, about a third more compute).
+    gradient_checkpointing: bool = False
     gamma: float = 1.0
     lam: float = 0.95
     cliprange: float = 0.2
@@ -686,10 +715,16 @@ class PPOStageConfig:
 
     def __post_init__(self) -> None:
         self.value_model = ValueModel.parse(self.value_model, "ppo.value_model")
+        self.value_init = ValueInit.parse(self.value_init, "ppo.value_init")
+        self.mixed_precision = MixedPrecision.parse(self.mixed_precision, "ppo.mixed_precision")
+        check(self.value_init == "policy" or self.value_model == "separate", "ppo.value_init", self.value_init,
+              "policy unless ppo.value_model=separate (a value head on the policy starts from the policy)")
         self.safety_backend = SafetyBackend.parse(self.safety_backend, "ppo.safety_backend")
         check(self.lr > 0, "ppo.lr", self.lr, "> 0")
         check(self.total_episodes >= self.batch_size, "ppo.total_episodes", self.total_episodes,
               f">= ppo.batch_size={self.batch_size}")
+        check(self.micro_batch_size == 0 or (self.micro_batch_size >= 1 and self.mini_batch_size % self.micro_batch_size == 0),
+              "ppo.micro_batch_size", self.micro_batch_size, f"0 or a divisor of ppo.mini_batch_size={self.mini_batch_size}")
         check(self.mini_batch_size >= 1 and self.batch_size % self.mini_batch_size == 0, "ppo.batch_size",
               self.batch_size, f"a multiple of ppo.mini_batch_size={self.mini_batch_size}")
         for key in ("gamma", "lam"):
@@ -699,6 +734,16 @@ class PPOStageConfig:
               self.missing_eos_penalty, ">= 0 (it is subtracted), or null")
         check(self.generation.temperature > 0, "ppo.generation.temperature", self.generation.temperature,
               "> 0: PPO samples its rollouts")
+        # the log-probs are those of softmax(logits / T): a truncated sampler would make them off-policy
+        check(self.generation.top_k == 0, "ppo.generation.top_k", self.generation.top_k,
+              "0: PPO's log-probs are of the full softmax, so rollouts must sample from it")
+        check(self.generation.top_p == 1.0, "ppo.generation.top_p", self.generation.top_p,
+              "1.0: PPO's log-probs are of the full softmax, so rollouts must sample from it")
+
+    @property
+    def micro_batch(self) -> int:
+        """Rows per forward (``micro_batch_size``, or the whole mini-batch when 0)."""
+        return self.micro_batch_size or self.mini_batch_size
 
 
 @dataclass

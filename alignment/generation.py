@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import transformers
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -24,6 +27,58 @@ class Sample:
 
 def device_for(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
+
+
+def stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Every id that ends an answer: the model's ``generation_config.eos_token_id`` (a list for Qwen2.5
+    and Llama-3, which stop on end-of-turn as well as end-of-text) and the tokenizer's EOS."""
+    ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return list(dict.fromkeys(ids))
+
+
+def sampling_config(gen: GenerationConfig, stop_ids: list[int], pad_token_id: int) -> transformers.GenerationConfig:
+    """A ``transformers.GenerationConfig`` built from ``gen`` alone: every setting that shapes the
+    sampled distribution is spelled out at its neutral value (no repetition penalty, min-p, n-gram
+    ban, forced or suppressed tokens...), so nothing a model's ``generation_config.json`` sets can
+    change what is sampled. ``temperature <= 0`` is greedy decoding.
+    """
+    sample = gen.temperature > 0
+    neutral = transformers.GenerationConfig._get_default_generation_params()
+    return transformers.GenerationConfig(**{
+        **neutral,
+        "max_new_tokens": gen.max_new_tokens, "do_sample": sample,
+        # greedy decoding ignores the sampler's settings: the defaults keep transformers from warning
+        **({"temperature": gen.temperature, "top_k": gen.top_k, "top_p": gen.top_p} if sample else {}),
+        "max_length": None,  # max_new_tokens decides
+        "eos_token_id": stop_ids, "pad_token_id": pad_token_id, "bos_token_id": None,
+    })
+
+
+@contextlib.contextmanager
+def own_generation_config(model: PreTrainedModel, config: transformers.GenerationConfig) -> Iterator[None]:
+    """``model.generation_config`` is ``config`` for the ``with`` block.
+
+    ``generate(generation_config=...)`` still fills the settings left unset (``None``, such as
+    ``min_p`` or ``suppress_tokens``) from the model's own ``generation_config``; with ours in its
+    place for the call, nothing of the model's file reaches the sampler.
+    """
+    base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model  # peft
+    saved = base.generation_config
+    base.generation_config = config
+    try:
+        yield
+    finally:
+        base.generation_config = saved
+
+
+def generate(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+             config: transformers.GenerationConfig) -> torch.Tensor:
+    """``model.generate`` under ``config`` alone (:func:`own_generation_config`)."""
+    with own_generation_config(model, config):
+        return model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
 
 
 def chat_prompt_ids(tokenizer: PreTrainedTokenizerBase, prompt: str | list[dict]) -> list[int]:
@@ -48,7 +103,8 @@ def sample_responses(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     model.eval()
     device = device_for(model)
     torch.manual_seed(seed)
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    stop, pad = stop_token_ids(model, tokenizer), tokenizer.pad_token_id
+    config = sampling_config(gen, stop, pad)
     encoded = [chat_prompt_ids(tokenizer, p) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     results: list[Sample | None] = [None] * len(prompts)
@@ -61,16 +117,12 @@ def sample_responses(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
             ids = encoded[i]
             input_ids[r, width - len(ids):] = torch.tensor(ids)
             attention[r, width - len(ids):] = 1
-        out = model.generate(
-            input_ids=input_ids.to(device), attention_mask=attention.to(device),
-            do_sample=gen.temperature > 0, temperature=gen.temperature if gen.temperature > 0 else None,
-            top_k=gen.top_k or None, top_p=gen.top_p if gen.top_p < 1.0 else None,
-            max_new_tokens=gen.max_new_tokens, pad_token_id=pad, eos_token_id=eos,
-        )[:, width:].cpu()
+        out = generate(model, input_ids.to(device), attention.to(device), config)[:, width:].cpu()
         for r, i in enumerate(rows):
             tokens = out[r].tolist()
-            ended = eos in tokens
-            tokens = tokens[:tokens.index(eos)] if ended else tokens
+            end = next((n for n, t in enumerate(tokens) if t in stop), None)
+            ended = end is not None
+            tokens = tokens[:end] if ended else tokens
             prompt = prompts[i] if isinstance(prompts[i], str) else conversation_text(prompts[i])
             results[i] = Sample(prompt=prompt, text=tokenizer.decode(tokens, skip_special_tokens=True).strip(),
                                 ended=ended, n_tokens=len(tokens) + int(ended))

@@ -139,20 +139,42 @@ def torch_dtype(name: str) -> torch.dtype | str:
     return {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
-def ensure_pad_token(tokenizer: PreTrainedTokenizerBase, name_or_path: str) -> None:
-    """Give a tokenizer without a pad token a real one (never EOS: padding must not look like an ending).
+def pad_candidate(tokenizer: PreTrainedTokenizerBase) -> tuple[str, str]:
+    """``(token, why)``: what a tokenizer without a pad token pads with, best first.
 
-    Prefers an existing unused special token; raises when there is none, since adding a token would
-    change the vocabulary under a pretrained model.
+    1. an added special token named for padding (Llama-3.x's ``<|finetune_right_pad_id|>``);
+    2. the unk token;
+    3. the first reserved special token (``<|reserved_special_token_0|>``): in the vocabulary, never
+       trained on, never produced by the chat template;
+    4. the EOS token, as TRL does. Safe here: every padded batch carries an attention mask and PPO's
+       response mask is positional (the first EOS ends an answer, whatever follows it).
+    No token is ever added: that would change the vocabulary under a pretrained model.
     """
+    added = sorted(tokenizer.get_added_vocab().items(), key=lambda item: item[1])
+    named = [t for t, _ in added if "pad" in t.lower()]
+    if named:
+        return named[0], "its reserved padding token"
+    if tokenizer.unk_token is not None:
+        return tokenizer.unk_token, "its unk token"
+    reserved = [t for t, _ in added if "reserved" in t.lower()]
+    if reserved:
+        return reserved[0], "a reserved special token"
+    if tokenizer.eos_token is not None:
+        return tokenizer.eos_token, "its EOS token (with attention masks, as TRL)"
+    raise UserError("the tokenizer has no pad, unk, reserved or EOS token to pad with; save a copy with "
+                    "tokenizer.pad_token set and load that folder")
+
+
+def ensure_pad_token(tokenizer: PreTrainedTokenizerBase, name_or_path: str) -> None:
+    """Give a tokenizer without a pad token one of its own tokens (:func:`pad_candidate`), and log which."""
     if tokenizer.pad_token is not None:
         return
-    if tokenizer.unk_token is not None:
-        tokenizer.pad_token = tokenizer.unk_token
-        log.warning("%s has no pad token; padding with its unk token %r", name_or_path, tokenizer.unk_token)
-        return
-    raise UserError(f"the tokenizer of {name_or_path} has no pad token and no unk token to pad with; "
-                    "save a copy with a pad token set (tokenizer.pad_token = ...) and load that folder")
+    try:
+        token, why = pad_candidate(tokenizer)
+    except UserError as err:
+        raise UserError(f"{name_or_path}: {err}") from None
+    tokenizer.pad_token = token
+    log.warning("%s has no pad token; padding with %s %r (id %d)", name_or_path, why, token, tokenizer.pad_token_id)
 
 
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False,

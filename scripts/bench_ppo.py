@@ -1,8 +1,13 @@
 #!/usr/bin/env python
 """Benchmark: our PPO trainer against the last TRL PPOTrainer (trl==1.12.0), same models and settings.
 
-    python scripts/bench_ppo.py [--episodes 256] [--batch-size 16] [--response-length 16] [--ppo-epochs 4]
-                                [--repeats 3] [--threads N] [--cache-dir ~/.cache/alignment-pipeline]
+    python scripts/bench_ppo.py [--shape tiny|qwen] [--episodes 256] [--batch-size 16] [--response-length 16]
+                                [--ppo-epochs 4] [--repeats 3] [--threads N] [--cache-dir ~/.cache/alignment-pipeline]
+
+``--shape tiny`` (default): the project's tiny Llama-style policy. ``--shape qwen``: a randomly initialised
+Qwen2-architecture model at a real model's vocabulary (151,936; hidden 256, 4 layers, tied embeddings),
+where the vocabulary-sized tensors (logits, log-softmax) dominate memory and time; its defaults are a
+response length of 64, 64 episodes and 2 repeats.
 
 Builds once a virtualenv with ``trl==1.12.0`` (its ``trl.experimental.ppo.PPOTrainer``) under
 ``<cache-dir>/bench-trl-1.12``, builds one tiny policy, value model, reward model and prompt set with the
@@ -57,10 +62,33 @@ def ensure_trl_env(cache_dir: Path) -> Path:
     return python
 
 
-def build_models(out: Path, seed: int = 0) -> None:
-    """Policy, value and reward models plus the prompt ids, written by the project's own builders."""
+#: ``--shape qwen``: Qwen2.5's vocabulary and layout (grouped-query attention, tied embeddings), small depth
+#: and width so that a CPU runs it.
+QWEN_SHAPE = {"vocab_size": 151_936, "hidden_size": 256, "intermediate_size": 1024, "num_hidden_layers": 4,
+              "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512,
+              "tie_word_embeddings": True}
+
+
+def build_qwen_lm(tokenizer, seed: int):
+    """A randomly initialised Qwen2 causal LM of :data:`QWEN_SHAPE`, stopping at the tokenizer's EOS."""
     import torch
-    from transformers import LlamaForSequenceClassification
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(**QWEN_SHAPE, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                         bos_token_id=None)
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.bos_token_id = None
+    return model
+
+
+def build_models(out: Path, seed: int = 0, shape: str = "tiny") -> None:
+    """Policy, value and reward models plus the prompt ids, written by the project's own builders (the
+    tokenizer is the tiny one in both shapes: the Qwen-shaped model's extra ids decode to nothing)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
 
     from alignment.config import TinyModelConfig
     from alignment.data.world import DemoWorld
@@ -72,24 +100,25 @@ def build_models(out: Path, seed: int = 0) -> None:
     world = DemoWorld(0)
     tiny = TinyModelConfig()
     tokenizer = train_tokenizer(world.corpus_texts(), tiny.vocab_size)
-    policy = build_tiny_lm(tokenizer, tiny, seed)
+    policy = build_tiny_lm(tokenizer, tiny, seed) if shape == "tiny" else build_qwen_lm(tokenizer, seed)
     policy.save_pretrained(out / "policy")
     tokenizer.save_pretrained(out / "policy")
 
     config = {k: v for k, v in policy.config.to_dict().items() if k not in ("id2label", "label2id")}
-    config |= {"num_labels": 1, "architectures": ["LlamaForSequenceClassification"]}
-    value = LlamaForSequenceClassification(type(policy.config).from_dict(config))
-    value.model.load_state_dict(policy.model.state_dict())
+    config |= {"num_labels": 1, "architectures": [type(policy).__name__.replace("CausalLM", "SequenceClassification")]}
+    value = AutoModelForSequenceClassification.from_config(type(policy.config).from_dict(config))
+    value.base_model.load_state_dict(policy.base_model.state_dict())
     torch.nn.init.zeros_(value.score.weight)
     value.save_pretrained(out / "value")
     tokenizer.save_pretrained(out / "value")
 
     torch.manual_seed(seed + 1)
-    reward = LlamaForSequenceClassification(type(policy.config).from_dict(config))
+    reward = AutoModelForSequenceClassification.from_config(type(policy.config).from_dict(config))
     reward.save_pretrained(out / "reward")
     tokenizer.save_pretrained(out / "reward")
     write_json_atomic(out / "reward" / REWARD_CONFIG_FILE, {"input_format": "chat", "separator": "\n",
-                                                            "max_length": 128, "mean": 0.0, "std": 1.0})
+                                                            "max_length": 512 if shape == "qwen" else 128,
+                                                            "mean": 0.0, "std": 1.0})
     prompts = [p.text for p in world.prompts("train")]
     write_json_atomic(out / "prompts.json", {"texts": prompts, "ids": [chat_prompt_ids(tokenizer, p) for p in prompts]})
 
@@ -210,11 +239,12 @@ def measure(which: str, python: str, models: Path, settings: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--episodes", type=int, default=256)
+    parser.add_argument("--shape", choices=("tiny", "qwen"), default="tiny")
+    parser.add_argument("--episodes", type=int, help="default 256 (tiny), 64 (qwen)")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--response-length", type=int, default=16)
+    parser.add_argument("--response-length", type=int, help="default 16 (tiny), 64 (qwen)")
     parser.add_argument("--ppo-epochs", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, help="default 3 (tiny), 2 (qwen)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--cache-dir", type=Path, default=Path(os.environ.get(
         "ALIGNMENT_CACHE", "~/.cache/alignment-pipeline")).expanduser())
@@ -226,6 +256,10 @@ def main() -> None:
         worker(a.worker, a.models, json.loads(a.settings))
         return
 
+    qwen = a.shape == "qwen"
+    a.episodes = a.episodes or (64 if qwen else 256)
+    a.response_length = a.response_length or (64 if qwen else 16)
+    a.repeats = a.repeats or (2 if qwen else 3)
     if a.episodes % a.batch_size:
         parser.error(f"--episodes {a.episodes} is not a multiple of --batch-size {a.batch_size} (TRL would round up)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -236,7 +270,7 @@ def main() -> None:
     runs: dict[str, list[dict]] = {"ours": [], "trl": []}
     with tempfile.TemporaryDirectory(prefix="bench-ppo-models-") as tmp:
         models = Path(tmp)
-        build_models(models)
+        build_models(models, shape=a.shape)
         log.info("models in %s; %d repeats of %d episodes each (load average %.1f)", models, a.repeats,
                  a.episodes, os.getloadavg()[0])
         for repeat in range(a.repeats):
@@ -257,7 +291,7 @@ def main() -> None:
         "trl_peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs["trl"]), 1),
         "ours_runs_eps_per_s": [round(r["eps_per_s"], 2) for r in runs["ours"]],
         "trl_runs_eps_per_s": [round(r["eps_per_s"], 2) for r in runs["trl"]],
-        "episodes": a.episodes, "batch_size": a.batch_size, "response_length": a.response_length,
+        "shape": a.shape, "episodes": a.episodes, "batch_size": a.batch_size, "response_length": a.response_length,
         "ppo_epochs": a.ppo_epochs, "threads": a.threads,
     })
 

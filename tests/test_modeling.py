@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoTokenizer
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from alignment.config import PolicyConfig, TinyModelConfig
 from alignment.data.world import DemoWorld
@@ -75,14 +76,33 @@ def test_missing_policy_path_is_a_clear_error(tmp_path):
         load_policy(PolicyConfig(name_or_path=str(tmp_path / "no_such_model")))
 
 
-def test_tokenizer_without_pad_token(tmp_path):
-    tok = train_tokenizer(["hello world"] * 10, 300)
-    tok.pad_token = None
-    with pytest.raises(UserError, match="no pad token"):
-        ensure_pad_token(tok, "demo-model")
-    tok.unk_token = "<|system|>"
-    ensure_pad_token(tok, "demo-model")
-    assert tok.pad_token == "<|system|>"
+def _tokenizer_with_specials(specials: list[str], unk: str | None = None) -> PreTrainedTokenizerFast:
+    """A Llama-3-like tokenizer: EOS and the given special tokens, no pad token."""
+    tok = Tokenizer(models.BPE(unk_token=unk))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.train_from_iterator(["hello world"] * 10, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|end|>", *specials, *([unk] if unk else [])],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|end|>", unk_token=unk)
+
+
+def test_tokenizer_without_pad_token_pads_with_a_reserved_token_or_eos(caplog):
+    # Llama-3.2: no pad, no unk; a token reserved for padding, then 250 reserved ones
+    tok = _tokenizer_with_specials(["<|reserved_special_token_0|>", "<|finetune_right_pad_id|>"])
+    assert tok.pad_token is None
+    ensure_pad_token(tok, "llama-like")
+    assert tok.pad_token == "<|finetune_right_pad_id|>"
+    tok = _tokenizer_with_specials(["<|reserved_special_token_1|>", "<|reserved_special_token_0|>"])
+    ensure_pad_token(tok, "llama-like")
+    assert tok.pad_token == "<|reserved_special_token_1|>"  # the first by id
+    tok = _tokenizer_with_specials([], unk="<unk>")
+    ensure_pad_token(tok, "unk-model")
+    assert tok.pad_token == "<unk>"
+    tok = _tokenizer_with_specials([])
+    with caplog.at_level("WARNING"):
+        ensure_pad_token(tok, "eos-only")
+    assert tok.pad_token == tok.eos_token and tok.pad_token_id == tok.eos_token_id
+    assert "eos-only has no pad token; padding with its EOS token" in caplog.text
 
 
 def test_minilm_resolves_to_the_packaged_encoder():

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import torch
 
-from alignment.ppo.rollout_math import last_token_index, masked_whiten, zero_outside
+from alignment.ppo.rollout_math import ReduceSum, last_token_index, masked_whiten, zero_outside
 
 
 def normalise_scores(scores: torch.Tensor, mean: float = 0.0, std: float = 1.0,
@@ -88,13 +88,13 @@ def compute_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor,
     return rewards, non_score
 
 
-def whiten_rewards(rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def whiten_rewards(rewards: torch.Tensor, mask: torch.Tensor, reduce_sum: ReduceSum | None = None) -> torch.Tensor:
     """Optional reward whitening (TRL's ``whiten_rewards``): unit spread, mean kept, pads at 0.
 
     It stabilises the value targets when the score scale drifts during training; it needs a big
-    enough batch of real tokens for its variance to mean anything.
+    enough batch of real tokens for its variance to mean anything. ``reduce_sum``: over all processes.
     """
-    return masked_whiten(rewards, mask, shift_mean=False)
+    return masked_whiten(rewards, mask, shift_mean=False, reduce_sum=reduce_sum)
 
 
 def compute_gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0,
@@ -125,10 +125,13 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
     return advantages, returns
 
 
-def whiten_advantages(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def whiten_advantages(advantages: torch.Tensor, mask: torch.Tensor,
+                      reduce_sum: ReduceSum | None = None) -> torch.Tensor:
     """Advantages centred and scaled to unit variance over the real tokens; 0 on padding.
 
     Why: it makes the policy-gradient step size independent of the reward scale and removes a
     common baseline; the returns (value targets) are computed *before* this and are not whitened.
+    With ``reduce_sum`` (an all-reduce) the statistics are those of every process's tokens, so the
+    whitened batch is the same however it is split over processes (as OpenRLHF and verl).
     """
-    return masked_whiten(advantages, mask, shift_mean=True)
+    return masked_whiten(advantages, mask, shift_mean=True, reduce_sum=reduce_sum)

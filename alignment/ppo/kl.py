@@ -50,11 +50,18 @@ def kl_k2(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
     return 0.5 * (logprobs - ref_logprobs) ** 2
 
 
+#: The k3 estimator's per-token bound, in nats (verl's): ``exp(log r)`` is unbounded, and one token the
+#: reference finds far likelier than the policy does (``log r = 12``: 1.6e5 nats) would swamp the
+#: penalty of a whole batch. ``log r`` itself is clamped to +-20 first, so ``exp`` stays finite.
+K3_CLAMP = 10.0
+
+
 @KL_ESTIMATORS.register("k3")
 def kl_k3(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
-    """``(r - 1) - log r`` with ``r = pi_ref / pi`` per token: unbiased and never negative."""
-    logr = ref_logprobs - logprobs
-    return torch.expm1(logr) - logr
+    """``(r - 1) - log r`` with ``r = pi_ref / pi`` per token: unbiased and never negative; clamped
+    to at most :data:`K3_CLAMP` nats per token (as verl)."""
+    logr = (ref_logprobs - logprobs).clamp(-20.0, 20.0)
+    return (torch.expm1(logr) - logr).clamp(max=K3_CLAMP)
 
 
 def per_token_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k1",

@@ -18,7 +18,15 @@ from __future__ import annotations
 
 import torch
 
-from alignment.ppo.rollout_math import masked_mean, masked_var, zero_outside
+from alignment.ppo.rollout_math import (
+    LOGPROB_CHUNK,
+    as_float32,
+    masked_mean,
+    masked_var,
+    per_chunk,
+    position_chunks,
+    zero_outside,
+)
 
 
 def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
@@ -67,13 +75,22 @@ def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Te
     return loss, stats
 
 
-def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of ``softmax(logits)`` per position: ``logsumexp(l) - sum(softmax(l) * l)``.
+def entropy_from_logits(logits: torch.Tensor, temperature: float = 1.0, chunk: int = LOGPROB_CHUNK) -> torch.Tensor:
+    """Entropy of ``softmax(logits / temperature)`` per position, float32: ``logsumexp(l) - sum(softmax(l) * l)``.
 
-    Pass the temperature-scaled logits, so it is the entropy of the sampling distribution.
+    Pass the sampling temperature, so it is the entropy of the sampling distribution. Like the
+    log-probs it runs over ``chunk`` positions of a row at a time in float32 (recomputed in the
+    backward pass under autograd), so no float32 copy of all the logits is materialised.
     """
-    probs = torch.softmax(logits, dim=-1)
-    return torch.logsumexp(logits, dim=-1) - (probs * logits).sum(dim=-1)
+    out = [per_chunk(_chunk_entropy, part, temperature) for part in position_chunks(logits, chunk)]
+    return torch.cat(out).reshape(logits.shape[:-1])
+
+
+def _chunk_entropy(part: torch.Tensor, temperature: float) -> torch.Tensor:
+    part = as_float32(part)
+    if temperature != 1.0:
+        part = part / temperature
+    return torch.logsumexp(part, dim=-1) - (torch.softmax(part, dim=-1) * part).sum(dim=-1)
 
 
 def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -89,12 +106,12 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.
 def ppo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
              values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
              cliprange: float = 0.2, cliprange_value: float = 0.2, vf_coef: float = 0.1,
-             logits: torch.Tensor | None = None,
-             entropy_coef: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+             logits: torch.Tensor | None = None, entropy_coef: float = 0.0,
+             temperature: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The total loss of one (micro-)batch and its statistics, under the names a trainer logs.
 
-    ``logits`` (temperature-scaled, ``[batch, length, vocab]``) are only needed for the entropy
-    statistic or bonus; without them ``policy/entropy`` is absent and ``entropy_coef`` must be 0.
+    ``logits`` (``[batch, length, vocab]``, divided by ``temperature`` here) are only needed for the
+    entropy statistic or bonus; without them ``policy/entropy`` is absent and ``entropy_coef`` must be 0.
     The defaults are TRL's PPOTrainer defaults (``cliprange=0.2``, ``cliprange_value=0.2``,
     ``vf_coef=0.1``, no entropy bonus).
     """
@@ -113,7 +130,7 @@ def ppo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: tor
     }
     if logits is not None:
         with torch.set_grad_enabled(torch.is_grad_enabled() and bool(entropy_coef)):  # no graph for a statistic
-            entropy = masked_mean(entropy_from_logits(logits), mask)
+            entropy = masked_mean(entropy_from_logits(logits, temperature), mask)
         if entropy_coef:
             loss = loss - entropy_coef * entropy
         stats["policy/entropy"] = entropy.detach()

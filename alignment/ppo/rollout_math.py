@@ -19,10 +19,11 @@ PPOTrainer up to 1.12):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 import torch
+import torch.utils.checkpoint
 
 #: Added to a variance before ``rsqrt`` in whitening, as TRL: keeps a constant batch finite.
 WHITEN_EPS = 1e-8
@@ -32,8 +33,14 @@ WHITEN_EPS = 1e-8
 # Log-probabilities of the sampled tokens
 # --------------------------------------------------------------------------------------------------
 
-def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """``log softmax(logits / temperature)[token]`` for each position: shape ``[batch, length]``.
+#: Positions per chunk of the log-softmax: bounds each float32 temporary at ``chunk * vocab`` values
+#: (about 150 MB at a 151,936 vocabulary) whatever the batch and response length.
+LOGPROB_CHUNK = 256
+
+
+def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0,
+                         chunk: int = LOGPROB_CHUNK) -> torch.Tensor:
+    """``log softmax(logits / temperature)[token]`` for each position, float32: shape ``[batch, length]``.
 
     ``logits[:, t]`` must be the logits that *predicted* ``tokens[:, t]`` (for a causal LM over
     ``prompt + response`` that is ``output.logits[:, context_length - 1 : -1]``).
@@ -43,26 +50,60 @@ def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor, temperature
     the same with ``logits /= temperature + 1e-7``; we refuse ``T <= 0`` instead of nudging it,
     because greedy decoding has no log-probs to speak of).
 
-    Memory: the full ``[batch, length, vocab]`` log-softmax is never materialised for float32/64;
-    we gather the chosen logit and subtract a per-row ``logsumexp`` (TRL's ``selective_log_softmax``).
-    Half-precision logits go through a float32 ``log_softmax`` row by row and the result stays
-    float32: the importance ratio ``exp(new - old)`` is too sensitive for bf16 log-probs.
+    Precision and memory: half-precision logits are cast to float32 *before* the division (bf16
+    logits divided by 0.7 are off by up to 0.15 nat), and the importance ratio ``exp(new - old)`` is
+    too sensitive for bf16 log-probs. The work runs over ``chunk`` positions at a time: the chosen
+    logit minus the ``logsumexp`` of its row (TRL's ``selective_log_softmax``), so neither a float32
+    copy of all the logits nor a full log-softmax is ever materialised; under autograd each chunk is
+    recomputed in the backward pass (:func:`per_chunk`), so the backward does not keep them either.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0 to have log-probs, got {temperature}")
     if logits.shape[:-1] != tokens.shape:
         raise ValueError(f"logits {tuple(logits.shape)} do not match tokens {tuple(tokens.shape)}")
+    index = tokens.reshape(-1, 1).long()
+    out, done = [], 0
+    for part in position_chunks(logits, chunk):
+        out.append(per_chunk(_chunk_logprobs, part, index[done:done + part.size(0)], temperature))
+        done += part.size(0)
+    return torch.cat(out).reshape(tokens.shape)
+
+
+def _chunk_logprobs(part: torch.Tensor, index: torch.Tensor, temperature: float) -> torch.Tensor:
+    part = as_float32(part)
     if temperature != 1.0:
-        logits = logits / temperature  # a new tensor: never scale the caller's logits in place
-    index = tokens.long().unsqueeze(-1)
-    if logits.dtype in (torch.float32, torch.float64):
-        chosen = torch.gather(logits, -1, index).squeeze(-1)
-        # one row at a time: logsumexp over [length, vocab] instead of [batch, length, vocab]
-        norm = torch.stack([torch.logsumexp(row, dim=-1) for row in logits])
-        return chosen - norm
-    rows = [torch.gather(torch.log_softmax(row.float(), dim=-1), -1, idx).squeeze(-1)
-            for row, idx in zip(logits, index, strict=True)]
-    return torch.stack(rows)
+        part = part / temperature  # a new tensor: never scale the caller's logits in place
+    return torch.gather(part, -1, index).squeeze(-1) - torch.logsumexp(part, dim=-1)
+
+
+def as_float32(logits: torch.Tensor) -> torch.Tensor:
+    """Half-precision logits as float32; float32 and float64 as they are."""
+    return logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
+
+
+def per_chunk(fn: Callable[..., torch.Tensor], part: torch.Tensor, *args: Any) -> torch.Tensor:
+    """``fn(part, *args)``; under autograd, recomputed in the backward pass (activation checkpointing)
+    instead of keeping the chunk's float32 temporaries: the backward then holds one chunk's worth of
+    vocabulary-sized float32 at a time, not the whole batch's."""
+    if torch.is_grad_enabled() and part.requires_grad:
+        return torch.utils.checkpoint.checkpoint(fn, part, *args, use_reentrant=False)
+    return fn(part, *args)
+
+
+def position_chunks(logits: torch.Tensor, chunk: int = LOGPROB_CHUNK) -> Iterator[torch.Tensor]:
+    """The positions of ``[..., vocab]`` logits in order, ``[<= chunk, vocab]`` at a time.
+
+    Slices are views of the caller's tensor (a model's response logits are a non-contiguous slice,
+    which ``reshape`` would copy whole), in the caller's dtype.
+    """
+    if logits.dim() == 1:
+        logits = logits.unsqueeze(0)
+    if logits.dim() > 2:
+        for sub in logits:
+            yield from position_chunks(sub, chunk)
+        return
+    for start in range(0, logits.size(0), chunk):
+        yield logits[start:start + chunk]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -188,16 +229,41 @@ def masked_var(values: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) 
     return variance
 
 
-def masked_whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
+#: ``reduce_sum(t)``: ``t`` summed elementwise over every process (an all-reduce); ``None``: this process only.
+ReduceSum = Callable[[torch.Tensor], torch.Tensor]
+
+
+def global_masked_mean_var(values: torch.Tensor, mask: torch.Tensor,
+                           reduce_sum: ReduceSum) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and unbiased variance of the masked values of *every* process (OpenRLHF and verl whiten
+    over the whole batch, not per process): one all-reduce of ``(sum, count)``, then one of the summed
+    squared deviations from the global mean (two passes: no ``E[x^2] - E[x]^2`` cancellation)."""
+    mask = mask.bool()
+    total, count = reduce_sum(torch.stack([zero_outside(values, mask).sum(), mask.sum().to(values.dtype)]))
+    if int(count) < 2:
+        raise ValueError(f"the mask selects {int(count)} value(s) over all processes; an unbiased variance "
+                         "needs at least 2 (use a larger batch or mini-batch)")
+    mean = total / count
+    squares = reduce_sum(zero_outside((values - mean) ** 2, mask).sum())
+    return mean, squares / (count - 1)
+
+
+def masked_whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True,
+                  reduce_sum: ReduceSum | None = None) -> torch.Tensor:
     """``(values - mean) / sqrt(var + 1e-8)`` over the masked values; masked positions become 0.
 
     ``shift_mean=False`` adds the mean back after scaling (``(v - mean) / std + mean``, as TRL): the
     spread becomes 1 but the mean is kept. That is how rewards are whitened, since moving their mean
     would change what the policy is paid per token, and so how long it wants its answers to be.
     TRL leaves garbage at masked positions and zeroes it afterwards; we return zeros directly.
+    With ``reduce_sum`` the mean and variance are those of all processes' values
+    (:func:`global_masked_mean_var`).
     """
     mask = mask.bool()
-    mean, var = masked_mean(values, mask), masked_var(values, mask)
+    if reduce_sum is None:
+        mean, var = masked_mean(values, mask), masked_var(values, mask)
+    else:
+        mean, var = global_masked_mean_var(values, mask, reduce_sum)
     whitened = (values - mean) * torch.rsqrt(var + WHITEN_EPS)
     if not shift_mean:
         whitened = whitened + mean

@@ -10,9 +10,10 @@ One update, top to bottom (Huang et al. 2024, "The N Implementation Details of R
 2. **Rewards** (:meth:`PPOTrainer.rewards`): normalise the scores with the statistics saved by the
    reward stage, clip, subtract the missing-EOS penalty and ``safety_penalty * P(unsafe)``; the
    per-token reward is ``-beta * KL`` plus that score at the last real token.
-3. **Advantages** (:meth:`PPOTrainer.advantages`): GAE, whitened advantages.
+3. **Advantages** (:meth:`PPOTrainer.advantages`): GAE, advantages whitened over all processes.
 4. **PPO epochs** (:meth:`PPOTrainer.ppo_epochs`): ``ppo_epochs`` passes over shuffled minibatches
-   with the clipped policy and value losses.
+   with the clipped policy and value losses (each mini-batch in ``micro_batch_size`` slices whose
+   gradients accumulate to one optimizer step).
 5. **KL control**: the adaptive controller moves ``beta`` towards the KL target.
 
 The statistics of an update are gathered over all processes in one separate step
@@ -20,6 +21,10 @@ The statistics of an update are gathered over all processes in one separate step
 
 With ``lora.enabled`` the policy (and a separate value backbone) carry LoRA adapters and the
 reference is the same policy with its adapters disabled: one copy of the base weights in memory.
+
+Precision (``mixed_precision``): the trained weights are float32 master weights whatever dtype the
+policy was loaded in; with ``bf16``/``fp16`` every forward (generation, policy, value, reference,
+reward) runs under autocast in that dtype, and the log-probs, values and losses are float32.
 
 Everything that makes a run resumable (models, optimizer, scheduler, RNG states through
 ``accelerator.save_state``, plus the KL controller and the progress registered for checkpointing)
@@ -46,11 +51,19 @@ import torch
 from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase, get_scheduler
+from transformers import (
+    AutoModel,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    get_scheduler,
+)
 
 from alignment.config import LoRAConfig, PPOStageConfig
 from alignment.data.prompts import PromptLike, as_prompt
-from alignment.generation import chat_prompt_ids
+from alignment.errors import UserError
+from alignment.generation import chat_prompt_ids, generate, sampling_config, stop_token_ids
 from alignment.modeling import add_lora
 from alignment.ppo.advantages import (
     compute_gae,
@@ -78,6 +91,30 @@ Scorer = Callable[[list[str], list[str]], np.ndarray]
 
 class NonFiniteLossError(RuntimeError):
     """A loss became NaN or infinite: the run stops, keeping its last good checkpoint."""
+
+
+#: accelerate's ``mixed_precision`` names -> the autocast dtype (``None``: float32 throughout).
+COMPUTE_DTYPES: dict[str, torch.dtype | None] = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def compute_dtype(setting: str, accelerator: Accelerator) -> torch.dtype | None:
+    """The autocast dtype for ``ppo.mixed_precision`` (``auto``: accelerate's own setting).
+
+    fp16 needs a loss scaler, which accelerate only provides when it was itself set to fp16.
+    """
+    name = accelerator.mixed_precision if setting == "auto" else str(setting)
+    if name not in COMPUTE_DTYPES:
+        raise UserError(f"mixed precision {name!r} is not supported by PPO; use one of {list(COMPUTE_DTYPES)}")
+    if name == "fp16" and accelerator.mixed_precision != "fp16":
+        raise UserError("ppo.mixed_precision=fp16 needs accelerate's loss scaler: launch with accelerate's "
+                        "mixed_precision fp16 (or use bf16)")
+    return COMPUTE_DTYPES[name]
+
+
+def rng_devices() -> list[int]:
+    """The devices whose RNG ``fork_rng`` must save and restore: every CUDA device (an evaluation
+    reseeds them all through ``torch.manual_seed``), none on a CPU-only machine."""
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
 
 
 @functools.cache
@@ -125,6 +162,11 @@ class PolicyAndValue(nn.Module):
         self.value_head = nn.Linear(policy.config.hidden_size, 1)
         nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)
+        #: The decoder-layer classes, for FSDP's transformer-based wrap (accelerate reads this attribute
+        #: of the prepared model; without it the whole module would be one unsharded unit).
+        self._no_split_modules = list(dict.fromkeys(
+            name for module in (policy, value_backbone) if module is not None
+            for name in getattr(module, "_no_split_modules", None) or []))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
                 response_length: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -138,17 +180,48 @@ class PolicyAndValue(nn.Module):
         else:
             hidden = self.value_backbone(input_ids=input_ids, attention_mask=attention_mask,
                                          position_ids=position_ids, use_cache=False).last_hidden_state
-        return logits, self.value_head(hidden[:, -response_length - 1:-1]).squeeze(-1)
+        # the head runs in the compute dtype under autocast; the values are float32 for the losses
+        return logits, self.value_head(hidden[:, -response_length - 1:-1]).squeeze(-1).float()
 
 
 def build_policy_and_value(policy: PreTrainedModel, policy_path: str, value_model: str,
-                           lora: LoRAConfig | None = None) -> PolicyAndValue:
+                           lora: LoRAConfig | None = None, reward_path: str | None = None) -> PolicyAndValue:
     """The trained module; with ``lora`` a separate value backbone gets adapters too (the policy
-    already has them), so no full copy of the weights is optimised."""
-    if value_model == "separate":
+    already has them), so no full copy of the weights is optimised.
+
+    ``reward_path``: the separate value model starts from the reward model, backbone and scalar head
+    (the N+ implementation details): its values already follow the score it has to predict.
+    """
+    if value_model != "separate":
+        return PolicyAndValue(policy, None)
+    head = None
+    if reward_path is None:
         backbone = AutoModel.from_pretrained(policy_path, dtype=policy.dtype)
-        return PolicyAndValue(policy, backbone if lora is None else add_lora(backbone, lora, task_type=None))
-    return PolicyAndValue(policy, None)
+    else:
+        reward = AutoModelForSequenceClassification.from_pretrained(reward_path, num_labels=1, dtype=policy.dtype)
+        backbone, head = reward.base_model, getattr(reward, "score", None)
+        if not isinstance(head, nn.Linear) or head.in_features != policy.config.hidden_size:
+            raise UserError(f"ppo.value_init=reward: {reward_path} has no scalar `score` head over "
+                            f"{policy.config.hidden_size} hidden units to start the value model from")
+    model = PolicyAndValue(policy, backbone if lora is None else add_lora(backbone, lora, task_type=None))
+    if head is not None:
+        with torch.no_grad():
+            model.value_head.weight.copy_(head.weight)
+            if head.bias is not None:
+                model.value_head.bias.copy_(head.bias)
+    return model
+
+
+def to_master_weights(model: nn.Module, dtype: torch.dtype | None) -> None:
+    """Trainable parameters in float32, whatever dtype the model was loaded in.
+
+    With bf16 weights AdamW's update (``lr * m / sqrt(v)``, ~1e-6 at PPO's learning rates) is below
+    half a bf16 ulp of most weights and rounds away: the policy would barely move. Frozen weights
+    (a LoRA base) stay in the compute dtype when there is one (``dtype``), else float32 too.
+    """
+    for param in model.parameters():
+        if param.dtype != torch.float32 and (param.requires_grad or dtype is None):
+            param.data = param.data.float()
 
 
 @dataclass
@@ -205,8 +278,9 @@ def full_inputs(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, tokens: tor
 class RolloutForwardReuse:
     """The policy-and-value forward of the rollout, run once for two uses when it can be.
 
-    When an epoch is a single mini-batch (``mini_batch_size == batch_size``, TRL's default), the first
-    update step runs on the rollout's very weights and inputs, so the rollout's forward is run with
+    When an epoch is a single mini-batch run in one forward (``micro_batch == batch_size``, TRL's default
+    without micro-batches), the first update step runs on the rollout's very weights and inputs, so the
+    rollout's forward is run with
     autograd on and kept for that step instead of being run twice: one forward less per update, same
     numbers (dropout is off). Otherwise both methods are the plain forward.
     """
@@ -239,8 +313,8 @@ class PPOTrainer:
     """Runs PPO updates over a stream of prompts. The stage module loads models and writes outputs.
 
     Under ``accelerate launch`` every process samples its own ``batch_size`` prompts per update
-    (disjoint slices of one seeded order), whitens its own advantages (as TRL), and DDP averages the
-    gradients; the logged statistics are averaged over all processes, so every process records the
+    (disjoint slices of one seeded order), advantages are whitened over all processes' tokens (as
+    OpenRLHF and verl; TRL whitened per process), and DDP averages the gradients; the logged statistics are averaged over all processes, so every process records the
     same history and moves the KL coefficient the same way.
     """
 
@@ -256,16 +330,38 @@ class PPOTrainer:
         self.prompts = [as_prompt(p, f"prompt {i}") for i, p in enumerate(prompts)]
         self.seed, self.num_updates = seed, num_updates
         self._prompt_ids: dict[str, list[int]] = {}  # by prompt text
+        #: The autocast dtype of every forward (``None``: float32 throughout).
+        self.compute_dtype = compute_dtype(cfg.mixed_precision, accelerator)
+        #: Every id that ends an answer, and the sampler's settings built from ``cfg.generation`` alone.
+        self.stop_ids = stop_token_ids(policy, tokenizer)
+        self.sampling = sampling_config(cfg.generation, self.stop_ids, tokenizer.pad_token_id)
         if cfg.lora.enabled:
             policy = add_lora(policy, cfg.lora)
             #: ``None`` with LoRA: the reference is the policy with its adapters disabled (:meth:`reference_model`).
             self.reference: PreTrainedModel | None = None
         else:
-            self.reference = copy.deepcopy(policy).eval().requires_grad_(False).to(accelerator.device)
-        model = build_policy_and_value(policy, policy_path, cfg.value_model, cfg.lora if cfg.lora.enabled else None)
+            # frozen: it needs no master weights, only the compute dtype
+            self.reference = copy.deepcopy(policy).eval().requires_grad_(False).to(
+                accelerator.device, dtype=self.compute_dtype or torch.float32)
+        reward_path = None
+        if cfg.value_init == "reward":
+            reward_path = cfg.reward_path
+            if AutoTokenizer.from_pretrained(reward_path).get_vocab() != tokenizer.get_vocab():
+                raise UserError(f"ppo.value_init=reward: the reward model at {reward_path} has its own tokenizer; "
+                                "the value model reads the policy's tokens (use ppo.value_init=policy)")
+        model = build_policy_and_value(policy, policy_path, cfg.value_model, cfg.lora if cfg.lora.enabled else None,
+                                       reward_path)
+        to_master_weights(model, self.compute_dtype)
+        if cfg.gradient_checkpointing:
+            for module in (model.policy, model.value_backbone):
+                if module is not None:
+                    module.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         for module in (model, self.reference):
             if module is not None:
                 disable_dropout(module)
+        log.info("PPO precision: %s compute, float32 master weights%s",
+                 str(self.compute_dtype).removeprefix("torch.") if self.compute_dtype else "float32",
+                 ", gradient checkpointing" if cfg.gradient_checkpointing else "")
         # the fused kernel updates all parameters in one pass (the for-each one makes several over them)
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, eps=1e-5,
                                       fused=accelerator.device.type in ("cpu", "cuda"))
@@ -275,13 +371,23 @@ class PPOTrainer:
         scheduler = get_scheduler("linear", optimizer, num_warmup_steps=0,
                                   num_training_steps=steps * accelerator.num_processes)
         self.model, self.optimizer, self.scheduler = accelerator.prepare(model, optimizer, scheduler)
-        self.forward = RolloutForwardReuse(self.model, enabled=cfg.mini_batch_size == cfg.batch_size)
+        self.forward = RolloutForwardReuse(self.model, enabled=cfg.micro_batch == cfg.batch_size)
         self.kl_ctl = make_kl_controller(cfg.kl.beta, cfg.kl.adaptive, cfg.kl.target, cfg.kl.horizon)
         self.progress = Progress()
         accelerator.register_for_checkpointing(self.kl_ctl)
         accelerator.register_for_checkpointing(self.progress)
 
     # ------------------------------------------------------------------ models
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Autocast to the compute dtype for a forward (a no-op in float32)."""
+        if self.compute_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.accelerator.device.type, dtype=self.compute_dtype)
+
+    def sum_over_processes(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` summed over every process (the identity on one)."""
+        return self.accelerator.reduce(tensor, "sum") if self.accelerator.num_processes > 1 else tensor
+
     def policy(self) -> PreTrainedModel:
         """The policy being trained (a ``peft.PeftModel`` with LoRA): sample from it, do not save it."""
         return self.accelerator.unwrap_model(self.model).policy
@@ -370,22 +476,29 @@ class PPOTrainer:
         prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
         policy = self.policy()
         policy.eval()
-        out = policy.generate(input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=True,
-                              temperature=gen.temperature, top_k=gen.top_k or None,
-                              top_p=gen.top_p if gen.top_p < 1.0 else None, max_new_tokens=gen.max_new_tokens,
-                              pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-        cut = truncate_after_eos(out[:, width:], tok.eos_token_id, tok.pad_token_id)
+        with self.autocast():
+            out = generate(policy, prompt_ids, prompt_mask, self.sampling)
+        cut = truncate_after_eos(out[:, width:], self.stop_ids, tok.pad_token_id)
         ids, attention, positions = full_inputs(prompt_ids, prompt_mask, cut.tokens, cut.mask)
         length = cut.tokens.size(1)
-        logits, values = self.forward.at_rollout(ids, attention, positions, length)
-        logprobs = logprobs_from_logits(logits, cut.tokens, gen.temperature)
-        with self.reference_model() as reference:
-            ref_logits, _ = response_logits(reference, ids, attention, positions, length)
-        ref_logprobs = logprobs_from_logits(ref_logits, cut.tokens, gen.temperature)
+        logprobs, ref_logprobs, values = [], [], []
+        for rows in torch.arange(len(ids), device=device).split(self.cfg.micro_batch):  # one slice: the reusable forward
+            with self.autocast():
+                logits, row_values = self.forward.at_rollout(ids[rows], attention[rows], positions[rows], length)
+            logprobs.append(logprobs_from_logits(logits, cut.tokens[rows], gen.temperature))
+            values.append(row_values)
+            del logits
+            with self.reference_model() as reference, self.autocast():
+                ref_logits, _ = response_logits(reference, ids[rows], attention[rows], positions[rows], length)
+            ref_logprobs.append(logprobs_from_logits(ref_logits, cut.tokens[rows], gen.temperature))
+            del ref_logits
+        logprobs, ref_logprobs, values = torch.cat(logprobs), torch.cat(ref_logprobs), torch.cat(values)
         texts = [tok.decode(row[:n], skip_special_tokens=True).strip()
                  for row, n in zip(cut.tokens.tolist(), cut.lengths.tolist())]
         prompt_texts = [p.text for p in prompts]  # what the reward model and the filter read
-        scores = torch.as_tensor(self.scorer(prompt_texts, texts), dtype=torch.float32, device=device)
+        with self.autocast():
+            raw_scores = self.scorer(prompt_texts, texts)
+        scores = torch.as_tensor(raw_scores, dtype=torch.float32, device=device)
         p_unsafe = flagged = None
         if self.safety_filter is not None:
             safety = self.safety_filter.score_all(texts, prompt_texts)
@@ -408,19 +521,24 @@ class PPOTrainer:
         kl = per_token_kl(r.logprobs, r.ref_logprobs, cfg.kl.estimator, r.mask)
         per_token, non_score = compute_rewards(scores, kl, r.mask, self.kl_ctl.value)
         if cfg.whiten_rewards:
-            per_token = whiten_rewards(per_token, r.mask)
+            per_token = whiten_rewards(per_token, r.mask, self.sum_over_processes)
         return Rewards(scores, kl, non_score, per_token, penalty)
 
     # ------------------------------------------------------------------ 3. advantages
     def advantages(self, r: Rollout, rewards: Rewards) -> tuple[torch.Tensor, torch.Tensor]:
-        """Whitened GAE advantages and the value targets (returns)."""
+        """GAE advantages whitened over every process's tokens, and the value targets (returns)."""
         advantages, returns = compute_gae(rewards.per_token, r.values, r.mask, self.cfg.gamma, self.cfg.lam)
-        return whiten_advantages(advantages, r.mask), returns
+        return whiten_advantages(advantages, r.mask, self.sum_over_processes), returns
 
     # ------------------------------------------------------------------ 4. PPO epochs
     def ppo_epochs(self, r: Rollout, advantages: torch.Tensor, returns: torch.Tensor) -> dict[str, torch.Tensor]:
         """``ppo_epochs`` passes of clipped-loss steps over shuffled minibatches; returns this process's
-        loss statistics averaged over the steps (0-d tensors)."""
+        loss statistics averaged over the steps (0-d tensors).
+
+        A mini-batch runs in ``micro_batch_size`` slices; each slice's loss (a mean over its real
+        tokens) is weighted by its share of the mini-batch's real tokens, so the accumulated gradient
+        is that of the mini-batch's loss, exactly as without slicing.
+        """
         cfg = self.cfg
         ids, attention, positions = full_inputs(r.prompt_ids, r.prompt_mask, r.tokens, r.mask)
         length = r.tokens.size(1)
@@ -432,25 +550,48 @@ class PPOTrainer:
             order = torch.randperm(len(ids), device=ids.device)
             for start in range(0, len(ids), cfg.mini_batch_size):
                 mb = order[start:start + cfg.mini_batch_size]
-                logits, values = self.forward.at_step(mb, ids, attention, positions, length)
-                scaled = logits / cfg.generation.temperature
-                logprobs = logprobs_from_logits(scaled, r.tokens[mb])
-                loss, stats = ppo_loss(logprobs, r.logprobs[mb], advantages[mb], values, r.values[mb],
-                                       returns[mb], r.mask[mb], cfg.cliprange, cfg.cliprange_value, cfg.vf_coef,
-                                       logits=scaled, entropy_coef=cfg.entropy_coef)
-                if not torch.isfinite(loss):
-                    raise NonFiniteLossError(f"the PPO loss became {loss.item()} at update {self.progress.update + 1}")
-                self.accelerator.backward(loss)
+                tokens_in_mb = r.mask[mb].sum()
+                finite = torch.ones((), dtype=torch.bool, device=ids.device)
+                step_stats: torch.Tensor | float = 0.0
+                slices = mb.split(cfg.micro_batch)
+                for i, rows in enumerate(slices):
+                    share = r.mask[rows].sum() / tokens_in_mb
+                    # gradients are synchronised across processes once per mini-batch, at its last slice
+                    sync = contextlib.nullcontext() if i == len(slices) - 1 else self.accelerator.no_sync(self.model)
+                    with sync:
+                        with self.autocast():
+                            logits, values = self.forward.at_step(rows, ids, attention, positions, length)
+                        logprobs = logprobs_from_logits(logits, r.tokens[rows], cfg.generation.temperature)
+                        loss, stats = ppo_loss(logprobs, r.logprobs[rows], advantages[rows], values, r.values[rows],
+                                               returns[rows], r.mask[rows], cfg.cliprange, cfg.cliprange_value,
+                                               cfg.vf_coef, logits=logits, entropy_coef=cfg.entropy_coef,
+                                               temperature=cfg.generation.temperature)
+                        finite &= torch.isfinite(loss)
+                        self.accelerator.backward(loss * share)
+                    names = list(stats)
+                    step_stats = step_stats + share * torch.stack(list(stats.values()))
+                self.raise_unless_finite(finite)
                 if cfg.max_grad_norm:
                     self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
                 self.optimizer.step()
                 self.scheduler.step()
                 self.optimizer.zero_grad()
-                names = list(stats)
-                step_stats = torch.stack(list(stats.values()))
                 totals = step_stats if totals is None else totals + step_stats
                 steps += 1
         return dict(zip(names, totals / steps))
+
+    def raise_unless_finite(self, finite: torch.Tensor) -> None:
+        """Raise :class:`NonFiniteLossError` on *every* process when any process's loss was not finite.
+
+        The flag is all-reduced first: a process that raised alone would leave the others waiting in
+        the next gradient all-reduce until the collective timeout (30 minutes by default).
+        """
+        bad = (~finite).float().reshape(1)
+        if self.accelerator.num_processes > 1:
+            bad = self.accelerator.reduce(bad, "sum")
+        if bad.item() > 0:
+            raise NonFiniteLossError(f"the PPO loss became NaN or infinite on {int(bad.item())} process(es) "
+                                     f"at update {self.progress.update + 1}")
 
     # ------------------------------------------------------------------ statistics
     def statistics(self, r: Rollout, rewards: Rewards, returns: torch.Tensor,
@@ -502,7 +643,7 @@ class PPOTrainer:
                             beta=f"{stats['objective/beta']:.3f}")
             done = self.progress.update == self.num_updates
             if on_eval is not None and (self.progress.update % cfg.eval_every == 0 or done):
-                with torch.random.fork_rng(devices=[]):
+                with torch.random.fork_rng(devices=rng_devices()):
                     self.progress.evals.append(on_eval(self.progress.update))
             if self.progress.update % cfg.save_every == 0 or done:
                 self.save_checkpoint(checkpoint_dir)

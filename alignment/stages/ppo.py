@@ -41,7 +41,7 @@ from alignment.errors import UserError
 from alignment.io import atomic_dir, write_json_atomic, write_jsonl_atomic
 from alignment.modeling import load_policy
 from alignment.ppo.evaluation import HeldOutEval, eval_prompt_sets, ppo_metrics
-from alignment.ppo.trainer import NonFiniteLossError, PPOTrainer
+from alignment.ppo.trainer import NonFiniteLossError, PPOTrainer, rng_devices
 from alignment.reports.html import write_report
 from alignment.reports.sections import ppo_sections
 from alignment.reward.model import REWARD_CONFIG_FILE
@@ -113,7 +113,9 @@ def run(cfg: Config, raw: DictConfig) -> int:
     out = stage_dir(cfg, STAGE)
     policy_path, reward_path, reward_info = check_inputs(cfg)
     seed_everything(cfg.seed)
-    accelerator = Accelerator(cpu=cpu_only_launch(), log_with="tensorboard", project_dir=str(out / "logs"))
+    precision = None if cfg.ppo.mixed_precision == "auto" else str(cfg.ppo.mixed_precision)  # None: accelerate's
+    accelerator = Accelerator(cpu=cpu_only_launch(), mixed_precision=precision, log_with="tensorboard",
+                              project_dir=str(out / "logs"))
     model, tokenizer = load_policy(cfg.policy, path=str(policy_path))
     prompt_sets = stage_prompt_sets(cfg, tokenizer, model, "ppo")
     train_prompts = prompt_sets["train"]
@@ -129,6 +131,7 @@ def run(cfg: Config, raw: DictConfig) -> int:
     trainer = PPOTrainer(cfg.ppo, accelerator, model, str(policy_path), tokenizer,
                          lambda prompts, texts: scorer.score(prompts, texts), reward_info["mean"], reward_info["std"],
                          train_prompts, cfg.seed, num_updates, safety_filter)
+    scorer.model.to(dtype=trainer.compute_dtype or torch.float32)  # the reward model in the compute dtype
     if accelerator.is_main_process:  # only now: bad input above (LoRA targets, safety head) writes nothing
         save_resolved_config(raw, out)
     accelerator.init_trackers("ppo")
@@ -142,7 +145,7 @@ def run(cfg: Config, raw: DictConfig) -> int:
                            cfg.ppo.generation, cfg.seed, gold=prompt_sets.gold, judge=judge)
     baseline = {}
     if accelerator.is_main_process:  # evals are the main process's job (see PPOTrainer.train)
-        with torch.random.fork_rng(devices=[]), trainer.reference_model() as reference:
+        with torch.random.fork_rng(devices=rng_devices()), trainer.reference_model() as reference:
             baseline = held_out.run(reference)
 
     def on_eval(update: int) -> dict:

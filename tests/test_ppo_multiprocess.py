@@ -1,0 +1,61 @@
+"""A NaN loss on one of two processes stops both, promptly and with the same clear error.
+
+Run by pytest, the test launches this very file on two CPU processes (gloo) through ``accelerate launch``;
+run as a script, it is one of those processes: a PPO update whose values are NaN on process 1 only.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from alignment.config import PolicyConfig, PPOStageConfig
+from alignment.data.world import DemoWorld
+from alignment.modeling import load_policy
+from alignment.ppo.trainer import NonFiniteLossError, PPOTrainer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.slow
+def test_a_nan_on_one_rank_stops_both_ranks_with_a_clear_error(smoke_sft):
+    command = [sys.executable, "-m", "accelerate.commands.launch",
+               "--config_file", os.path.join(ROOT, "conf", "accelerate", "cpu_2proc.yaml"),
+               os.path.abspath(__file__), str(smoke_sft / "sft" / "model")]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, env=os.environ.copy())
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    for rank in (0, 1):
+        assert f"rank {rank}: the PPO loss became NaN or infinite on 1 process(es) at update 1" in output, output[-3000:]
+
+
+def poisoned_update(policy_path: str) -> None:
+    """One PPO update on this process; process 1's values are NaN, so only its loss is."""
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=True)
+    cfg = PPOStageConfig(batch_size=4, mini_batch_size=4, ppo_epochs=1, value_model="head")
+    cfg.generation.max_new_tokens = 8
+    model, tok = load_policy(PolicyConfig(), path=policy_path)
+    trainer = PPOTrainer(cfg, accelerator, model, policy_path, tok, lambda p, t: np.zeros(len(t)), 0.0, 1.0,
+                         [p.text for p in DemoWorld(0).prompts("train")], seed=0, num_updates=1)
+    if accelerator.process_index == 1:
+        at_step = trainer.forward.at_step
+
+        def nan_values(*args):
+            logits, values = at_step(*args)
+            return logits, values * float("nan")
+
+        trainer.forward.at_step = nan_values
+    try:
+        trainer.step()
+    except NonFiniteLossError as err:
+        print(f"rank {accelerator.process_index}: {err}", flush=True)
+        sys.exit(3)
+    print(f"rank {accelerator.process_index}: finished", flush=True)
+
+
+if __name__ == "__main__":
+    poisoned_update(sys.argv[1])
