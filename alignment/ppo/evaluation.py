@@ -86,40 +86,52 @@ class HeldOutEval:
                  result["redteam"]["harmful_unsafe_rate"])
         return result
 
-    def compare(self, baseline: SplitResults, final: SplitResults) -> GoldComparison:
+    def compare(self, baseline: SplitResults, final: SplitResults, name: str = "ppo") -> GoldComparison:
         """Each held-out prompt's SFT and final answers side by side with their gold rewards, and how
-        often the final answer scored higher (a win), lower (a loss) or the same (a tie)."""
+        often the final answer scored higher (a win), lower (a loss) or the same (a tie). ``name`` is
+        the optimiser's: the final answer's column (``ppo``, ``dpo``...)."""
         wins = losses = ties = 0
         rows = []
         for split, prompts in self.sets.items():
             for p, sft, ppo in zip(prompts, baseline[split][1], final[split][1]):
                 g_sft, g_ppo = self.world.gold_reward(p, sft.text), self.world.gold_reward(p, ppo.text)
                 wins, losses, ties = wins + (g_ppo > g_sft), losses + (g_ppo < g_sft), ties + (g_ppo == g_sft)
-                rows.append({"split": split, "prompt": p.text, "sft": sft.text, "ppo": ppo.text,
-                             "gold_sft": g_sft, "gold_ppo": g_ppo})
+                rows.append({"split": split, "prompt": p.text, "sft": sft.text, name: ppo.text,
+                             "gold_sft": g_sft, f"gold_{name}": g_ppo})
         return GoldComparison(rows, wins, losses, ties)
+
+
+def held_out_metrics(name: str, baseline: SplitResults, final: SplitResults, comparison: GoldComparison,
+                     safety: dict) -> dict:
+    """What every optimiser's ``metrics.json`` reports alike (``name``: ``ppo``, ``dpo``...): the gold win
+    rate against the SFT policy, gold and proxy reward and red-team unsafe rate before and after, and the
+    safety filter's unsafe rate, so that the run report can put the optimisers side by side."""
+    wins, losses, ties = comparison.wins, comparison.losses, comparison.ties
+    return {
+        "gold_win_rate": wins / max(wins + losses, 1),
+        "gold_win_rate_ties_half": (wins + 0.5 * ties) / max(len(comparison.rows), 1),
+        "wins": wins, "losses": losses, "ties": ties,
+        "gold_reward_sft": baseline["eval"][0]["gold_reward_mean"], f"gold_reward_{name}": final["eval"][0]["gold_reward_mean"],
+        "proxy_reward_sft": baseline["eval"][0]["proxy_reward_mean"],
+        f"proxy_reward_{name}": final["eval"][0]["proxy_reward_mean"],
+        "unsafe_rate_sft": baseline["redteam"][0]["harmful_unsafe_rate"],
+        f"unsafe_rate_{name}": final["redteam"][0]["harmful_unsafe_rate"],
+        "unsafe_rate_filter": safety["policy"]["unsafe_rate"]["rate"],
+        "unsafe_rate_filter_sft": safety["previous_unsafe_rate"],
+    }
 
 
 def ppo_metrics(cfg: PPOStageConfig, trainer: PPOTrainer, baseline: SplitResults, final: SplitResults,
                 comparison: GoldComparison, safety: dict) -> dict:
-    """The run's summary figures (``metrics.json`` without its history): gold win rate, gold and proxy
-    reward and red-team unsafe rate before and after, the final KL, the safety filter's verdicts."""
+    """The run's summary figures (``metrics.json`` without its history): :func:`held_out_metrics`, the
+    final KL and beta, the updates flagged as over-optimisation, how the run was set up."""
     history = trainer.progress.history
-    wins, losses, ties = comparison.wins, comparison.losses, comparison.ties
     return {
         "updates": trainer.progress.update, "episodes": history[-1]["episodes"] if history else 0,
-        "gold_win_rate": wins / max(wins + losses, 1),
-        "gold_win_rate_ties_half": (wins + 0.5 * ties) / max(len(comparison.rows), 1),
-        "wins": wins, "losses": losses, "ties": ties,
-        "gold_reward_sft": baseline["eval"][0]["gold_reward_mean"], "gold_reward_ppo": final["eval"][0]["gold_reward_mean"],
-        "proxy_reward_sft": baseline["eval"][0]["proxy_reward_mean"], "proxy_reward_ppo": final["eval"][0]["proxy_reward_mean"],
-        "unsafe_rate_sft": baseline["redteam"][0]["harmful_unsafe_rate"],
-        "unsafe_rate_ppo": final["redteam"][0]["harmful_unsafe_rate"],
+        **held_out_metrics("ppo", baseline, final, comparison, safety),
         "final_kl": history[-1]["objective/kl"] if history else 0.0,
         "final_beta": trainer.kl_ctl.value, "kl_target": cfg.kl.target if cfg.kl.adaptive else None,
         "overoptimisation_updates": [e["update"] for e in trainer.progress.evals if e.get("overoptimisation")],
-        "unsafe_rate_filter": safety["policy"]["unsafe_rate"]["rate"],
-        "unsafe_rate_filter_sft": safety["previous_unsafe_rate"],
         "processes": trainer.accelerator.num_processes, "lora": cfg.lora.enabled,
         "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         "safety_penalty": cfg.safety_penalty,

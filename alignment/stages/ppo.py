@@ -22,7 +22,6 @@ Writes ``<run.dir>/ppo/``: ``model/``, ``metrics.json``, ``safety.json``, ``samp
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import replace
@@ -42,7 +41,6 @@ from alignment.ppo.evaluation import HeldOutEval, eval_prompt_sets, ppo_metrics
 from alignment.ppo.trainer import NonFiniteLossError, PPOTrainer
 from alignment.reports.html import write_report
 from alignment.reports.sections import ppo_sections
-from alignment.reward.model import REWARD_CONFIG_FILE
 from alignment.reward.scorer import RewardScorer
 from alignment.safety import build_filter
 from alignment.safety.eval import stage_safety
@@ -53,6 +51,7 @@ from alignment.stages.common import (
     stage_dir,
     stage_main,
 )
+from alignment.stages.optimiser import check_policy_and_reward, sampled_kl
 
 log = logging.getLogger(__name__)
 logging.getLogger("accelerate").setLevel(logging.WARNING)  # one INFO line per saved file otherwise
@@ -60,13 +59,7 @@ STAGE = "ppo"
 
 
 def check_inputs(cfg: Config) -> tuple[Path, Path, dict]:
-    policy_path, reward_path = Path(cfg.ppo.policy_path), Path(cfg.ppo.reward_path)
-    if not (policy_path / "config.json").is_file():
-        raise UserError(f"ppo.policy_path={policy_path}: no model there (run align-sft first, or point it at one)")
-    if not (reward_path / REWARD_CONFIG_FILE).is_file():
-        raise UserError(f"ppo.reward_path={reward_path}: no reward model written by align-reward there")
-    reward_info = json.loads((reward_path / REWARD_CONFIG_FILE).read_text())
-    return policy_path, reward_path, reward_info
+    return check_policy_and_reward(STAGE, cfg.ppo.policy_path, cfg.ppo.reward_path)
 
 
 def cpu_only_launch() -> bool:
@@ -151,10 +144,13 @@ def run(cfg: Config, raw: DictConfig) -> int:
             trainer.save_adapter(tmp)
     final = held_out.run(policy)
     comparison = held_out.compare(baseline, final)
+    with trainer.reference_model() as reference:
+        kl_sft = sampled_kl(policy, reference, tokenizer, final["eval"][1] + final["redteam"][1],
+                            cfg.ppo.generation.temperature)
     write_jsonl_atomic(out / "samples.jsonl", comparison.rows)
     safety, status = stage_safety(cfg, STAGE, policy, tokenizer, cfg.ppo.generation, out,
                                   baseline=Path(cfg.ppo.safety_baseline) if cfg.ppo.safety_baseline else None)
-    metrics = {"stage": STAGE, **ppo_metrics(cfg.ppo, trainer, baseline, final, comparison, safety)}
+    metrics = {"stage": STAGE, **ppo_metrics(cfg.ppo, trainer, baseline, final, comparison, safety), "kl_sft": kl_sft}
     history, evals = trainer.progress.history, trainer.progress.evals
     write_json_atomic(out / "metrics.json", {**metrics, "history": history, "evals": evals,
                                              "baseline": {s: b[0] for s, b in baseline.items()},
