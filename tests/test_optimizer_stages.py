@@ -42,11 +42,11 @@ class AnyScoreFilter:
 
 def test_our_reward_functions_sum_to_ppos_score():
     scorer = ConstantScorer({"good": 5.0, "bad": -1.0, "huge": 100.0})
-    rewards = OurRewards(scorer, mean=1.0, std=2.0, clip=5.0, eos_token_id=EOS, missing_eos_penalty=1.0,
+    rewards = OurRewards(scorer, mean=1.0, std=2.0, clip=5.0, stop_ids=[EOS, 2], missing_eos_penalty=1.0,
                          safety_filter=AnyScoreFilter({"good": 0.1, "bad": 0.8, "huge": 0.0}), safety_penalty=2.0)
     completions = [[{"role": "assistant", "content": f" {t} "}] for t in ("good", "bad", "huge")]
     prompts = ["p1", "p2", "p3"]
-    ids = [[7, 8, EOS], [7, 8, 9], [EOS]]
+    ids = [[7, 8, EOS], [7, 8, 9], [2]]  # 2: another stop id (Llama 3 has two)
     funcs = rewards.functions()
     assert [f.__name__ for f in funcs] == ["reward_model", "missing_eos", "safety"]
     parts = [f(prompts=prompts, completions=completions, completion_ids=ids, prompt_text=prompts) for f in funcs]
@@ -54,7 +54,7 @@ def test_our_reward_functions_sum_to_ppos_score():
     assert parts[0] == pytest.approx([2.0, -1.0, 5.0])
     assert parts[1] == pytest.approx([0.0, -1.0, 0.0])
     assert parts[2] == pytest.approx([-0.2, -1.6, 0.0])
-    assert [f.__name__ for f in OurRewards(scorer, 0.0, 1.0, 5.0, EOS, None).functions()] == ["reward_model"]
+    assert [f.__name__ for f in OurRewards(scorer, 0.0, 1.0, 5.0, [EOS], None).functions()] == ["reward_model"]
 
 
 def test_the_sampling_budget_sets_the_steps(tmp_path):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 from datasets import Dataset
 from omegaconf import DictConfig
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from alignment.config import Config, GroupRLStageConfig
 from alignment.errors import UserError
@@ -63,10 +65,10 @@ class OurRewards:
     ``prompt_text`` is the prompt as plain text, what the reward model and the filter read.
     """
 
-    def __init__(self, scorer: RewardScorer, mean: float, std: float, clip: float, eos_token_id: int,
+    def __init__(self, scorer: RewardScorer, mean: float, std: float, clip: float, stop_ids: Collection[int],
                  missing_eos_penalty: float | None, safety_filter=None, safety_penalty: float = 0.0) -> None:
         self.scorer, self.mean, self.std, self.clip = scorer, mean, std, clip
-        self.eos_token_id, self.missing_eos_penalty = eos_token_id, missing_eos_penalty
+        self.stop_ids, self.missing_eos_penalty = frozenset(stop_ids), missing_eos_penalty
         self.safety_filter, self.safety_penalty = safety_filter, safety_penalty
 
     def functions(self) -> list:
@@ -87,12 +89,19 @@ class OurRewards:
         return normalise_scores(raw, self.mean, self.std, self.clip).tolist()
 
     def missing_eos(self, completion_ids: list[list[int]], **_: object) -> list[float]:
-        return [0.0 if ids and ids[-1] == self.eos_token_id else -float(self.missing_eos_penalty)
+        return [0.0 if ids and ids[-1] in self.stop_ids else -float(self.missing_eos_penalty)
                 for ids in completion_ids]
 
     def safety(self, completions: list, prompt_text: list[str], **_: object) -> list[float]:
         scores = np.asarray(self.safety_filter.score_all(self.texts(completions), prompts=prompt_text), dtype=float)
         return (-self.safety_penalty * scores[:, ANY_INDEX]).tolist()
+
+
+def stop_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The ids TRL's generation stops at: the tokenizer's EOS and the model's generation-config EOS ids."""
+    ids = model.generation_config.eos_token_id
+    ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+    return [tokenizer.eos_token_id, *ids]
 
 
 def prompt_dataset(prompts: list[str]) -> Dataset:
@@ -133,7 +142,7 @@ def run_group_stage(cfg: Config, raw: DictConfig, stage: str, trainer_cls, confi
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     scorer.model.to(device)
     safety_filter = build_filter(replace(cfg.safety, backend=c.safety_backend)) if c.safety_penalty else None
-    rewards = OurRewards(scorer, reward_info["mean"], reward_info["std"], c.reward_clip, tokenizer.eos_token_id,
+    rewards = OurRewards(scorer, reward_info["mean"], reward_info["std"], c.reward_clip, stop_ids(model, tokenizer),
                          c.missing_eos_penalty, safety_filter, c.safety_penalty)
     try:
         args = config_cls(**trainer_kwargs(cfg, c, out, optimizer_steps(c, world_size())), **extra)
