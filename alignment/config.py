@@ -128,6 +128,15 @@ class Stage(Choice):
     ppo = "ppo"
 
 
+class Optimizer(Choice):
+    """The policy optimisers the pipeline can run from one SFT policy, label set and reward model."""
+
+    ppo = "ppo"
+    dpo = "dpo"
+    grpo = "grpo"
+    rloo = "rloo"
+
+
 def check(ok: bool, key: str, value: object, rule: str) -> None:
     """A :class:`UserError` naming ``key`` and ``value`` unless ``ok``; ``rule`` says what is allowed."""
     if not ok:
@@ -853,9 +862,15 @@ class PipelineConfig(Config):
     #: PPO policy and writes into ``<run.dir>/round-<r>/``.
     rounds: int = 1
     pipeline: PipelineOptions = field(default_factory=PipelineOptions)
+    #: The optimisers the ``ppo`` stage of a round runs, each from the same SFT policy, labels and reward
+    #: model into ``<run.dir>/<name>/``; the first one's policy starts the next round.
+    optimizers: list[Optimizer] = field(default_factory=lambda: [Optimizer.ppo])
 
     def __post_init__(self) -> None:
         check(self.rounds >= 1, "rounds", self.rounds, ">= 1")
+        self.optimizers = [Optimizer.parse(name, "optimizers") for name in self.optimizers]
+        check(len(self.optimizers) > 0 and len(set(self.optimizers)) == len(self.optimizers), "optimizers",
+              [str(o) for o in self.optimizers], "a non-empty list without repeats, e.g. [ppo,dpo,grpo,rloo]")
 
 
 def require(value: str | None, key: str, hint: str) -> str:
