@@ -103,7 +103,8 @@ def run(cfg: Config, raw: DictConfig) -> int:
                 "resumed_from": resume_from,
                 "final_reward_accuracy": next((e["rewards/accuracies"] for e in reversed(history)
                                                if "rewards/accuracies" in e), None)}
-    return finish_stage(cfg, STAGE, out, policy, load_reference(cfg, policy_path, device), tokenizer, scorer,
+    reference = reference if reference is not None else load_reference(cfg, policy_path, device)
+    return finish_stage(cfg, STAGE, out, policy, reference.to(device), tokenizer, scorer,
                         cfg.dpo.generation, cfg.dpo.eval_prompts, cfg.dpo.safety_baseline, training,
                         [[e["step"], e["loss"]] for e in history if "loss" in e])
 
