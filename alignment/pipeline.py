@@ -7,6 +7,12 @@ from round ``r - 1``'s PPO policy into ``<run.dir>/round-<r>/<stage>/`` (iterati
 label into one project of one database (``<run.dir>/labels/labels.db``), so each round's reward model
 trains on every label so far.
 
+``optimizers=[ppo,dpo,grpo,rloo]`` makes a round's ``ppo`` stage one step per optimiser, each from the
+same SFT policy, labels and reward model into ``<run.dir>/<optimiser>/`` (``round-<r>/<optimiser>/``);
+each chains its fingerprint on the reward step, so a change to one optimiser's config reruns only that
+one, and the first optimiser's policy starts the next round. ``pipeline.json`` also records each step's
+peak resident memory (:mod:`alignment.memory`).
+
 ``<run.dir>/pipeline.json`` records each stage's status, wall time and a fingerprint of the config
 sections it reads (chained with its inputs' fingerprints). A stage whose outputs exist and whose
 fingerprint matches is skipped, so rerunning after a crash or a config change redoes only what
