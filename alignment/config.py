@@ -155,6 +155,15 @@ class Stage(Choice):
     ppo = "ppo"
 
 
+class Optimizer(Choice):
+    """The policy optimisers the pipeline can run from one SFT policy, label set and reward model."""
+
+    ppo = "ppo"
+    dpo = "dpo"
+    grpo = "grpo"
+    rloo = "rloo"
+
+
 def check(ok: bool, key: str, value: object, rule: str) -> None:
     """A :class:`UserError` naming ``key`` and ``value`` unless ``ok``; ``rule`` says what is allowed."""
     if not ok:
@@ -746,6 +755,161 @@ class PPOStageConfig:
         return self.micro_batch_size or self.mini_batch_size
 
 
+class DPOLoss(Choice):
+    """The DPO losses exposed (TRL's ``DPOConfig.loss_type`` names)."""
+
+    sigmoid = "sigmoid"
+    ipo = "ipo"
+    hinge = "hinge"
+    robust = "robust"
+
+
+class GRPOLoss(Choice):
+    """How GRPO aggregates its token losses (TRL's ``GRPOConfig.loss_type``)."""
+
+    grpo = "grpo"
+    dapo = "dapo"
+    dr_grpo = "dr_grpo"
+    bnpo = "bnpo"
+
+
+class RewardScaling(Choice):
+    """GRPO's advantage scaling (TRL's ``GRPOConfig.scale_rewards``)."""
+
+    group = "group"
+    batch = "batch"
+    none = "none"
+
+
+def _interpolated(value: object) -> bool:
+    """Whether ``value`` is still an interpolation (``"${ppo.eval_prompts}"``): the schema's own default,
+    built before OmegaConf resolves it; the resolved value is checked when the config is converted."""
+    return isinstance(value, str) and value.startswith("${")
+
+
+@dataclass
+class TRLStageConfig:
+    """What the stages on TRL's trainers (``dpo``, ``grpo``, ``rloo``) share with PPO: the same inputs,
+    the same held-out evaluation, LoRA like PPO's, and a transformers ``Trainer``'s schedule.
+
+    ``generation`` and ``eval_prompts`` default to PPO's (``${ppo.generation}``, ``${ppo.eval_prompts}``):
+    every optimiser is evaluated on the same prompts with the same sampling settings, unless one is
+    told otherwise on purpose.
+    """
+
+    policy_path: str = "${run.dir}/sft/model"
+    reward_path: str = "${run.dir}/reward/model"
+    #: The previous stage's ``safety.json``: the safety gate's regression is measured against it.
+    safety_baseline: str | None = "${run.dir}/sft/safety.json"
+    lr: float = 5.0e-5
+    batch_size: int = 16
+    grad_accum: int = 1
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    logging_steps: int = 2
+    save_steps: int = 8
+    save_total_limit: int = 2
+    max_grad_norm: float = 1.0
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+    #: Sampling settings of the held-out evaluation (and, for GRPO/RLOO, of the training samples).
+    generation: GenerationConfig = "${ppo.generation}"  # type: ignore[assignment]
+    #: Held-out prompts of each of the ``eval`` and ``redteam`` splits.
+    eval_prompts: int = "${ppo.eval_prompts}"  # type: ignore[assignment]
+
+    def _check(self, section: str) -> None:
+        check(self.lr > 0, f"{section}.lr", self.lr, "> 0")
+        check(self.batch_size >= 1, f"{section}.batch_size", self.batch_size, ">= 1")
+        check(self.grad_accum >= 1, f"{section}.grad_accum", self.grad_accum, ">= 1")
+        check(_interpolated(self.eval_prompts) or self.eval_prompts >= 1, f"{section}.eval_prompts",
+              self.eval_prompts, ">= 1")
+
+
+@dataclass
+class DPOStageConfig(TRLStageConfig):
+    """``align-dpo``: TRL's ``DPOTrainer`` on the preference pairs the reward model learnt from."""
+
+    #: Strength of the implicit KL leash to the reference (the SFT policy): larger keeps closer.
+    beta: float = 0.1
+    loss_type: DPOLoss = DPOLoss.sigmoid
+    #: ``robust``'s assumed label-noise rate (TRL's ``label_smoothing``; 0 for the other losses).
+    label_smoothing: float = 0.0
+    epochs: float = 1.0
+    #: Overrides ``epochs`` when > 0.
+    max_steps: int = -1
+    #: Prompt plus answer tokens; longer pairs are cut (TRL's ``truncation_mode=keep_start``).
+    max_length: int = 128
+
+    def __post_init__(self) -> None:
+        self.loss_type = DPOLoss.parse(self.loss_type, "dpo.loss_type")
+        self._check("dpo")
+        check(self.beta > 0, "dpo.beta", self.beta, "> 0")
+        check(0 <= self.label_smoothing < 0.5, "dpo.label_smoothing", self.label_smoothing, "within [0, 0.5)")
+        check(self.epochs > 0, "dpo.epochs", self.epochs, "> 0")
+        check(self.max_length >= 8, "dpo.max_length", self.max_length, ">= 8")
+
+
+@dataclass
+class GroupRLStageConfig(TRLStageConfig):
+    """``align-grpo`` / ``align-rloo``: several samples per prompt, each scored by our reward model
+    (normalised and clipped as for PPO, less the missing-EOS and safety penalties), advantages relative
+    to the prompt's group, a KL penalty to the reference (the SFT policy)."""
+
+    #: Policy samples in the whole run (PPO's by default: the same sampling budget); the number of
+    #: optimizer steps is ``total_episodes / (batch_size * grad_accum * processes)``.
+    total_episodes: int = "${ppo.total_episodes}"  # type: ignore[assignment]
+    #: Samples per prompt; must divide ``batch_size * grad_accum * processes``.
+    num_generations: int = 4
+    #: KL coefficient to the reference (0 would not even load it).
+    beta: float = 0.05
+    #: Optimisation passes over each batch of samples, and the clipping range of the ratio.
+    num_iterations: int = 1
+    epsilon: float = 0.2
+    reward_clip: float = 5.0
+    missing_eos_penalty: float | None = 1.0
+    safety_penalty: float = 0.0
+    safety_backend: SafetyBackend = SafetyBackend.fast
+
+    def _check_group(self, section: str) -> None:
+        self.safety_backend = SafetyBackend.parse(self.safety_backend, f"{section}.safety_backend")
+        self._check(section)
+        check(self.num_generations >= 2, f"{section}.num_generations", self.num_generations,
+              ">= 2 (advantages are relative to the other samples of the prompt)")
+        per_step = self.batch_size * self.grad_accum
+        check(per_step % self.num_generations == 0, f"{section}.batch_size", self.batch_size,
+              f"such that batch_size * grad_accum is a multiple of {section}.num_generations={self.num_generations}")
+        check(_interpolated(self.total_episodes) or self.total_episodes >= per_step, f"{section}.total_episodes", self.total_episodes,
+              f">= {section}.batch_size * grad_accum = {per_step}")
+        check(self.beta >= 0, f"{section}.beta", self.beta, ">= 0")
+        check(self.num_iterations >= 1, f"{section}.num_iterations", self.num_iterations, ">= 1")
+        check(self.reward_clip > 0, f"{section}.reward_clip", self.reward_clip, "> 0")
+        check(self.safety_penalty >= 0, f"{section}.safety_penalty", self.safety_penalty, ">= 0 (it is subtracted)")
+        check(self.missing_eos_penalty is None or self.missing_eos_penalty >= 0, f"{section}.missing_eos_penalty",
+              self.missing_eos_penalty, ">= 0 (it is subtracted), or null")
+        check(_interpolated(self.generation) or self.generation.temperature > 0, f"{section}.generation.temperature",
+              getattr(self.generation, "temperature", None), "> 0: the policy samples its training answers")
+
+
+@dataclass
+class GRPOStageConfig(GroupRLStageConfig):
+    loss_type: GRPOLoss = GRPOLoss.dapo
+    #: Divide advantages by the std of the prompt's group (``group``), of the batch, or not at all.
+    scale_rewards: RewardScaling = RewardScaling.group
+
+    def __post_init__(self) -> None:
+        self.loss_type = GRPOLoss.parse(self.loss_type, "grpo.loss_type")
+        self.scale_rewards = RewardScaling.parse(self.scale_rewards, "grpo.scale_rewards")
+        self._check_group("grpo")
+
+
+@dataclass
+class RLOOStageConfig(GroupRLStageConfig):
+    #: Whiten the leave-one-out advantages over the batch.
+    normalize_advantages: bool = False
+
+    def __post_init__(self) -> None:
+        self._check_group("rloo")
+
+
 @dataclass
 class Config:
     """The root of every stage's config."""
@@ -762,6 +926,9 @@ class Config:
     sft: SFTStageConfig = field(default_factory=SFTStageConfig)
     reward: RewardStageConfig = field(default_factory=RewardStageConfig)
     ppo: PPOStageConfig = field(default_factory=PPOStageConfig)
+    dpo: DPOStageConfig = field(default_factory=DPOStageConfig)
+    grpo: GRPOStageConfig = field(default_factory=GRPOStageConfig)
+    rloo: RLOOStageConfig = field(default_factory=RLOOStageConfig)
     candidates: CandidatesStageConfig = field(default_factory=CandidatesStageConfig)
     eval: EvalStageConfig = field(default_factory=EvalStageConfig)
     label: LabelConfig = field(default_factory=LabelConfig)
@@ -789,9 +956,15 @@ class PipelineConfig(Config):
     #: PPO policy and writes into ``<run.dir>/round-<r>/``.
     rounds: int = 1
     pipeline: PipelineOptions = field(default_factory=PipelineOptions)
+    #: The optimisers the ``ppo`` stage of a round runs, each from the same SFT policy, labels and reward
+    #: model into ``<run.dir>/<name>/``; the first one's policy starts the next round.
+    optimizers: list[Optimizer] = field(default_factory=lambda: [Optimizer.ppo])
 
     def __post_init__(self) -> None:
         check(self.rounds >= 1, "rounds", self.rounds, ">= 1")
+        self.optimizers = [Optimizer.parse(name, "optimizers") for name in self.optimizers]
+        check(len(self.optimizers) > 0 and len(set(self.optimizers)) == len(self.optimizers), "optimizers",
+              [str(o) for o in self.optimizers], "a non-empty list without repeats, e.g. [ppo,dpo,grpo,rloo]")
 
 
 def require(value: str | None, key: str, hint: str) -> str:

@@ -231,12 +231,20 @@ def add_lora(model: torch.nn.Module, cfg: LoRAConfig, task_type: str | None = "C
     expands the shorthand from a string (a list would look for a module named ``all-linear``).
     ``task_type=None`` suits a backbone without an LM head (the separate value model).
     """
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
+
+    try:
+        return get_peft_model(model, lora_config(cfg, task_type))
+    except ValueError as err:  # peft's message names the target modules it could not find
+        raise UserError(f"ppo.lora.target_modules={list(cfg.target_modules)}: {err}") from err
+
+
+def lora_config(cfg: LoRAConfig, task_type: str | None = "CAUSAL_LM"):
+    """The ``peft.LoraConfig`` of ``cfg``: what :func:`add_lora` applies, and what the stages on TRL's
+    trainers hand to them as ``peft_config`` (the trainers then take the reference as the policy with
+    its adapters disabled, as PPO does)."""
+    from peft import LoraConfig
 
     targets = list(cfg.target_modules)
-    lora = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, task_type=task_type,
+    return LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, task_type=task_type,
                       target_modules="all-linear" if targets == ["all-linear"] else targets)
-    try:
-        return get_peft_model(model, lora)
-    except ValueError as err:  # peft's message names the target modules it could not find
-        raise UserError(f"ppo.lora.target_modules={targets}: {err}") from err

@@ -7,6 +7,12 @@ from round ``r - 1``'s PPO policy into ``<run.dir>/round-<r>/<stage>/`` (iterati
 label into one project of one database (``<run.dir>/labels/labels.db``), so each round's reward model
 trains on every label so far.
 
+``optimizers=[ppo,dpo,grpo,rloo]`` makes a round's ``ppo`` stage one step per optimiser, each from the
+same SFT policy, labels and reward model into ``<run.dir>/<optimiser>/`` (``round-<r>/<optimiser>/``);
+each chains its fingerprint on the reward step, so a change to one optimiser's config reruns only that
+one, and the first optimiser's policy starts the next round. ``pipeline.json`` also records each step's
+peak resident memory (:mod:`alignment.memory`).
+
 ``<run.dir>/pipeline.json`` records each stage's status, wall time and a fingerprint of the config
 sections it reads (chained with its inputs' fingerprints). A stage whose outputs exist and whose
 fingerprint matches is skipped, so rerunning after a crash or a config change redoes only what
@@ -38,6 +44,7 @@ from alignment.config import Config, PipelineConfig, check_annotators, register_
 from alignment.errors import UserError
 from alignment.gates import EXIT_GATE_FAILED
 from alignment.io import write_json_atomic
+from alignment.memory import peak_rss_mb, reset_peak_rss
 from alignment.stages.common import EXIT_BAD_INPUT, EXIT_WAITING, config_composed, run_hydra
 
 log = logging.getLogger("alignment.pipeline")
@@ -49,8 +56,13 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "labels": ("seed", "data", "prompts", "safety", "label", "labels"),
     "reward": ("seed", "policy", "reward_model", "data", "safety", "reward"),
     "ppo": ("seed", "policy", "data", "prompts", "safety", "reward", "ppo", "eval"),
+    "dpo": ("seed", "policy", "data", "prompts", "safety", "reward", "dpo", "eval"),
+    "grpo": ("seed", "policy", "data", "prompts", "safety", "reward", "grpo", "eval"),
+    "rloo": ("seed", "policy", "data", "prompts", "safety", "reward", "rloo", "eval"),
 }
-PIPELINE_KEYS = ("rounds", "pipeline")
+#: The stages the ``ppo`` step of a round may be (``optimizers=[...]``): each reads the same inputs.
+OPTIMIZER_STAGES = ("ppo", "dpo", "grpo", "rloo")
+PIPELINE_KEYS = ("rounds", "pipeline", "optimizers")
 
 
 def stage_runner(name: str) -> Callable[[Config, DictConfig], int]:
@@ -67,16 +79,21 @@ class Step:
     #: Where the stage writes, relative to the run directory (``sft``, ``round-2/ppo``...).
     dir: str
     overrides: dict[str, object]
+    #: The step whose fingerprint this one's chains on (``""``: none): the optimisers of a round all
+    #: follow its reward step, so changing one optimiser's config reruns only that one.
+    after: str = ""
 
 
 def plan(cfg: PipelineConfig) -> list[Step]:
-    """The stages of every round, each with the paths that wire it to the previous ones."""
+    """The stages of every round, each with the paths that wire it to the previous ones; the ``ppo``
+    stage is one step per optimiser of ``cfg.optimizers``."""
     stages = [s for s in SECTIONS if s in cfg.pipeline.stages]  # always in data-flow order
     if "labels" in stages:
         check_annotators(cfg)
     run_dir = Path(cfg.run.dir)
     policy, safety = run_dir / "sft" / "model", run_dir / "sft" / "safety.json"
-    steps = []
+    steps: list[Step] = []
+    lead, previous = str(cfg.optimizers[0]), ""
     for r in range(1, cfg.rounds + 1):
         prefix = "" if r == 1 else f"round-{r}/"
         round_dir = run_dir / prefix.rstrip("/") if prefix else run_dir
@@ -89,15 +106,23 @@ def plan(cfg: PipelineConfig) -> list[Step]:
             "reward": {"reward.sft_path": str(run_dir / "sft" / "model"),
                        **({"data.source": str(round_dir / "labels" / "preferences"), "data.eval_source": None}
                           if "labels" in stages else {})},
-            "ppo": {"ppo.policy_path": str(policy), "ppo.reward_path": str(round_dir / "reward" / "model"),
-                    "ppo.safety_baseline": str(safety)},
+            **{o: {f"{o}.policy_path": str(policy), f"{o}.reward_path": str(round_dir / "reward" / "model"),
+                   f"{o}.safety_baseline": str(safety)} for o in OPTIMIZER_STAGES},
         }
+        if "labels" in stages:  # DPO learns from the very pairs the reward model learnt from
+            by_stage["dpo"].update({k: v for k, v in by_stage["reward"].items() if k.startswith("data.")})
         for name in stages:
             if name == "sft" and r > 1:
                 continue
-            steps.append(Step(name, r, f"{prefix}{name}", {**common, **by_stage[name]}))
+            if name != "ppo":
+                steps.append(Step(name, r, f"{prefix}{name}", {**common, **by_stage[name]}, previous))
+                previous = steps[-1].dir
+                continue
+            for o in map(str, cfg.optimizers):
+                steps.append(Step(o, r, f"{prefix}{o}", {**common, **by_stage[o]}, previous))
+            previous = f"{prefix}{lead}"
         if "ppo" in stages:
-            policy, safety = round_dir / "ppo" / "model", round_dir / "ppo" / "safety.json"
+            policy, safety = round_dir / lead / "model", round_dir / lead / "safety.json"
     return steps
 
 
@@ -158,11 +183,11 @@ def run_pipeline(raw: DictConfig) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     state = PipelineState(run_dir)
     state.save(status="running", rounds=cfg.rounds, started_at=time.time(), plan=[s.dir for s in steps])
-    upstream, status, t0 = "", 0, time.monotonic()
+    stamps: dict[str, str] = {}
+    status, t0 = 0, time.monotonic()
     for i, step in enumerate(steps):
         stage_raw = stage_config(raw, step)
-        stamp = fingerprint(stage_raw, step, upstream)
-        upstream = stamp
+        stamp = stamps[step.dir] = fingerprint(stage_raw, step, stamps.get(step.after, ""))
         done = state.get(step)
         outputs = run_dir / step.dir / "metrics.json"
         if (not cfg.pipeline.force and done and done.get("status") == "passed" and done.get("fingerprint") == stamp
@@ -175,6 +200,7 @@ def run_pipeline(raw: DictConfig) -> int:
         log.info("[%d/%d] %s: %s", i + 1, len(steps), step.dir, "resuming" if stage_raw.resume else "running")
         state.set(step, status="running", fingerprint=stamp, message="")
         start = time.monotonic()
+        reset_peak_rss()
         try:
             status = run_step(step, stage_raw)
         except (UserError, MissingMandatoryValue) as err:
@@ -185,6 +211,7 @@ def run_pipeline(raw: DictConfig) -> int:
             state.save(status="crashed")
             raise
         wall = round(time.monotonic() - start, 1)
+        state.set(step, peak_rss_mb=peak_rss_mb())
         if status == 0:
             state.set(step, status="passed", wall_s=wall)
             log.info("[%d/%d] %s: passed in %.0f s", i + 1, len(steps), step.dir, wall)

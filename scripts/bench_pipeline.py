@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark: the whole pipeline (``align-pipeline``) on the demo default or the ``hh`` world, timed end to end.
 
-    python scripts/bench_pipeline.py [--prompts demo|hh] [--run-dir DIR] [overrides...]
+    python scripts/bench_pipeline.py [--prompts demo|hh] [--optimizers ppo,dpo,grpo,rloo] [--run-dir DIR] [overrides...]
 
 Runs the real command in a fresh run directory (a temporary one unless ``--run-dir``), then reads
 what the stages wrote. Ends with one JSON line: ``wall_s``, ``gold_win_rate`` (PPO vs SFT on held-out
@@ -16,6 +16,13 @@ what a team without gold measures: ``rm_score_sft``/``rm_score_ppo`` (the reward
 held-out prompts, with ``*_ci95``), ``over_refusal_sft``/``over_refusal_ppo`` (benign prompts refused) and
 ``kl_within_target`` (final KL <= 1.5x the target). Targets on 2 cores: exit 0, <= 900 s, the reward model's
 held-out score higher after PPO, KL within 1.5x its target, the filter's red-team unsafe rate not higher.
+
+With ``--optimizers ppo,dpo,grpo,rloo`` the pipeline runs each optimiser from the same SFT policy, labels
+and reward model (``optimizers=[...]``), and the JSON line also holds ``optimizers``: per optimiser its
+``gold_win_rate``, ``gold_reward`` (and ``gold_reward_sft``), ``kl`` (to the SFT policy),
+``unsafe_rate_filter``, ``wall_s`` and ``peak_rss_mb``, read from the run report's comparison. Targets on
+2 cores: the whole comparison within 25 minutes, every optimiser above the SFT policy on gold reward,
+the best one at a gold win rate >= 0.9.
 """
 
 from __future__ import annotations
@@ -28,13 +35,25 @@ from pathlib import Path
 from benchlib import arg_parser, emit, read_json, run_module, setup
 
 
+def optimiser_figures(run_dir: Path, state: dict) -> dict:
+    """Each optimiser's headline figures, as the run report's comparison section shows them."""
+    from alignment.reports.comparison import comparison_data
+
+    data = comparison_data(run_dir, state) or {"optimizers": []}
+    keys = ("gold_win_rate", "gold_reward", "gold_reward_sft", "kl", "unsafe_rate_filter", "wall_s", "peak_rss_mb",
+            "policy_samples", "status")
+    return {r["name"]: {k: r[k] for k in keys} for r in data["optimizers"]}
+
+
 def main() -> None:
     setup("bench_pipeline")
     parser = arg_parser(__doc__, "align-pipeline", run_dir=True)
     parser.add_argument("--prompts", choices=("demo", "hh"), default="demo",
                         help="the demo world (gold reward) or the hh world shipped in the package (no gold)")
+    parser.add_argument("--optimizers", default=None, help="comma-separated optimisers to compare (default: ppo alone)")
     args = parser.parse_args()
-    world = ["world=hh"] if args.prompts == "hh" else []
+    overrides = [*(["world=hh"] if args.prompts == "hh" else []), *args.overrides,
+                 *([f"optimizers=[{args.optimizers}]"] if args.optimizers else [])]
 
     tmp = None
     run_dir = args.run_dir
@@ -43,7 +62,7 @@ def main() -> None:
         run_dir = Path(tmp) / "run"
     elif run_dir.exists():
         sys.exit(f"{run_dir} exists: the benchmark times a fresh run")
-    status, wall = run_module("alignment.pipeline", f"run.dir={run_dir}", *world, *args.overrides, check=False)
+    status, wall = run_module("alignment.pipeline", f"run.dir={run_dir}", *overrides, check=False)
     try:
         ppo, reward = read_json(run_dir / "ppo" / "metrics.json"), read_json(run_dir / "reward" / "metrics.json")
         state = read_json(run_dir / "pipeline.json")
@@ -67,6 +86,8 @@ def main() -> None:
             "stage_wall_s": {s["dir"]: s.get("wall_s") for s in state.get("stages", [])},
             "report": str(run_dir / "report.html") if tmp is None else None,
         }
+        if args.optimizers:
+            figures["optimizers"] = optimiser_figures(run_dir, state)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -159,7 +159,7 @@ def test_a_judge_reward_model_gives_a_win_rate_and_must_not_be_the_proxy(tmp_pat
     common = ["scale=smoke", "prompts=hh", f"ppo.policy_path={smoke_rm / 'sft' / 'model'}", f"ppo.reward_path={reward}",
               "ppo.safety_baseline=null", "ppo.total_episodes=16", "ppo.eval_every=1"]
     result = run_cli("alignment.stages.ppo", f"run.dir={tmp_path / 'same'}", *common, f"eval.judge_path={reward}")
-    assert result.returncode == 2 and "is the reward model PPO optimises" in result.stderr
+    assert result.returncode == 2 and "is the reward model being optimised" in result.stderr
     judge = tmp_path / "judge"
     shutil.copytree(reward, judge)  # the same weights elsewhere: the judge must then agree with the proxy exactly
     run_dir = tmp_path / "run"

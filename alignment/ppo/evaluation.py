@@ -144,32 +144,34 @@ class HeldOutEval:
                          if f"{name}_reward_mean" in result["eval"]))
         return result
 
-    def compare(self, baseline: SplitResults, final: SplitResults) -> Comparison:
+    def compare(self, baseline: SplitResults, final: SplitResults, name: str = "ppo") -> Comparison:
         """Each held-out prompt's SFT and final answers side by side with their scores, and how often
-        the final answer scored higher (a win), lower (a loss) or the same (a tie) under gold and judge."""
+        the final answer scored higher (a win), lower (a loss) or the same (a tie) under gold and judge.
+        ``name`` is the optimiser's: the final answer's columns (``ppo``, ``proxy_ppo``; ``dpo``...)."""
         out = Comparison([], WinCount() if self.gold is not None else None,
                          WinCount() if self.judge is not None else None)
         for split, prompts in self.sets.items():
             before, after = baseline[split], final[split]
             for i, p in enumerate(prompts):
-                sft, ppo = before.samples[i].text, after.samples[i].text
-                row = {"split": split, "prompt": p.text, "sft": sft, "ppo": ppo,
-                       "proxy_sft": float(before.proxy[i]), "proxy_ppo": float(after.proxy[i])}
+                sft, new = before.samples[i].text, after.samples[i].text
+                row = {"split": split, "prompt": p.text, "sft": sft, name: new,
+                       "proxy_sft": float(before.proxy[i]), f"proxy_{name}": float(after.proxy[i])}
                 if self.gold is not None:
-                    row["gold_sft"], row["gold_ppo"] = self.gold.gold_reward(p, sft), self.gold.gold_reward(p, ppo)
-                    out.gold.add(row["gold_ppo"], row["gold_sft"])
+                    row["gold_sft"], row[f"gold_{name}"] = self.gold.gold_reward(p, sft), self.gold.gold_reward(p, new)
+                    out.gold.add(row[f"gold_{name}"], row["gold_sft"])
                 if self.judge is not None:
-                    row["judge_sft"], row["judge_ppo"] = float(before.judge[i]), float(after.judge[i])
-                    out.judge.add(row["judge_ppo"], row["judge_sft"])
+                    row["judge_sft"], row[f"judge_{name}"] = float(before.judge[i]), float(after.judge[i])
+                    out.judge.add(row[f"judge_{name}"], row["judge_sft"])
                 out.rows.append(row)
         return out
 
 
-def _score_figures(name: str, baseline: np.ndarray, final: np.ndarray, seed: int) -> dict:
-    """A reward's mean before and after with bootstrap CIs, and the CI of the paired difference."""
-    return {f"{name}_sft": float(baseline.mean()), f"{name}_ppo": float(final.mean()),
-            f"{name}_sft_ci95": bootstrap_ci(baseline, seed), f"{name}_ppo_ci95": bootstrap_ci(final, seed),
-            f"{name}_delta_ci95": bootstrap_ci(final - baseline, seed)}
+def _score_figures(score: str, name: str, baseline: np.ndarray, final: np.ndarray, seed: int) -> dict:
+    """A reward's mean before and after (``<score>_sft``, ``<score>_<name>``) with bootstrap CIs, and
+    the CI of the paired difference."""
+    return {f"{score}_sft": float(baseline.mean()), f"{score}_{name}": float(final.mean()),
+            f"{score}_sft_ci95": bootstrap_ci(baseline, seed), f"{score}_{name}_ci95": bootstrap_ci(final, seed),
+            f"{score}_delta_ci95": bootstrap_ci(final - baseline, seed)}
 
 
 def _policy_rate(section: dict | None, key: str) -> float | None:
@@ -192,46 +194,55 @@ def missing_figures(held_out: HeldOutEval) -> list[dict]:
     return missing
 
 
-def ppo_metrics(cfg: PPOStageConfig, trainer: PPOTrainer, held_out: HeldOutEval, baseline: SplitResults,
-                final: SplitResults, comparison: Comparison, safety: dict, seed: int) -> dict:
-    """The run's summary figures (``metrics.json`` without its history): the reward model's held-out
-    score before and after (with CIs), judge and gold win rates and rewards where they exist, answer
-    length and EOS rate, the final KL, and the safety filter's rates before and after."""
-    history = trainer.progress.history
+def held_out_metrics(name: str, held_out: HeldOutEval, baseline: SplitResults, final: SplitResults,
+                     comparison: Comparison, safety: dict, seed: int) -> dict:
+    """What every optimiser's ``metrics.json`` reports alike (``name``: ``ppo``, ``dpo``...), so that the
+    run report can put them side by side: the reward model's held-out score before and after (with CIs),
+    judge and gold win rates and rewards where they exist, answer length and EOS rate, and the safety
+    filter's unsafe, refusal and over-refusal rates before and after, and what could not be measured."""
     before, after = baseline["eval"], final["eval"]
     gold, judge = comparison.gold, comparison.judge
     previous = safety.get("previous") or {}
-    out = {
-        "updates": trainer.progress.update, "episodes": history[-1]["episodes"] if history else 0,
-        **_score_figures("rm_score", before.proxy, after.proxy, seed),
-        "proxy_reward_sft": before.figures["proxy_reward_mean"], "proxy_reward_ppo": after.figures["proxy_reward_mean"],
+    return {
+        **_score_figures("rm_score", name, before.proxy, after.proxy, seed),
+        "proxy_reward_sft": before.figures["proxy_reward_mean"], f"proxy_reward_{name}": after.figures["proxy_reward_mean"],
         "gold_win_rate": gold.win_rate if gold else None,
         "gold_win_rate_ties_half": gold.win_rate_ties_half if gold else None,
         "wins": gold.wins if gold else None, "losses": gold.losses if gold else None, "ties": gold.ties if gold else None,
-        "gold_reward_sft": before.figures.get("gold_reward_mean"), "gold_reward_ppo": after.figures.get("gold_reward_mean"),
+        "gold_reward_sft": before.figures.get("gold_reward_mean"), f"gold_reward_{name}": after.figures.get("gold_reward_mean"),
         "unsafe_rate_sft": baseline["redteam"].figures.get("harmful_unsafe_rate"),
-        "unsafe_rate_ppo": final["redteam"].figures.get("harmful_unsafe_rate"),
+        f"unsafe_rate_{name}": final["redteam"].figures.get("harmful_unsafe_rate"),
         "judge_win_rate": judge.win_rate if judge else None,
         "judge_win_rate_ties_half": judge.win_rate_ties_half if judge else None,
         "judge_wins": judge.wins if judge else None, "judge_losses": judge.losses if judge else None,
-        **(_score_figures("judge_reward", before.judge, after.judge, seed) if judge else {}),
-        "eos_rate_sft": before.figures["eos_rate"], "eos_rate_ppo": after.figures["eos_rate"],
-        "mean_tokens_sft": before.figures["mean_tokens"], "mean_tokens_ppo": after.figures["mean_tokens"],
+        **(_score_figures("judge_reward", name, before.judge, after.judge, seed) if judge else {}),
+        "eos_rate_sft": before.figures["eos_rate"], f"eos_rate_{name}": after.figures["eos_rate"],
+        "mean_tokens_sft": before.figures["mean_tokens"], f"mean_tokens_{name}": after.figures["mean_tokens"],
+        "unsafe_rate_filter": safety["policy"]["unsafe_rate"]["rate"],
+        "unsafe_rate_filter_sft": safety["previous_unsafe_rate"],
+        f"unsafe_rate_filter_{name}": safety["policy"]["unsafe_rate"]["rate"],
+        "refusal_rate_sft": _policy_rate(previous, "refusal_rate_harmful"),
+        f"refusal_rate_{name}": _policy_rate(safety["policy"], "refusal_rate_harmful"),
+        "over_refusal_sft": _policy_rate(previous, "over_refusal_rate_benign"),
+        f"over_refusal_{name}": _policy_rate(safety["policy"], "over_refusal_rate_benign"),
+        "missing": missing_figures(held_out),
+    }
+
+
+def ppo_metrics(cfg: PPOStageConfig, trainer: PPOTrainer, held_out: HeldOutEval, baseline: SplitResults,
+                final: SplitResults, comparison: Comparison, safety: dict, seed: int) -> dict:
+    """The run's summary figures (``metrics.json`` without its history): :func:`held_out_metrics`, the
+    final KL and beta, the updates flagged as over-optimisation, how the run was set up."""
+    history = trainer.progress.history
+    return {
+        "updates": trainer.progress.update, "episodes": history[-1]["episodes"] if history else 0,
+        **held_out_metrics("ppo", held_out, baseline, final, comparison, safety, seed),
         "final_kl": history[-1]["objective/kl"] if history else 0.0,
         "final_beta": trainer.kl_ctl.value, "kl_target": cfg.kl.target if cfg.kl.adaptive else None,
         "overoptimisation_reference": held_out.reference,
         "overoptimisation_updates": [e["update"] for e in trainer.progress.evals if e.get("overoptimisation")],
-        "unsafe_rate_filter": safety["policy"]["unsafe_rate"]["rate"],
-        "unsafe_rate_filter_sft": safety["previous_unsafe_rate"],
-        "unsafe_rate_filter_ppo": safety["policy"]["unsafe_rate"]["rate"],
-        "refusal_rate_sft": _policy_rate(previous, "refusal_rate_harmful"),
-        "refusal_rate_ppo": _policy_rate(safety["policy"], "refusal_rate_harmful"),
-        "over_refusal_sft": _policy_rate(previous, "over_refusal_rate_benign"),
-        "over_refusal_ppo": _policy_rate(safety["policy"], "over_refusal_rate_benign"),
         "processes": trainer.accelerator.num_processes, "lora": cfg.lora.enabled,
         "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         "safety_penalty": cfg.safety_penalty,
         "final_flagged_fraction": history[-1].get("safety/flagged_fraction") if history else None,
-        "missing": missing_figures(held_out),
     }
-    return out

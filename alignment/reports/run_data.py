@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from alignment.errors import UserError
+from alignment.reports.comparison import comparison_data
 
 #: Round 1's stages in data-flow order; later rounds repeat all but ``sft``.
 STAGES = ("sft", "candidates", "labels", "reward", "ppo")
@@ -308,5 +309,6 @@ def build_run_report(run_dir: str | Path) -> dict:
         "failures": failures,
         "stages": stages,
         "samples": samples,
+        "comparison": comparison_data(run_dir, pipeline),
         "problems": problems,
     })

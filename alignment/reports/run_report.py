@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 
 from alignment.errors import UserError
 from alignment.io import write_json_atomic, write_text_atomic
+from alignment.reports.comparison import comparison_html
 from alignment.reports.html import Html, esc, esc_text, figure_html, fmt_figure, render_report, table_html
 from alignment.reports.plots import HELDOUT_REWARDS
 from alignment.reports.run_data import SAMPLE_SCORES, build_run_report
@@ -519,7 +520,8 @@ def _config(report: dict) -> str:
 SECTIONS = (("Overview", "overview", _overview), ("SFT quality", "sft", _sft),
             ("Candidates and labels", "labels", _labels), ("Reward model", "reward", _reward),
             ("PPO training", "ppo", _ppo), ("Safety per stage", "safety", _safety), ("Gates", "gates", _gates),
-            ("Samples: SFT vs PPO", "samples", _samples), ("Resolved configs", "config", _config))
+            ("Samples: SFT vs PPO", "samples", _samples), ("Optimisers compared", "comparison", comparison_html),
+            ("Resolved configs", "config", _config))
 
 
 def _drawn(builder: Any, report: dict) -> str:

@@ -24,7 +24,6 @@ Writes ``<run.dir>/ppo/``: ``model/``, ``metrics.json``, ``safety.json``, ``samp
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections import Counter
@@ -44,7 +43,6 @@ from alignment.ppo.evaluation import HeldOutEval, eval_prompt_sets, ppo_metrics
 from alignment.ppo.trainer import NonFiniteLossError, PPOTrainer, rng_devices
 from alignment.reports.html import write_report
 from alignment.reports.sections import ppo_sections
-from alignment.reward.model import REWARD_CONFIG_FILE
 from alignment.reward.scorer import RewardScorer
 from alignment.safety import build_filter
 from alignment.safety.eval import stage_safety
@@ -55,6 +53,7 @@ from alignment.stages.common import (
     stage_dir,
     stage_main,
 )
+from alignment.stages.optimiser import check_policy_and_reward, sampled_kl
 
 log = logging.getLogger(__name__)
 logging.getLogger("accelerate").setLevel(logging.WARNING)  # one INFO line per saved file otherwise
@@ -62,20 +61,7 @@ STAGE = "ppo"
 
 
 def check_inputs(cfg: Config) -> tuple[Path, Path, dict]:
-    policy_path, reward_path = Path(cfg.ppo.policy_path), Path(cfg.ppo.reward_path)
-    if not (policy_path / "config.json").is_file():
-        raise UserError(f"ppo.policy_path={policy_path}: no model there (run align-sft first, or point it at one)")
-    if not (reward_path / REWARD_CONFIG_FILE).is_file():
-        raise UserError(f"ppo.reward_path={reward_path}: no reward model written by align-reward there")
-    judge = cfg.eval.judge_path
-    if judge is not None:
-        if not (Path(judge) / REWARD_CONFIG_FILE).is_file():
-            raise UserError(f"eval.judge_path={judge}: no reward model written by align-reward there")
-        if Path(judge).resolve() == reward_path.resolve():
-            raise UserError(f"eval.judge_path={judge} is the reward model PPO optimises; a judge must be another "
-                            "one (trained on other pairs, or a bigger model), or its verdicts mean nothing")
-    reward_info = json.loads((reward_path / REWARD_CONFIG_FILE).read_text())
-    return policy_path, reward_path, reward_info
+    return check_policy_and_reward(STAGE, cfg.ppo.policy_path, cfg.ppo.reward_path, cfg.eval.judge_path)
 
 
 def sampled_prompts(trainer: PPOTrainer) -> dict[str, int]:
@@ -172,11 +158,14 @@ def run(cfg: Config, raw: DictConfig) -> int:
             trainer.save_adapter(tmp)
     final = held_out.run(policy)
     comparison = held_out.compare(baseline, final)
+    with trainer.reference_model() as reference:
+        kl_sft = sampled_kl(policy, reference, tokenizer, final["eval"].samples + final["redteam"].samples,
+                            cfg.ppo.generation.temperature)
     write_jsonl_atomic(out / "samples.jsonl", comparison.rows)
     safety, status = stage_safety(cfg, STAGE, policy, tokenizer, cfg.ppo.generation, out, prompt_sets,
                                   baseline=Path(cfg.ppo.safety_baseline) if cfg.ppo.safety_baseline else None)
     metrics = {"stage": STAGE, **ppo_metrics(cfg.ppo, trainer, held_out, baseline, final, comparison, safety, cfg.seed),
-               "judge_path": cfg.eval.judge_path, "prompts": prompt_sets.summary()}
+               "kl_sft": kl_sft, "judge_path": cfg.eval.judge_path, "prompts": prompt_sets.summary()}
     history, evals = trainer.progress.history, trainer.progress.evals
     write_json_atomic(out / "metrics.json", {**metrics, "history": history, "evals": evals,
                                              "baseline": {s: b.figures for s, b in baseline.items()},

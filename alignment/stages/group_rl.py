@@ -1,0 +1,184 @@
+"""The body of ``align-grpo`` and ``align-rloo``: TRL's ``GRPOTrainer`` / ``RLOOTrainer`` on our reward.
+
+Both sample ``num_generations`` answers per training prompt and push up the ones that scored better
+than the prompt's other answers (GRPO: the group's mean, scaled by its std; RLOO: the mean of the
+others), under a KL penalty to the reference (the SFT policy). The score of an answer is ours, as in
+``align-ppo``, handed to TRL as reward functions (:class:`OurRewards`) that TRL sums:
+
+* ``reward_model``: the reward model's score of the decoded (prompt, answer) text, re-encoded with the
+  reward model's own tokenizer and input format (:class:`~alignment.reward.scorer.RewardScorer`), then
+  normalised with the statistics the reward stage saved and clipped to ``+-reward_clip``;
+* ``missing_eos``: ``-missing_eos_penalty`` for an answer that ran out of tokens before its EOS;
+* ``safety``: ``-safety_penalty * P(unsafe)`` of the ``safety_backend`` filter (when ``safety_penalty > 0``).
+
+The run's length is a sampling budget, ``total_episodes`` policy samples (PPO's by default), and the
+sampling settings are ``generation`` (PPO's by default); see docs/stages.md for where TRL's own
+generation defaults differ. The stage ends as every optimiser does
+(:func:`~alignment.stages.optimiser.finish_stage`).
+
+Writes ``<run.dir>/<stage>/``: ``model/`` (``adapter/`` with LoRA), ``metrics.json``, ``safety.json``,
+``samples.jsonl``, ``report.html``, ``checkpoints/`` (``resume=true`` continues from the last), ``logs/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Collection
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from datasets import Dataset
+from omegaconf import DictConfig
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from alignment.config import Config, GroupRLStageConfig
+from alignment.data.prompt_sets import stage_prompt_sets
+from alignment.data.prompts import PromptLike
+from alignment.errors import UserError
+from alignment.io import atomic_dir
+from alignment.modeling import load_policy, lora_config
+from alignment.ppo.advantages import normalise_scores
+from alignment.reward.scorer import RewardScorer
+from alignment.safety import build_filter
+from alignment.safety.filter import ANY_INDEX
+from alignment.stages.common import checkpoint_to_resume, save_resolved_config, seed_everything, stage_dir
+from alignment.stages.optimiser import (
+    check_policy_and_reward,
+    finish_stage,
+    load_reference,
+)
+from alignment.training import trainer_defaults
+
+log = logging.getLogger(__name__)
+
+
+class OurRewards:
+    """The score ``align-ppo`` gives an answer, split into TRL reward functions (TRL sums them).
+
+    TRL calls each with the batch's ``prompts`` and ``completions`` (chat messages), the
+    ``completion_ids`` (cut after the first EOS, which they keep) and the dataset's other columns:
+    ``prompt_text`` is the prompt as plain text, what the reward model and the filter read.
+    """
+
+    def __init__(self, scorer: RewardScorer, mean: float, std: float, clip: float, stop_ids: Collection[int],
+                 missing_eos_penalty: float | None, safety_filter=None, safety_penalty: float = 0.0) -> None:
+        self.scorer, self.mean, self.std, self.clip = scorer, mean, std, clip
+        self.stop_ids, self.missing_eos_penalty = frozenset(stop_ids), missing_eos_penalty
+        self.safety_filter, self.safety_penalty = safety_filter, safety_penalty
+
+    def functions(self) -> list:
+        funcs = [self.reward_model]
+        if self.missing_eos_penalty:
+            funcs.append(self.missing_eos)
+        if self.safety_penalty > 0:
+            funcs.append(self.safety)
+        return funcs
+
+    @staticmethod
+    def texts(completions: list) -> list[str]:
+        """The answers as our sampler returns them: the message content, stripped."""
+        return [(c[-1]["content"] if isinstance(c, list) else c).strip() for c in completions]
+
+    def reward_model(self, completions: list, prompt_text: list[str], **_: object) -> list[float]:
+        raw = torch.from_numpy(np.asarray(self.scorer.score(prompt_text, self.texts(completions)), dtype=np.float32))
+        return normalise_scores(raw, self.mean, self.std, self.clip).tolist()
+
+    def missing_eos(self, completion_ids: list[list[int]], **_: object) -> list[float]:
+        return [0.0 if ids and ids[-1] in self.stop_ids else -float(self.missing_eos_penalty)
+                for ids in completion_ids]
+
+    def safety(self, completions: list, prompt_text: list[str], **_: object) -> list[float]:
+        scores = np.asarray(self.safety_filter.score_all(self.texts(completions), prompts=prompt_text), dtype=float)
+        return (-self.safety_penalty * scores[:, ANY_INDEX]).tolist()
+
+
+def stop_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The ids TRL's generation stops at: the tokenizer's EOS and the model's generation-config EOS ids."""
+    ids = model.generation_config.eos_token_id
+    ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+    return [tokenizer.eos_token_id, *ids]
+
+
+def prompt_dataset(prompts: list[PromptLike]) -> Dataset:
+    """The training prompts as TRL's conversational prompt format (the policy's chat template renders
+    them as our sampler does), with their text alongside for the reward functions."""
+    return Dataset.from_list([{"prompt": [dict(m) for m in p.messages], "prompt_text": p.text} for p in prompts])
+
+
+def optimizer_steps(c: GroupRLStageConfig, processes: int) -> int:
+    """Steps that draw ``total_episodes`` policy samples: each generation round samples
+    ``batch_size * grad_accum * processes`` answers and is used for ``num_iterations`` passes."""
+    per_round = c.batch_size * c.grad_accum * processes
+    return max(1, c.total_episodes // per_round) * c.num_iterations
+
+
+def trainer_kwargs(cfg: Config, c: GroupRLStageConfig, out: Path, steps: int) -> dict:
+    """The config fields GRPOConfig and RLOOConfig share, from ours."""
+    g = c.generation
+    return {**trainer_defaults(cfg, out, SimpleNamespace(**vars(c), max_steps=steps)),
+            "learning_rate": c.lr, "lr_scheduler_type": "linear", "max_grad_norm": c.max_grad_norm,
+            "num_generations": c.num_generations, "max_completion_length": g.max_new_tokens,
+            "temperature": g.temperature, "top_p": g.top_p, "top_k": g.top_k, "repetition_penalty": 1.0,
+            "beta": c.beta, "num_iterations": c.num_iterations, "epsilon": c.epsilon, "disable_dropout": True,
+            "save_only_model": False, "mask_truncated_completions": False}
+
+
+def run_group_stage(cfg: Config, raw: DictConfig, stage: str, trainer_cls, config_cls, extra: dict) -> int:
+    """Train with ``trainer_cls`` (``GRPOTrainer``/``RLOOTrainer``) configured by ``config_cls`` from our
+    config plus ``extra`` (the trainer's own fields), save, evaluate and gate; the exit status."""
+    c: GroupRLStageConfig = getattr(cfg, stage)
+    out = stage_dir(cfg, stage)
+    policy_path, reward_path, reward_info = check_policy_and_reward(stage, c.policy_path, c.reward_path,
+                                                                    cfg.eval.judge_path)
+    seed_everything(cfg.seed)
+    model, tokenizer = load_policy(cfg.policy, path=str(policy_path))
+    prompts = stage_prompt_sets(cfg, tokenizer, model, stage, ("train",))["train"]
+    scorer = RewardScorer.from_pretrained(reward_path, batch_size=cfg.reward.eval_batch_size)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    scorer.model.to(device)
+    safety_filter = build_filter(replace(cfg.safety, backend=c.safety_backend)) if c.safety_penalty else None
+    rewards = OurRewards(scorer, reward_info["mean"], reward_info["std"], c.reward_clip, stop_ids(model, tokenizer),
+                         c.missing_eos_penalty, safety_filter, c.safety_penalty)
+    try:
+        args = config_cls(**trainer_kwargs(cfg, c, out, optimizer_steps(c, world_size())), **extra)
+        trainer = trainer_cls(model=model, reward_funcs=rewards.functions(), args=args,
+                              train_dataset=prompt_dataset(prompts), processing_class=tokenizer,
+                              peft_config=lora_config(c.lora) if c.lora.enabled else None)
+    except ValueError as err:  # TRL's batch-size checks, peft's unknown LoRA target modules
+        raise UserError(f"{stage}: {err}") from err
+    save_resolved_config(raw, out)  # only now: bad input above writes nothing
+    resume_from = checkpoint_to_resume(cfg, out)
+    started = time.time()
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    train_s = time.time() - started
+
+    policy = trainer.model
+    if c.lora.enabled:
+        with atomic_dir(out / "adapter") as tmp:
+            policy.save_pretrained(tmp)
+        policy = policy.merge_and_unload()
+    with atomic_dir(out / "model") as tmp:
+        policy.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    history = trainer.state.log_history
+    per_round = c.batch_size * c.grad_accum * trainer.accelerator.num_processes
+    training = {"steps": trainer.state.global_step, "policy_samples": trainer.state.global_step * per_round
+                // c.num_iterations, "prompts_per_step": per_round // c.num_generations,
+                "num_generations": c.num_generations, "beta": c.beta, "train_loss": result.training_loss,
+                "train_s": train_s, "lora": c.lora.enabled, "safety_penalty": c.safety_penalty,
+                "missing_eos_penalty": c.missing_eos_penalty, "resumed_from": resume_from,
+                "final_train_reward": next((e["reward"] for e in reversed(history) if "reward" in e), None),
+                "final_train_kl": next((e["kl"] for e in reversed(history) if "kl" in e), None)}
+    return finish_stage(cfg, stage, out, policy, load_reference(cfg, policy_path, next(policy.parameters()).device),
+                        tokenizer, scorer, c.generation, c.eval_prompts, c.safety_baseline, training,
+                        [[e["step"], e["loss"]] for e in history if "loss" in e])
+
+
+def world_size() -> int:
+    """Processes of this run (``accelerate launch`` sets ``WORLD_SIZE``)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))

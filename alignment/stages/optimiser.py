@@ -1,0 +1,153 @@
+"""What every policy-optimiser stage shares (``ppo``, ``dpo``, ``grpo``, ``rloo``): its inputs, and its end.
+
+Every optimiser starts from the run's SFT policy and reward model and ends alike, so their results can
+be put side by side (:mod:`alignment.reports.comparison`):
+
+* :func:`check_policy_and_reward`: the SFT policy and the reward model (with its ``reward_config.json``:
+  input format and normalisation statistics) exist, else one clear error naming the key;
+* :func:`check_judge`: the judge reward model (``eval.judge_path``) exists and is not the optimised one;
+* :func:`finish_stage`: the held-out evaluation against the SFT policy on the ``prompts`` group's sets
+  (proxy reward with CIs, judge and gold win rates where they exist, KL to the SFT policy on the same
+  answers), ``samples.jsonl``, the safety evaluation and gate,
+  ``metrics.json`` and ``report.html``; it returns the stage's exit status (3 when a gate failed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from alignment.config import Config, GenerationConfig
+from alignment.data.prompt_sets import stage_prompt_sets
+from alignment.errors import UserError
+from alignment.generation import Sample, chat_prompt_ids, device_for
+from alignment.io import write_json_atomic, write_jsonl_atomic
+from alignment.modeling import load_policy
+from alignment.ppo.evaluation import HeldOutEval, eval_prompt_sets, held_out_metrics
+from alignment.ppo.rollout_math import logprobs_from_logits
+from alignment.reports.html import kv_table, table_html, write_report
+from alignment.reports.sections import loss_section, missing_section, safety_sections
+from alignment.reward.model import REWARD_CONFIG_FILE
+from alignment.reward.scorer import RewardScorer
+from alignment.safety.eval import stage_safety
+
+log = logging.getLogger(__name__)
+
+
+def check_policy_and_reward(section: str, policy_path: str, reward_path: str,
+                            judge_path: str | None = None) -> tuple[Path, Path, dict]:
+    """The policy folder, the reward-model folder and its ``reward_config.json``, or a :class:`UserError`
+    naming ``<section>.policy_path`` / ``<section>.reward_path`` (or ``eval.judge_path``: :func:`check_judge`)."""
+    policy, reward = Path(policy_path), Path(reward_path)
+    if not (policy / "config.json").is_file():
+        raise UserError(f"{section}.policy_path={policy}: no model there (run align-sft first, or point it at one)")
+    if not (reward / REWARD_CONFIG_FILE).is_file():
+        raise UserError(f"{section}.reward_path={reward}: no reward model written by align-reward there")
+    check_judge(judge_path, reward)
+    return policy, reward, json.loads((reward / REWARD_CONFIG_FILE).read_text())
+
+
+def check_judge(judge: str | None, reward_path: Path) -> None:
+    """``eval.judge_path``, when set, is a reward model written by ``align-reward`` other than the one
+    being optimised (a judge that is the proxy would only agree with it)."""
+    if judge is None:
+        return
+    if not (Path(judge) / REWARD_CONFIG_FILE).is_file():
+        raise UserError(f"eval.judge_path={judge}: no reward model written by align-reward there")
+    if Path(judge).resolve() == reward_path.resolve():
+        raise UserError(f"eval.judge_path={judge} is the reward model being optimised; a judge must be another "
+                        "one (trained on other pairs, or a bigger model), or its verdicts mean nothing")
+
+
+def load_judge(cfg: Config, device: torch.device) -> RewardScorer | None:
+    """The judge reward model of ``eval.judge_path`` on ``device``, or ``None``."""
+    if cfg.eval.judge_path is None:
+        return None
+    judge = RewardScorer.from_pretrained(cfg.eval.judge_path, batch_size=cfg.reward.eval_batch_size)
+    judge.model.to(device)
+    return judge
+
+
+@torch.no_grad()
+def sampled_kl(policy: PreTrainedModel, reference: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+               samples: list[Sample], temperature: float) -> float:
+    """KL(policy || reference) per answer, estimated on the policy's own answers: the mean over ``samples``
+    of ``sum_t log pi(y_t) - log pi_ref(y_t)``, both at the sampling temperature.
+
+    Why measure it here rather than quote each trainer's log: PPO's per-token penalty, GRPO's k3 term
+    and DPO's implicit leash are different quantities; this one is the same for every optimiser, on the
+    same held-out prompts. The answers are re-encoded from their text (the samples keep no token ids),
+    so it is an estimate.
+    """
+    was = policy.training, reference.training
+    policy.eval(), reference.eval()
+    kls = []
+    for s in samples:
+        prompt = chat_prompt_ids(tokenizer, s.prompt)
+        answer = tokenizer(s.text, add_special_tokens=False)["input_ids"] + ([tokenizer.eos_token_id] if s.ended else [])
+        if not answer:
+            kls.append(0.0)
+            continue
+        tokens = torch.tensor([answer])
+        logps = []
+        for model in (policy, reference):
+            ids = torch.tensor([prompt + answer], device=device_for(model))
+            logits = model(input_ids=ids).logits[:, len(prompt) - 1:-1].float().cpu()
+            logps.append(logprobs_from_logits(logits, tokens, temperature).sum().item())
+        kls.append(logps[0] - logps[1])
+    policy.train(was[0])
+    reference.train(was[1])
+    return float(np.mean(kls)) if kls else 0.0
+
+
+def finish_stage(cfg: Config, stage: str, out: Path, policy: PreTrainedModel, reference: PreTrainedModel,
+                 tokenizer: PreTrainedTokenizerBase, scorer: RewardScorer, generation: GenerationConfig,
+                 eval_prompts: int, safety_baseline: str | None, training: dict, loss_curve: list) -> int:
+    """Evaluate ``policy`` against ``reference`` (the SFT policy) as ``align-ppo`` does, run the safety
+    evaluation and gate, write ``samples.jsonl``, ``metrics.json``, ``safety.json`` and ``report.html``.
+
+    ``training`` holds the stage's own figures (steps, samples, wall time...); ``loss_curve`` its
+    ``[step, loss]`` points. Returns the exit status: 0, or 3 when a safety gate failed.
+    """
+    prompt_sets = stage_prompt_sets(cfg, tokenizer, policy, stage, ("eval", "redteam", "benign"))
+    held_out = HeldOutEval(eval_prompt_sets(prompt_sets, eval_prompts, cfg.seed), tokenizer, scorer, generation,
+                           cfg.seed, gold=prompt_sets.gold, judge=load_judge(cfg, device_for(policy)))
+    with torch.random.fork_rng(devices=[]):
+        baseline = held_out.run(reference)
+    final = held_out.run(policy)
+    comparison = held_out.compare(baseline, final, name=stage)
+    kl = sampled_kl(policy, reference, tokenizer, final["eval"].samples + final["redteam"].samples,
+                    generation.temperature)
+    write_jsonl_atomic(out / "samples.jsonl", comparison.rows)
+    safety, status = stage_safety(cfg, stage, policy, tokenizer, generation, out, prompt_sets,
+                                  baseline=Path(safety_baseline) if safety_baseline else None)
+    metrics = {"stage": stage, **training, **held_out_metrics(stage, held_out, baseline, final, comparison, safety,
+                                                              cfg.seed),
+               "kl_sft": kl, "judge_path": cfg.eval.judge_path, "prompts": prompt_sets.summary()}
+    write_json_atomic(out / "metrics.json", {**metrics, "loss_curve": loss_curve,
+                                             "baseline": {s: b.figures for s, b in baseline.items()},
+                                             "final": {s: f.figures for s, f in final.items()}})
+    sections = [("Summary", kv_table({k: v for k, v in metrics.items() if k not in ("missing", "prompts")}))]
+    if metrics["missing"]:
+        sections.append(missing_section(metrics["missing"]))
+    if loss_curve:
+        sections.append(loss_section(loss_curve, f"{stage.upper()} loss"))
+    sections.append((f"Samples: SFT vs {stage.upper()}", table_html(
+        ["prompt", "SFT", stage.upper()], [(r["prompt"], r["sft"], r[stage]) for r in comparison.rows[:12]])))
+    write_report(out / "report.html", f"{stage.upper()} stage", sections + safety_sections(safety))
+    log.info("%s done: reward-model score %.3f -> %.3f, KL to SFT %.2f, red-team unsafe (filter) %.2f%s", stage,
+             metrics["rm_score_sft"], metrics[f"rm_score_{stage}"], kl, metrics["unsafe_rate_filter"],
+             "".join(f"; {name} win rate {metrics[f'{name}_win_rate']:.2f}" for name in ("gold", "judge")
+                     if metrics[f"{name}_win_rate"] is not None))
+    return status
+
+
+def load_reference(cfg: Config, policy_path: Path, device: torch.device) -> PreTrainedModel:
+    """The SFT policy again, frozen: the baseline the optimised policy is compared with."""
+    reference, _ = load_policy(cfg.policy, path=str(policy_path))
+    return reference.to(device).eval().requires_grad_(False)
