@@ -463,9 +463,10 @@ class PPOTrainer:
 
     # ------------------------------------------------------------------ 1. rollout
     @torch.no_grad()
-    def rollout(self, prompts: list[PromptLike]) -> Rollout:
+    def rollout(self, prompts: Sequence[PromptLike | str]) -> Rollout:
         """Sample, then measure the old log-probs and values, the reference log-probs and the scores."""
         tok, gen, device = self.tokenizer, self.cfg.generation, self.accelerator.device
+        prompts = [as_prompt(p, f"prompt {i}") for i, p in enumerate(prompts)]
         encoded = [self.prompt_ids(p) for p in prompts]
         width = max(len(e) for e in encoded)
         prompt_ids = torch.full((len(prompts), width), tok.pad_token_id, dtype=torch.long)
