@@ -9,10 +9,12 @@ from __future__ import annotations
 import gzip
 import json
 from pathlib import Path
-
-from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
+from typing import TYPE_CHECKING
 
 from alignment.errors import UserError
+
+if TYPE_CHECKING:  # datasets is imported where it is used: PPO reads prompt files without loading it
+    from datasets import Dataset, DatasetDict
 
 
 def parse_json_object(line: str, where: str) -> dict:
@@ -56,6 +58,8 @@ def load_source(source: str, split: str = "train") -> tuple[Dataset, Dataset | N
 
     A JSONL row's position is kept in a ``_line`` column so later validation can name the line.
     """
+    from datasets import Dataset, load_dataset, load_from_disk
+
     path = Path(source).expanduser()
     if path.suffix in {".jsonl", ".json"} or path.is_file():
         rows = [{**row, "_line": lineno} for lineno, row in read_jsonl_numbered(path)]
@@ -79,6 +83,8 @@ def load_source(source: str, split: str = "train") -> tuple[Dataset, Dataset | N
 
 
 def _pick_splits(data: Dataset | DatasetDict, split: str, where: str) -> tuple[Dataset, Dataset | None, str]:
+    from datasets import Dataset
+
     if isinstance(data, Dataset):
         return data, None, where
     if split not in data:
