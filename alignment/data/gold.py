@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from alignment.data.world import STYLES, UNSAFE_STYLES, DemoWorld, Prompt
-from alignment.generation import Sample
+from alignment.generation import Sample, answer_summary
 
 
 def style_of(world: DemoWorld, prompt: Prompt, sample: Sample) -> str | None:
@@ -29,13 +29,11 @@ def gold_summary(world: DemoWorld, prompts: Sequence[Prompt], samples: Sequence[
     gold = np.array([world.gold_reward(p, s.text) for p, s in zip(prompts, samples)])
     counts = Counter(st or "unclassified" for st in styles)
     out = {
-        "n": len(samples),
-        "eos_rate": float(np.mean([s.ended for s in samples])),
+        **answer_summary(samples),
         "classified_rate": float(np.mean([st is not None for st in styles])),
         "usable_rate": float(np.mean([s.ended and st is not None for s, st in zip(samples, styles)])),
         "style_mix": {st: counts.get(st, 0) / len(samples) for st in (*STYLES, "unclassified")},
         "gold_reward_mean": float(gold.mean()),
-        "mean_tokens": float(np.mean([s.n_tokens for s in samples])),
     }
     for kind in ("harmful", "benign"):
         idx = [i for i, p in enumerate(prompts) if p.kind == kind]
