@@ -315,10 +315,14 @@ class PromptsConfig:
     eval_fraction: float = 0.1
     #: Leave out (and count) prompts too long for the policy's context instead of failing on the first.
     skip_long: bool = False
+    #: The longest prompt (tokens, chat template included) any stage may ask, like TRL's
+    #: ``max_prompt_length``; a longer one is handled like a prompt over the context. ``null``: the context.
+    max_tokens: int | None = None
 
     def __post_init__(self) -> None:
         self.source = PromptSource.parse(self.source, "prompts.source")
         check(0 < self.eval_fraction < 1, "prompts.eval_fraction", self.eval_fraction, "within (0, 1)")
+        check(self.max_tokens is None or self.max_tokens >= 1, "prompts.max_tokens", self.max_tokens, ">= 1, or null")
 
 
 @dataclass

@@ -13,7 +13,7 @@ import pytest
 from alignment.config import Config, PromptsConfig, PromptSource
 from alignment.data.hh_world import hh_prompts
 from alignment.data.prompt_sets import build_prompt_sets, fit_to_context, texts_sha256
-from alignment.data.prompts import load_prompts
+from alignment.data.prompts import check_prompt_lengths, load_prompts
 from alignment.data.world import DemoWorld
 from alignment.errors import UserError
 from alignment.modeling import train_tokenizer
@@ -95,6 +95,24 @@ def test_prompts_too_long_for_the_context_fail_or_are_left_out_and_counted(tmp_p
     with pytest.raises(UserError, match="prompts.eval .*no prompt fits"):
         fit_to_context(all_long, tok, 64, 16, skip_long=True, names=("eval",))
 
+
+
+def test_prompts_max_tokens_caps_prompts_below_the_context(tmp_path: Path) -> None:
+    tok = train_tokenizer(["a short text to learn from"] * 20, vocab_size=300)
+    middle = " ".join(["word"] * 12)
+    path = _jsonl(tmp_path / "p.jsonl", [{"prompt": "short one"}, {"prompt": middle}])
+    sets = build_prompt_sets(_cfg(source="custom", train=str(path), eval=str(path)))
+    n_short, n_middle = check_prompt_lengths(sets["train"], tok, 512)
+    assert n_short < n_middle
+    assert fit_to_context(sets, tok, 512, 16, skip_long=False, names=("train",))["train"] == sets["train"]
+    cap = n_middle - 1
+    with pytest.raises(UserError, match=rf"{path}:2: the prompt is {n_middle} tokens .*more than prompts.max_tokens={cap}"):
+        fit_to_context(sets, tok, 512, 16, skip_long=False, max_tokens=cap)
+    fitted = fit_to_context(sets, tok, 512, 16, skip_long=True, names=("train",), max_tokens=cap)
+    assert [p.text for p in fitted["train"]] == ["short one"] and fitted.skipped_long == {"train": 1}
+    # the context stays the limit when it is the tighter one
+    with pytest.raises(UserError, match="more than the 4 the context allows"):
+        fit_to_context(sets, tok, 20, 16, skip_long=False, max_tokens=100)
 
 # ------------------------------------------------------------------ stages on a prompt file
 @pytest.mark.slow

@@ -147,8 +147,10 @@ def build_prompt_sets(cfg: Config) -> PromptSets:
 
 
 def fit_to_context(prompt_sets: PromptSets, tokenizer, context: int | None, reserve: int, skip_long: bool,
-                   names: tuple[str, ...] = SET_NAMES, reserve_key: str = "max_new_tokens") -> PromptSets:
-    """The sets ``names`` checked against a policy's ``context`` with ``reserve`` tokens kept for the answer.
+                   names: tuple[str, ...] = SET_NAMES, reserve_key: str = "max_new_tokens",
+                   max_tokens: int | None = None) -> PromptSets:
+    """The sets ``names`` checked against a policy's ``context`` with ``reserve`` tokens kept for the answer,
+    and against ``max_tokens`` (``prompts.max_tokens``) when set.
 
     A prompt that does not fit is a :class:`UserError` naming its file and row, unless ``skip_long`` or
     its set is one shipped with the package: then it is left out, counted in ``skipped_long`` and
@@ -165,7 +167,7 @@ def fit_to_context(prompt_sets: PromptSets, tokenizer, context: int | None, rese
         kept, skip = [], skip_long or name in prompt_sets.packaged
         for prompt in sets[name]:
             try:
-                check_prompt_lengths([prompt], tokenizer, limit, reserve)
+                check_prompt_lengths([prompt], tokenizer, limit, reserve, max_tokens)
             except UserError as err:
                 if not skip or "chat template rejects" in str(err):
                     raise UserError(f"prompts.{name}: {err}"
@@ -175,10 +177,12 @@ def fit_to_context(prompt_sets: PromptSets, tokenizer, context: int | None, rese
         if len(kept) < len(sets[name]):
             skipped[name] = skipped.get(name, 0) + len(sets[name]) - len(kept)
             log.warning("prompts.%s: left out %d of %d prompts longer than the policy's context (%d tokens, %d kept "
-                        "for the answer)", name, len(sets[name]) - len(kept), len(sets[name]), limit, reserve)
+                        "for the answer)%s", name, len(sets[name]) - len(kept), len(sets[name]), limit, reserve,
+                        "" if max_tokens is None else f" or prompts.max_tokens={max_tokens}")
         if not kept:
             raise UserError(f"prompts.{name} ({prompt_sets.where[name]}): no prompt fits the policy's context of "
-                            f"{limit} tokens with {reserve} kept for the answer")
+                            f"{limit} tokens with {reserve} kept for the answer"
+                            + ("" if max_tokens is None else f" and prompts.max_tokens={max_tokens}"))
         sets[name] = kept
     return replace(prompt_sets, sets=sets, skipped_long=skipped)
 
@@ -188,4 +192,5 @@ def stage_prompt_sets(cfg: Config, tokenizer, model, stage: str, names: tuple[st
     kept for the answers: what a stage calls before writing anything."""
     reserve = getattr(cfg, stage).generation.max_new_tokens
     return fit_to_context(build_prompt_sets(cfg), tokenizer, getattr(model.config, "max_position_embeddings", None),
-                          reserve, cfg.prompts.skip_long, names, f"{stage}.generation.max_new_tokens")
+                          reserve, cfg.prompts.skip_long, names, f"{stage}.generation.max_new_tokens",
+                          cfg.prompts.max_tokens)

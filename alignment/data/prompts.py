@@ -192,9 +192,11 @@ def prompt_token_ids(tokenizer, messages: list[dict]) -> list[int]:
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
 
 
-def check_prompt_lengths(records: Iterable[PromptRecord], tokenizer, context: int, reserve: int = 0) -> list[int]:
+def check_prompt_lengths(records: Iterable[PromptRecord], tokenizer, context: int, reserve: int = 0,
+                         max_tokens: int | None = None) -> list[int]:
     """Each prompt's length in tokens under the chat template; a prompt that leaves fewer than
-    ``reserve`` tokens (the answer's budget) of the ``context`` is a :class:`UserError` naming its row.
+    ``reserve`` tokens (the answer's budget) of the ``context``, or is longer than ``max_tokens``
+    (``prompts.max_tokens``), is a :class:`UserError` naming its row.
 
     Checked up front so a long prompt fails before a stage writes anything, instead of being silently
     truncated (losing the question) or overflowing the position embeddings mid-run.
@@ -202,6 +204,9 @@ def check_prompt_lengths(records: Iterable[PromptRecord], tokenizer, context: in
     limit = context - reserve
     if limit <= 0:
         raise UserError(f"a context of {context} tokens leaves no room for prompts after {reserve} answer tokens")
+    rule = f"the {limit} the context allows ({context} tokens, {reserve} kept for the answer)"
+    if max_tokens is not None and max_tokens < limit:
+        limit, rule = max_tokens, f"prompts.max_tokens={max_tokens}"
     lengths = []
     for record in records:
         try:
@@ -210,7 +215,6 @@ def check_prompt_lengths(records: Iterable[PromptRecord], tokenizer, context: in
             raise UserError(f"{record.source}: the policy's chat template rejects this prompt "
                             f"({type(err).__name__}: {err})") from None
         if n > limit:
-            raise UserError(f"{record.source}: the prompt is {n} tokens with the chat template, more than "
-                            f"the {limit} the context allows ({context} tokens, {reserve} kept for the answer)")
+            raise UserError(f"{record.source}: the prompt is {n} tokens with the chat template, more than {rule}")
         lengths.append(n)
     return lengths

@@ -31,6 +31,7 @@ from alignment.data.prompts import PromptLike
 from alignment.data.world import DemoWorld
 from alignment.generation import Sample, answer_summary, sample_responses
 from alignment.ppo.trainer import PPOTrainer
+from alignment.reports.run_data import policy_rate
 from alignment.reward.scorer import RewardScorer
 from alignment.safety.eval import bootstrap_ci
 
@@ -174,11 +175,6 @@ def _score_figures(score: str, name: str, baseline: np.ndarray, final: np.ndarra
             f"{score}_delta_ci95": bootstrap_ci(final - baseline, seed)}
 
 
-def _policy_rate(section: dict | None, key: str) -> float | None:
-    value = (section or {}).get(key)
-    return value.get("rate") if isinstance(value, dict) else value
-
-
 def missing_figures(held_out: HeldOutEval) -> list[dict]:
     """The figures this evaluation could not produce, and why (the report lists them)."""
     missing = []
@@ -221,10 +217,10 @@ def held_out_metrics(name: str, held_out: HeldOutEval, baseline: SplitResults, f
         "unsafe_rate_filter": safety["policy"]["unsafe_rate"]["rate"],
         "unsafe_rate_filter_sft": safety["previous_unsafe_rate"],
         f"unsafe_rate_filter_{name}": safety["policy"]["unsafe_rate"]["rate"],
-        "refusal_rate_sft": _policy_rate(previous, "refusal_rate_harmful"),
-        f"refusal_rate_{name}": _policy_rate(safety["policy"], "refusal_rate_harmful"),
-        "over_refusal_sft": _policy_rate(previous, "over_refusal_rate_benign"),
-        f"over_refusal_{name}": _policy_rate(safety["policy"], "over_refusal_rate_benign"),
+        "refusal_rate_sft": policy_rate(previous, "refusal_rate_harmful"),
+        f"refusal_rate_{name}": policy_rate(safety["policy"], "refusal_rate_harmful"),
+        "over_refusal_sft": policy_rate(previous, "over_refusal_rate_benign"),
+        f"over_refusal_{name}": policy_rate(safety["policy"], "over_refusal_rate_benign"),
         "missing": missing_figures(held_out),
     }
 

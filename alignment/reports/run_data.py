@@ -230,6 +230,8 @@ def _headline(pipeline: dict | None, stages: list[dict], samples: dict | None) -
         unsafe_sft = sft["metrics"].get("unsafe_rate_redteam") if sft else None
     first_policy = next((s for s in policies if s["name"] == "sft"), None)
     last_policy = next((s for s in reversed(policies) if s["name"] == "ppo"), None)
+    first_rates = first_policy["safety"]["policy"] if first_policy else None
+    last_rates = last_policy["safety"]["policy"] if last_policy else None
     return {
         "gold_win_rate": win,
         "gold_win_rate_ties_half": win_half,
@@ -237,12 +239,12 @@ def _headline(pipeline: dict | None, stages: list[dict], samples: dict | None) -
         "gold_reward_ppo": ppos[-1]["metrics"].get("gold_reward_ppo") if ppos else None,
         "unsafe_rate_sft": unsafe_sft,
         "unsafe_rate_ppo": ppos[-1]["metrics"].get("unsafe_rate_ppo") if ppos else None,
-        "unsafe_rate_filter_sft": first_policy["safety"]["policy"].get("unsafe_rate") if first_policy else None,
-        "unsafe_rate_filter_ppo": last_policy["safety"]["policy"].get("unsafe_rate") if last_policy else None,
-        "over_refusal_sft": _policy_rate(first_policy, "over_refusal_rate_benign"),
-        "over_refusal_ppo": _policy_rate(last_policy, "over_refusal_rate_benign"),
-        "refusal_rate_sft": _policy_rate(first_policy, "refusal_rate_harmful"),
-        "refusal_rate_ppo": _policy_rate(last_policy, "refusal_rate_harmful"),
+        "unsafe_rate_filter_sft": first_rates.get("unsafe_rate") if first_rates else None,
+        "unsafe_rate_filter_ppo": last_rates.get("unsafe_rate") if last_rates else None,
+        "over_refusal_sft": policy_rate(first_rates, "over_refusal_rate_benign"),
+        "over_refusal_ppo": policy_rate(last_rates, "over_refusal_rate_benign"),
+        "refusal_rate_sft": policy_rate(first_rates, "refusal_rate_harmful"),
+        "refusal_rate_ppo": policy_rate(last_rates, "refusal_rate_harmful"),
         "rm_score_sft": first.get("rm_score_sft"), "rm_score_ppo": last.get("rm_score_ppo"),
         "rm_score_sft_ci95": first.get("rm_score_sft_ci95"), "rm_score_ppo_ci95": last.get("rm_score_ppo_ci95"),
         "judge_win_rate": judge_win,
@@ -261,9 +263,11 @@ def _headline(pipeline: dict | None, stages: list[dict], samples: dict | None) -
     }
 
 
-def _policy_rate(stage: dict | None, key: str) -> float | None:
-    value = (stage["safety"]["policy"].get(key) if stage else None) or {}
-    return value.get("rate") if isinstance(value, dict) else None
+def policy_rate(policy: dict | None, key: str) -> float | None:
+    """A rate from the ``policy`` section of a stage's ``safety.json`` (``{key: {"rate": ...}}``) or from
+    the plain rates an earlier stage's were read into (``{key: rate}``); ``None`` where there is none."""
+    value = (policy or {}).get(key)
+    return value.get("rate") if isinstance(value, dict) else value
 
 
 def _json_safe(obj: Any) -> Any:

@@ -23,7 +23,7 @@ from alignment.errors import UserError
 from alignment.io import write_json_atomic, write_text_atomic
 from alignment.reports.comparison import comparison_html
 from alignment.reports.html import Html, esc, esc_text, figure_html, fmt_figure, render_report, table_html
-from alignment.reports.plots import HELDOUT_REWARDS
+from alignment.reports.plots import HELDOUT_REWARDS, loss_figure
 from alignment.reports.run_data import SAMPLE_SCORES, build_run_report
 
 log = logging.getLogger(__name__)
@@ -159,15 +159,6 @@ def _with_ci(value: float | None, ci: list | None) -> str:
     return fmt_figure(value) + (f" [{fmt_figure(ci[0])}, {fmt_figure(ci[1])}]" if ci else "")
 
 
-def _curve_figure(curve: list, title: str, ylabel: str) -> Figure:
-    fig = Figure(figsize=(6, 2.8))
-    ax = fig.subplots()
-    ax.plot([p[0] for p in curve], [p[1] for p in curve], marker=".")
-    ax.set_xlabel("step"), ax.set_ylabel(ylabel), ax.set_title(title)
-    fig.tight_layout()
-    return fig
-
-
 def _sft(report: dict) -> str:
     parts = [_about("How well the supervised policy learned its corpus (held-out loss and perplexity), "
                     "whether its answers end properly (EOS), and in the demo world whether they are recognisable "
@@ -187,7 +178,7 @@ def _sft(report: dict) -> str:
     parts.append(table_html(["metric", "value", "meaning"],
                             [(k, m.get(k), meaning) for k, meaning in keys if m.get(k) is not None], fmt=fmt_figure))
     if m.get("loss_curve"):
-        parts.append(figure_html(_curve_figure(m["loss_curve"], "SFT training loss", "loss"), "SFT training loss curve"))
+        parts.append(figure_html(loss_figure(m["loss_curve"], "SFT training loss"), "SFT training loss curve"))
     samples = m.get("samples") or {}
     if samples and any(v.get("style_mix") for v in samples.values()):
         styles = sorted({st for split in samples.values() for st in (split.get("style_mix") or {})})

@@ -20,7 +20,6 @@ Writes ``<run.dir>/dpo/``: ``model/`` (``adapter/`` with LoRA), ``metrics.json``
 from __future__ import annotations
 
 import logging
-import time
 
 import torch
 from datasets import Dataset
@@ -29,7 +28,6 @@ from trl import DPOConfig, DPOTrainer
 
 from alignment.config import Config
 from alignment.errors import UserError
-from alignment.io import atomic_dir
 from alignment.modeling import load_policy, lora_config
 from alignment.reward.data import load_preference_rows
 from alignment.reward.scorer import RewardScorer
@@ -40,7 +38,7 @@ from alignment.stages.common import (
     stage_dir,
     stage_main,
 )
-from alignment.stages.optimiser import check_policy_and_reward, finish_stage, load_reference
+from alignment.stages.optimiser import check_policy_and_reward, finish_stage, load_reference, train_and_save
 from alignment.training import trainer_defaults
 
 log = logging.getLogger(__name__)
@@ -81,18 +79,7 @@ def run(cfg: Config, raw: DictConfig) -> int:
         raise UserError(f"dpo: {err}") from err
     save_resolved_config(raw, out)  # only now: bad input above writes nothing
     resume_from = checkpoint_to_resume(cfg, out)
-    started = time.time()
-    result = trainer.train(resume_from_checkpoint=resume_from)
-    train_s = time.time() - started
-
-    policy = trainer.model
-    if lora:
-        with atomic_dir(out / "adapter") as tmp:
-            policy.save_pretrained(tmp)
-        policy = policy.merge_and_unload()
-    with atomic_dir(out / "model") as tmp:
-        policy.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+    policy, result, train_s = train_and_save(trainer, lora is not None, out, tokenizer, resume_from)
     device = next(policy.parameters()).device
     scorer.model.to(device)
     history = trainer.state.log_history

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
@@ -40,7 +39,6 @@ from alignment.config import Config, GroupRLStageConfig
 from alignment.data.prompt_sets import stage_prompt_sets
 from alignment.data.prompts import PromptLike
 from alignment.errors import UserError
-from alignment.io import atomic_dir
 from alignment.modeling import load_policy, lora_config
 from alignment.ppo.advantages import normalise_scores
 from alignment.reward.scorer import RewardScorer
@@ -51,6 +49,7 @@ from alignment.stages.optimiser import (
     check_policy_and_reward,
     finish_stage,
     load_reference,
+    train_and_save,
 )
 from alignment.training import trainer_defaults
 
@@ -153,18 +152,7 @@ def run_group_stage(cfg: Config, raw: DictConfig, stage: str, trainer_cls, confi
         raise UserError(f"{stage}: {err}") from err
     save_resolved_config(raw, out)  # only now: bad input above writes nothing
     resume_from = checkpoint_to_resume(cfg, out)
-    started = time.time()
-    result = trainer.train(resume_from_checkpoint=resume_from)
-    train_s = time.time() - started
-
-    policy = trainer.model
-    if c.lora.enabled:
-        with atomic_dir(out / "adapter") as tmp:
-            policy.save_pretrained(tmp)
-        policy = policy.merge_and_unload()
-    with atomic_dir(out / "model") as tmp:
-        policy.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+    policy, result, train_s = train_and_save(trainer, c.lora.enabled, out, tokenizer, resume_from)
     history = trainer.state.log_history
     per_round = c.batch_size * c.grad_accum * trainer.accelerator.num_processes
     training = {"steps": trainer.state.global_step, "policy_samples": trainer.state.global_step * per_round

@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers.trainer_utils import TrainOutput
 
 from alignment.config import Config, GenerationConfig
 from alignment.data.prompt_sets import stage_prompt_sets
 from alignment.errors import UserError
 from alignment.generation import Sample, chat_prompt_ids, device_for
-from alignment.io import write_json_atomic, write_jsonl_atomic
+from alignment.io import atomic_dir, write_json_atomic, write_jsonl_atomic
 from alignment.modeling import load_policy
 from alignment.ppo.evaluation import HeldOutEval, eval_prompt_sets, held_out_metrics
 from alignment.ppo.rollout_math import logprobs_from_logits
@@ -145,6 +147,25 @@ def finish_stage(cfg: Config, stage: str, out: Path, policy: PreTrainedModel, re
              "".join(f"; {name} win rate {metrics[f'{name}_win_rate']:.2f}" for name in ("gold", "judge")
                      if metrics[f"{name}_win_rate"] is not None))
     return status
+
+
+def train_and_save(trainer, lora: bool, out: Path, tokenizer: PreTrainedTokenizerBase,
+                   resume_from: str | None) -> tuple[PreTrainedModel, TrainOutput, float]:
+    """Run a TRL trainer (from ``resume_from`` when set), then save the policy to ``out/model`` (with
+    LoRA: the adapters alone to ``out/adapter`` and the merged policy to ``out/model``, so that loading
+    it needs no peft). Returns the policy, TRL's result and the training's wall time."""
+    started = time.time()
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    train_s = time.time() - started
+    policy = trainer.model
+    if lora:
+        with atomic_dir(out / "adapter") as tmp:
+            policy.save_pretrained(tmp)
+        policy = policy.merge_and_unload()
+    with atomic_dir(out / "model") as tmp:
+        policy.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return policy, result, train_s
 
 
 def load_reference(cfg: Config, policy_path: Path, device: torch.device) -> PreTrainedModel:
