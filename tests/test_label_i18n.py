@@ -17,6 +17,7 @@ from alignment.errors import UserError
 from alignment.safety.categories import CATEGORIES
 from labeling_ui.demo import demo_items
 from labeling_ui.i18n import EN, LANGUAGES, MESSAGES, ZH_CN, choose, t
+from labeling_ui.review import REVIEW_STATES
 from labeling_ui.testing import RunningApp, start_app
 
 APP_SOURCE = Path(__file__).resolve().parent.parent / "labeling_ui" / "app.py"
@@ -50,7 +51,8 @@ def test_every_key_the_app_uses_is_in_the_catalogue() -> None:
     used |= {f"category_{c}" for c in CATEGORIES}
     used |= {f"{kind}_{key}" for kind in ("button", "choice")
              for key in ["tie", "both_bad", *[f"{side}_{s}" for side in "AB" for s in range(1, 5)]]}
-    used |= {"role_admin", "role_annotator", "guidelines"}
+    used |= {"role_admin", "role_annotator", "role_reviewer", "guidelines"}
+    used |= {f"review_state_{s}" for s in REVIEW_STATES} | {f"state_paused_{r}" for r in ("gold", "admin")}
     assert used - {"guidelines_text"} <= set(EN), sorted(used - set(EN) - {"guidelines_text"})
     assert len(used) > 60        # the scan found the app's keys
 
