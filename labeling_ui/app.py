@@ -92,6 +92,7 @@ from labeling_ui.i18n import (
     t,
 )
 from labeling_ui.queue import PAUSED, LabelQueue, QueueError, Shown
+from labeling_ui.render import message_html, prompt_html, text_html
 from labeling_ui.review import (
     REVIEW_STATES,
     ReviewError,
@@ -105,7 +106,6 @@ from labeling_ui.review import (
     set_pause_rule,
     unpause,
 )
-from labeling_ui.render import message_html, prompt_html, text_html
 from labeling_ui.store import ROLES, Annotator, LabelStore
 
 log = logging.getLogger(__name__)
@@ -790,6 +790,19 @@ def review_detail_html(row: dict[str, Any], lang: str) -> str:
     return f'<p class="current-decision">{html.escape(head)}</p>' + item_detail_html(row, lang)
 
 
+def flags_fields(elem_prefix: str, note_key: str) -> tuple[gr.CheckboxGroup, gr.CheckboxGroup, gr.Textbox]:
+    """The safety flags of each response and a note, built in place (the Label tab's fold, a reviewer's
+    decision); ids ``{elem_prefix}flags-a``, ``...flags-b``, ``...note``."""
+    categories = [(str(UI(f"category_{c}")), c) for c in CATEGORIES]     # (shown, value)
+    with gr.Row():
+        flags_a = gr.CheckboxGroup(categories, label=UI("flags_a"), elem_id=f"{elem_prefix}flags-a",
+                                   elem_classes=["flags-group"])
+        flags_b = gr.CheckboxGroup(categories, label=UI("flags_b"), elem_id=f"{elem_prefix}flags-b",
+                                   elem_classes=["flags-group"])
+    note = gr.Textbox(label=UI(note_key), lines=1, max_lines=4, elem_id=f"{elem_prefix}note")
+    return flags_a, flags_b, note
+
+
 def review_tools(store: LabelStore, queue: LabelQueue, reviewer: Callable[[gr.Request | None], Annotator],
                  tab: gr.Tab) -> None:
     """The Review tab, built in place (reviewers and admins, re-checked on every call): the items whose
@@ -809,13 +822,7 @@ def review_tools(store: LabelStore, queue: LabelQueue, reviewer: Callable[[gr.Re
     with gr.Group(elem_id="decision-form"):
         decision = gr.Dropdown([(str(UI(f"choice_{key}")), key) for key, _, _ in DECISIONS], value=None,
                                label=UI("decision"), elem_id="decision")
-        categories = [(str(UI(f"category_{c}")), c) for c in CATEGORIES]
-        with gr.Row():
-            flags_a = gr.CheckboxGroup(categories, label=UI("flags_a"), elem_id="decision-flags-a",
-                                       elem_classes=["flags-group"])
-            flags_b = gr.CheckboxGroup(categories, label=UI("flags_b"), elem_id="decision-flags-b",
-                                       elem_classes=["flags-group"])
-        note = gr.Textbox(label=UI("decision_note"), lines=1, max_lines=4, elem_id="decision-note")
+        flags_a, flags_b, note = flags_fields("decision-", "decision_note")
         btn_save = gr.Button(UI("save_decision"), variant="primary", elem_id="btn-adjudicate")
     result = gr.Markdown(elem_id="decision-result")
 
@@ -1124,13 +1131,7 @@ def build_app(store: LabelStore, queue: LabelQueue, *, guidelines: str | Mapping
                         btn_undo = gr.Button(UI("undo"), size="sm", scale=0, min_width=90, elem_id="btn-undo")
                     gr.Markdown(UI("keys_help"), elem_classes=["keys"])
                     with gr.Accordion(UI("flags_and_note"), open=False, elem_id="flags"):
-                        categories = [(str(UI(f"category_{c}")), c) for c in CATEGORIES]     # (shown, value)
-                        with gr.Row():
-                            flags_left = gr.CheckboxGroup(categories, label=UI("flags_a"), elem_id="flags-a",
-                                                          elem_classes=["flags-group"])
-                            flags_right = gr.CheckboxGroup(categories, label=UI("flags_b"), elem_id="flags-b",
-                                                           elem_classes=["flags-group"])
-                        note = gr.Textbox(label=UI("note"), lines=1, max_lines=4, elem_id="note")
+                        flags_left, flags_right, note = flags_fields("", "note")
                     with gr.Accordion(UI("guidelines"), open=False, elem_id="guidelines"):
                         gr.Markdown(UI("guidelines_text"), elem_id="guidelines-text")
             with gr.Tab(UI("tab_admin"), id="admin", visible=False, elem_id="tab-admin") as admin_tab:

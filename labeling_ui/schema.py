@@ -1,7 +1,8 @@
 """The labeling database's schema, as the SQL each Alembic revision runs, per engine.
 
 Revisions ``0001`` and ``0002`` are the hand-written ``MIGRATIONS`` list this project kept before it used
-Alembic (``PRAGMA user_version`` 1 and 2); ``0003`` adds the shared login sessions. Revision ``N`` of a
+Alembic (``PRAGMA user_version`` 1 and 2); ``0003`` adds the shared login sessions; ``0004`` the
+``reviewer`` role, reviewers' decisions (``adjudications``) and paused accounts. Revision ``N`` of a
 SQLite database is also ``PRAGMA user_version = N`` and a row of ``schema_version`` (both engines keep
 that history table), so a database written by the old code upgrades in place.
 

@@ -4,9 +4,7 @@ Review tab and pause tools through the app's real event channel."""
 
 from __future__ import annotations
 
-import json
 import threading
-from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine
@@ -27,7 +25,7 @@ from labeling_ui.review import (
     unpause,
 )
 from labeling_ui.store import _MIGRATIONS_DIR, SCHEMA_VERSION, LabelStore, database_url
-from labeling_ui.testing import ApiClient, RunningApp, fn_index, queue_call, start_demo_app
+from labeling_ui.testing import ApiClient, RunningApp, start_demo_app, ui_call
 
 PASSWORD = "review-pass-1"
 
@@ -277,11 +275,6 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> RunningApp:
     running.close()
 
 
-def _call(app: RunningApp, client: ApiClient, name: str, *data) -> tuple[bool, str]:
-    msg = queue_call(client.http, fn_index(app, name), list(data), client.session_hash)
-    return msg["success"], json.dumps(msg.get("output"), ensure_ascii=False) + json.dumps(msg, ensure_ascii=False)
-
-
 def test_a_reviewer_adjudicates_through_the_app(app: RunningApp) -> None:
     ann, bob, rita = (ApiClient(app.url, n, PASSWORD) for n in ("ann", "bob", "rita"))
     for client, stored in ((ann, "A"), (bob, "B")):
@@ -292,30 +285,30 @@ def test_a_reviewer_adjudicates_through_the_app(app: RunningApp) -> None:
     assert sorted(lab["choice"] for lab in labels) == ["A", "B"] and len({lab["item_id"] for lab in labels}) == 1
     item_id = labels[0]["item_id"]
 
-    ok, out = _call(app, rita, "on_list", "p", "", "open")
+    ok, out = ui_call(app, rita, "on_list", "p", "", "open")
     assert ok and "Items with disagreeing labels: 1" in out
-    ok, out = _call(app, rita, "on_pick", "p", item_id)
+    ok, out = ui_call(app, rita, "on_pick", "p", item_id)
     assert ok and "No decision yet" in out and "ann" in out and "bob" in out
-    ok, out = _call(app, rita, "on_save", "p", item_id, None, [], [], "")
+    ok, out = ui_call(app, rita, "on_save", "p", item_id, None, [], [], "")
     assert ok and "Pick a decision first" in out
-    ok, out = _call(app, rita, "on_save", "p", item_id, "B_4", [], ["violence"], "clear <b>win</b>")
+    ok, out = ui_call(app, rita, "on_save", "p", item_id, "B_4", [], ["violence"], "clear <b>win</b>")
     assert ok and "saved: B much better" in out and "&lt;b&gt;win" in out
     [d] = adjudications(app.store, "p")
     assert (d["reviewer"], d["choice"], d["strength"], d["flags_b"]) == ("rita", "B", 4, ["violence"])
-    ok, out = _call(app, rita, "on_list", "p", "", "decided")
+    ok, out = ui_call(app, rita, "on_list", "p", "", "decided")
     assert ok and "Items with disagreeing labels: 1" in out and "B much better" in out
-    ok, out = _call(app, rita, "on_list", "p", "", "open")
+    ok, out = ui_call(app, rita, "on_list", "p", "", "open")
     assert ok and "No item with disagreeing labels" in out
     rita.http.headers["accept-language"] = "zh-CN"
-    ok, out = _call(app, rita, "on_list", "p", "", "decided")
+    ok, out = ui_call(app, rita, "on_list", "p", "", "decided")
     assert ok and "标注有分歧的条目共 1 条" in out and ZH_CN["choice_B_4"] in out
 
     for client in (ann, bob):          # annotators cannot list or adjudicate, whatever they send
         for name, data in (("on_list", ["p", "", ""]), ("on_pick", ["p", None]),
                            ("on_save", ["p", None, "A_4", [], [], ""])):
-            ok, out = _call(app, client, name, *data)
+            ok, out = ui_call(app, client, name, *data)
             assert not ok and "Reviewers and admins only" in out, name
-        ok, out = _call(app, client, "on_save", "p", item_id, "A_4", [], [], "")   # (an id Gradio did not list)
+        ok, out = ui_call(app, client, "on_save", "p", item_id, "A_4", [], [], "")   # (an id Gradio did not list)
         assert not ok
     assert len(adjudications(app.store, "p", history=True)) == 1
     [row], _ = aggregate(app.store, "p", min_labels=1)
@@ -328,31 +321,31 @@ def test_an_admin_pauses_through_the_app_and_the_annotator_is_told(app: RunningA
     root, ann = ApiClient(app.url, "root", PASSWORD), ApiClient(app.url, "ann", PASSWORD)
     held = ann.call("next_item")
     assert held["assignment"] is not None
-    ok, out = _call(app, ann, "on_pause", "bob")
+    ok, out = ui_call(app, ann, "on_pause", "bob")
     assert not ok and "Admins only" in out
-    ok, out = _call(app, root, "on_pause", "ann")
+    ok, out = ui_call(app, root, "on_pause", "ann")
     assert ok and "Account **ann** paused; 1 open item(s) went back" in out and "paused by an admin" in out
     assert ann.call("next_item") == {"assignment": None, "done": False, "paused": True}
     refused = ann.call("submit_label", held["assignment"], "A", 2, [], [], "", None)
     assert refused["ok"] is False and refused["error"] == PAUSED and refused["next"]["paused"]
-    ok, out = _call(app, ann, "on_load")
+    ok, out = ui_call(app, ann, "on_load")
     assert ok and "Your account is paused" in out
     ann.http.headers["accept-language"] = "zh-CN"
-    ok, out = _call(app, ann, "on_load")
+    ok, out = ui_call(app, ann, "on_load")
     assert ok and ZH_CN["paused"] in out
 
-    ok, out = _call(app, root, "on_rule", 0.8, 3)
+    ok, out = ui_call(app, root, "on_rule", 0.8, 3)
     assert ok and "gold accuracy below **0.80** after at least **3** gold items" in out
     assert pause_rule(app.store).threshold == 0.8
-    ok, out = _call(app, root, "on_rule", 1.5, 3)                 # out of the field's bounds: refused
+    ok, out = ui_call(app, root, "on_rule", 1.5, 3)                 # out of the field's bounds: refused
     assert not ok and pause_rule(app.store).threshold == 0.8
-    ok, out = _call(app, root, "on_rule", None, 3)
+    ok, out = ui_call(app, root, "on_rule", None, 3)
     assert ok and "Pause rule: off" in out and pause_rule(app.store) is None
 
-    ok, out = _call(app, root, "on_unpause", "ann")
+    ok, out = ui_call(app, root, "on_unpause", "ann")
     assert ok and "Account **ann** may label again" in out
     assert ann.call("next_item")["assignment"] is not None
-    ok, out = _call(app, root, "on_unpause", "ann")
+    ok, out = ui_call(app, root, "on_unpause", "ann")
     assert ok and "is not paused" in out
     root.close()
     ann.close()
