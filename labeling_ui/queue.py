@@ -188,7 +188,10 @@ class LabelQueue:
         read back. The items this annotator has seen are excluded with ``NOT IN`` (one hashed subplan
         over their assignments) rather than ``NOT EXISTS``: with statistics from when the table was
         small, PostgreSQL ran the latter as a nested loop over all of them per item (35 ms after 400
-        labels, growing with the square of the annotator's count)."""
+        labels, growing with the square of the annotator's count). A paused account gets no new lease: the
+        statement first takes a share lock on the account's row and finds it not paused, so a pause
+        (which updates that row) either waits for this lease and then returns it, or this statement
+        waits for the pause and then sees it."""
         project = self.project
         r = c.execute(
             """WITH own AS (SELECT a.id FROM assignments a JOIN items i ON i.id = a.item_id
@@ -202,16 +205,14 @@ class LabelQueue:
             (annotator_id, project.id, now + self.lease_seconds)).fetchone()
         if r is not None:
             return _as_shown(r)
-        # A paused account gets no new item. The share lock makes a pause wait for this lease (and then
-        # return it), or this request wait for the pause (and then see it).
-        if c.execute("SELECT paused_at FROM annotators WHERE id = ? FOR SHARE", (annotator_id,)).fetchone()[0] is not None:
-            return None
         want_gold = self.gold_rate > 0 and self._rng.random() < self.gold_rate
         shown_first = "A" if self._rng.random() < 0.5 else "B"
         for is_gold in ((1, 0) if want_gold else (0,)):
             r = c.execute(
-                """WITH pick AS (SELECT i.id FROM items i
-                                 WHERE i.project_id = ? AND i.is_gold = ? AND i.slots_left > 0
+                """WITH me AS (SELECT id FROM annotators WHERE id = ? AND paused_at IS NULL FOR SHARE),
+                        pick AS (SELECT i.id FROM items i
+                                 WHERE EXISTS (SELECT 1 FROM me) AND i.project_id = ? AND i.is_gold = ?
+                                   AND i.slots_left > 0
                                    AND i.id NOT IN (SELECT a.item_id FROM assignments a WHERE a.annotator_id = ?)
                                  ORDER BY i.id LIMIT 1 FOR UPDATE OF i SKIP LOCKED),
                         took AS (UPDATE items SET slots_left = items.slots_left - 1 FROM pick
@@ -223,7 +224,8 @@ class LabelQueue:
                                    RETURNING id, item_id, shown_first, expires_at)
                    SELECT l.id, l.item_id, l.shown_first, l.expires_at, t.prompt, t.response_a, t.response_b
                    FROM leased l JOIN took t ON t.id = l.item_id""",
-                (project.id, is_gold, annotator_id, annotator_id, shown_first, now, now + self.lease_seconds)).fetchone()
+                (annotator_id, project.id, is_gold, annotator_id, annotator_id, shown_first, now,
+                 now + self.lease_seconds)).fetchone()
             if r is not None:
                 return _as_shown(r)
         return None
