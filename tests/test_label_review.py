@@ -349,3 +349,24 @@ def test_an_admin_pauses_through_the_app_and_the_annotator_is_told(app: RunningA
     assert ok and "is not paused" in out
     root.close()
     ann.close()
+
+
+def test_migrate_copies_decisions_pauses_and_the_rule(tmp_path, pg_url: str) -> None:
+    from labeling_ui.migrate import copy_campaign
+
+    src = LabelStore(tmp_path / "labels.db")
+    src.add_items("p", _pairs("r", 2), overlap=2)
+    src.add_annotator("ann", PASSWORD)
+    src.add_annotator("rita", PASSWORD, "reviewer")
+    item_id = src.items("p")[0]["id"]
+    adjudicate(src, item_id, src.annotator("rita"), "A", 2, note="first")
+    adjudicate(src, item_id, src.annotator("rita"), "B", 1, flags_b=["hate"], note="second")
+    set_pause_rule(src, 0.6, 4)
+    pause(src, "ann")
+    dst = LabelStore(pg_url)
+    got = copy_campaign(src, dst)
+    assert got["tables"]["adjudications"]["rows"] == 2
+    assert adjudications(dst, "p", history=True) == adjudications(src, "p", history=True)
+    assert pause_rule(dst) == pause_rule(src) and is_paused(dst, "ann") and dst.annotator("rita").is_reviewer
+    src.close()
+    dst.close()
