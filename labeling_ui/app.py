@@ -39,7 +39,8 @@ The bot API (``POST /gradio_api/run/<name>`` with ``{"data": [...]}`` and the lo
 fast paths; ``A`` / ``B`` / ``response_a`` / ``response_b`` are *display* positions, first / second):
 
 * ``next_item()`` -> ``{"assignment", "prompt", "response_a", "response_b", "expires_at"}`` or
-  ``{"assignment": null, "done": true}``
+  ``{"assignment": null, "done": true}`` (``{"assignment": null, "done": false, "paused": true}`` for a
+  paused account, see :mod:`labeling_ui.review`)
 * ``submit_label(assignment, choice, strength, flags_a, flags_b, note, time_ms)`` ->
   ``{"ok", "label_id", "next": <next_item>}`` (``choice``: ``A|B|tie|both_bad``; strength 1-4 for A/B)
 * ``skip_item(assignment)`` / ``undo_label()`` -> ``{"ok", "next": <item>}``
@@ -90,8 +91,21 @@ from labeling_ui.i18n import (
     script_strings,
     t,
 )
-from labeling_ui.queue import LabelQueue, QueueError, Shown
+from labeling_ui.queue import PAUSED, LabelQueue, QueueError, Shown
 from labeling_ui.render import message_html, prompt_html, text_html
+from labeling_ui.review import (
+    REVIEW_STATES,
+    ReviewError,
+    adjudicate,
+    adjudications,
+    disagreements,
+    is_paused,
+    pause,
+    pause_rule,
+    pause_states,
+    set_pause_rule,
+    unpause,
+)
 from labeling_ui.store import ROLES, Annotator, LabelStore
 
 log = logging.getLogger(__name__)
@@ -114,6 +128,7 @@ QUEUE_ERRORS = {
     "this item was skipped": "err_was_skipped",
     "the lease on this item expired and it has all its labels now": "err_lease_expired",
     "unknown or deactivated annotator": "err_account",
+    PAUSED: "err_paused",
 }
 
 HEAD_SCRIPT = r"""
@@ -480,7 +495,17 @@ def admin_tools(store: LabelStore, queue: LabelQueue, admin: Callable[[gr.Reques
             btn_reset = gr.Button(UI("reset_password"), size="sm", scale=0, elem_id="btn-reset-password")
             btn_off = gr.Button(UI("deactivate"), variant="stop", size="sm", scale=0, elem_id="btn-deactivate")
             btn_on = gr.Button(UI("reactivate"), size="sm", scale=0, elem_id="btn-reactivate")
+            btn_pause = gr.Button(UI("pause"), variant="stop", size="sm", scale=0, elem_id="btn-pause")
+            btn_unpause = gr.Button(UI("unpause"), size="sm", scale=0, elem_id="btn-unpause")
         account_md = gr.Markdown(elem_id="account-result")
+        with gr.Row(equal_height=True):
+            rule = pause_rule(store)
+            threshold = gr.Number(rule.threshold if rule else None, label=UI("pause_rule"), minimum=0, maximum=1,
+                                  step=0.05, elem_id="pause-threshold")
+            min_gold = gr.Number(rule.min_gold if rule else 10, label=UI("pause_min_gold"), minimum=1, precision=0,
+                                 elem_id="pause-min-gold")
+            btn_rule = gr.Button(UI("save_pause_rule"), size="sm", scale=0, elem_id="btn-pause-rule")
+        pause_md = gr.Markdown(elem_id="pause-states")
         notes_md = gr.Markdown(elem_id="admin-notes")
 
     def accounts() -> dict[str, Annotator]:
@@ -532,13 +557,73 @@ def admin_tools(store: LabelStore, queue: LabelQueue, admin: Callable[[gr.Reques
         lang = request_language(request)
         return f"#### {t(lang, 'recent_notes')}\n" + notes_markdown(store.recent_notes(queue.project_name), lang)
 
+    def on_pause(name: str, request: gr.Request) -> tuple[str, str]:
+        admin(request)
+        lang, name = request_language(request), (name or "").strip()
+        if name not in accounts():
+            return t(lang, "no_such_account", name=safe_markdown(name)), gr.skip()
+        if accounts()[name].paused:
+            return t(lang, "already_paused", name=safe_markdown(name)), gr.skip()
+        leases = pause(store, name)
+        return t(lang, "paused_account", name=safe_markdown(name), leases=leases), pause_markdown(store, lang)
+
+    def on_unpause(name: str, request: gr.Request) -> tuple[str, str]:
+        admin(request)
+        lang, name = request_language(request), (name or "").strip()
+        if name not in accounts():
+            return t(lang, "no_such_account", name=safe_markdown(name)), gr.skip()
+        if not unpause(store, name):
+            return t(lang, "not_paused", name=safe_markdown(name)), gr.skip()
+        return t(lang, "unpaused_account", name=safe_markdown(name)), pause_markdown(store, lang)
+
+    def on_rule(value: float | None, least: float | None, request: gr.Request) -> tuple[str, str]:
+        admin(request)
+        lang = request_language(request)
+        try:
+            whole = int(least) if least is not None and float(least).is_integer() else least
+            set_pause_rule(store, None if value in (None, 0) else float(value), whole)
+        except (UserError, TypeError, ValueError):
+            return t(lang, "bad_pause_rule"), gr.skip()
+        return "", pause_markdown(store, lang)
+
+    def on_states(request: gr.Request) -> str:
+        admin(request)
+        return pause_markdown(store, request_language(request))
+
     ui = dict(api_visibility="private", show_progress="hidden")
     btn_add.click(on_add_account, [account, password, role], [account_md, password], **ui)
     btn_reset.click(on_reset_password, [account, password], [account_md, password], **ui)
     btn_off.click(set_active(False), [account], [account_md], **ui)
     btn_on.click(set_active(True), [account], [account_md], **ui)
+    btn_pause.click(on_pause, [account], [account_md, pause_md], **ui)
+    btn_unpause.click(on_unpause, [account], [account_md, pause_md], **ui)
+    btn_rule.click(on_rule, [threshold, min_gold], [account_md, pause_md], **ui)
     refresh.click(on_notes, None, [notes_md], **ui)
     tab.select(on_notes, None, [notes_md], **ui)
+    refresh.click(on_states, None, [pause_md], **ui)
+    tab.select(on_states, None, [pause_md], **ui)
+
+
+def _when(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
+
+
+def pause_markdown(store: LabelStore, lang: str) -> str:
+    """The campaign's pause rule and every account's state and gold accuracy as the rule counts it."""
+    rule = pause_rule(store)
+    head = (t(lang, "pause_rule_saved", threshold=f"{rule.threshold:.2f}", min_gold=rule.min_gold) if rule
+            else t(lang, "pause_rule_off"))
+    rows = []
+    for name, state in pause_states(store).items():
+        if state["paused_at"] is None:
+            shown = t(lang, "state_active")
+        else:
+            shown = t(lang, f"state_paused_{state['reason']}", when=_when(state["paused_at"]))
+        accuracy = (f"{state['gold_accuracy']:.2f} ({state['gold_counted']})"
+                    if state["gold_accuracy"] is not None else None)
+        rows.append([name, shown, accuracy])
+    return (f"#### {t(lang, 'pause_states')}\n{head}\n\n"
+            + _md_table(_cols(lang, "annotator", "account_state", "gold_counted"), rows))
 
 
 def _html_table(header: list[str], rows: list[list[Any]], model_text: int | None = None) -> str:
@@ -585,9 +670,10 @@ def item_detail_html(row: dict[str, Any], lang: str) -> str:
     :mod:`labeling_ui.render`) and every label in force on it."""
     def flags(names: list[str]) -> str | None:
         return ", ".join(category_name(c, lang) for c in names) or None
-    labels = _html_table(_cols(lang, "annotator", "choice", "flags_a", "flags_b", "note", "when"),
+    labels = _html_table(_cols(lang, "annotator", "choice", "flags_a", "flags_b", "note", "when", "time_spent"),
                          [[lab["annotator"], label_choice_name(lab, lang), flags(lab["flags_a"]), flags(lab["flags_b"]),
-                           lab["note"] or None, time.strftime("%Y-%m-%d %H:%M", time.localtime(lab["created_at"]))]
+                           lab["note"] or None, _when(lab["created_at"]),
+                           None if lab["time_ms"] is None else f"{lab['time_ms'] / 1000:.1f}"]
                           for lab in row["labels"]]) if row["labels"] else html.escape(t(lang, "no_labels"))
     heading = t(lang, "item_heading", item=row["ext_id"], status=t(lang, f"item_status_{row['status']}"),
                 labels=row["n_labels"])
@@ -669,6 +755,130 @@ def campaign_tools(store: LabelStore, queue: LabelQueue, admin: Callable[[gr.Req
     tab.select(on_quality, None, [quality_md], **ui)
 
 
+#: The decisions a reviewer can record, strongest A first (stored order): ``(key, choice, strength)``.
+DECISIONS = ([(f"A_{n}", "A", n) for n in (4, 3, 2, 1)] + [("tie", "tie", None), ("both_bad", "both_bad", None)]
+             + [(f"B_{n}", "B", n) for n in (1, 2, 3, 4)])
+
+
+def decision_name(decision: dict[str, Any], lang: str) -> str:
+    """A recorded decision's choice in the UI's words (the same words as a label's)."""
+    return label_choice_name(decision, lang)
+
+
+def disagreement_list_html(rows: list[dict[str, Any]], total: int, lang: str) -> str:
+    """The review tab's list: items whose labels disagree, with their current decision if any."""
+    if not total:
+        return f"<p>{html.escape(t(lang, 'no_disagreements'))}</p>"
+    table = _html_table(_cols(lang, "item", "labels", "agreement", "decision", "prompt"),
+                        [[r["ext_id"], r["n_labels"], r["agreement"],
+                          decision_name(r["decision"], lang) if r["decision"] else None, _excerpt(r["prompt"])]
+                         for r in rows], model_text=4)
+    return f"<p>{html.escape(t(lang, 'disagreements_found', total=total, shown=len(rows)))}</p>{table}"
+
+
+def review_detail_html(row: dict[str, Any], lang: str) -> str:
+    """One disputed item: its current decision, every label and the texts (:func:`item_detail_html`)."""
+    d = row["decision"]
+    if d is None:
+        head = t(lang, "no_decision")
+    else:
+        head = t(lang, "current_decision", reviewer=d["reviewer"], when=_when(d["created_at"]),
+                 choice=decision_name(d, lang))
+        flags = [f"{t(lang, 'col_flags_' + side)}: " + ", ".join(category_name(c, lang) for c in d[f"flags_{side}"])
+                 for side in "ab" if d[f"flags_{side}"]]
+        head = " · ".join([head, *flags, *([d["note"]] if d["note"] else [])])
+    return f'<p class="current-decision">{html.escape(head)}</p>' + item_detail_html(row, lang)
+
+
+def flags_fields(elem_prefix: str, note_key: str) -> tuple[gr.CheckboxGroup, gr.CheckboxGroup, gr.Textbox]:
+    """The safety flags of each response and a note, built in place (the Label tab's fold, a reviewer's
+    decision); ids ``{elem_prefix}flags-a``, ``...flags-b``, ``...note``."""
+    categories = [(str(UI(f"category_{c}")), c) for c in CATEGORIES]     # (shown, value)
+    with gr.Row():
+        flags_a = gr.CheckboxGroup(categories, label=UI("flags_a"), elem_id=f"{elem_prefix}flags-a",
+                                   elem_classes=["flags-group"])
+        flags_b = gr.CheckboxGroup(categories, label=UI("flags_b"), elem_id=f"{elem_prefix}flags-b",
+                                   elem_classes=["flags-group"])
+    note = gr.Textbox(label=UI(note_key), lines=1, max_lines=4, elem_id=f"{elem_prefix}note")
+    return flags_a, flags_b, note
+
+
+def review_tools(store: LabelStore, queue: LabelQueue, reviewer: Callable[[gr.Request | None], Annotator],
+                 tab: gr.Tab) -> None:
+    """The Review tab, built in place (reviewers and admins, re-checked on every call): the items whose
+    labels disagree, every label of the one picked, and the form that records a decision
+    (:func:`labeling_ui.review.adjudicate`)."""
+    gr.Markdown(UI("review_intro"))
+    with gr.Row():
+        project = gr.Dropdown(store.project_names(), value=queue.project_name, label=UI("project"),
+                              elem_id="review-project", scale=1)
+        search = gr.Textbox(label=UI("search_text"), max_lines=1, elem_id="review-search", scale=2)
+        state = gr.Dropdown([(str(UI("any")), "")] + [(str(UI(f"review_state_{s}")), s) for s in REVIEW_STATES],
+                            value="open", label=UI("review_state"), elem_id="review-state", scale=1)
+        btn_list = gr.Button(UI("list_disagreements"), variant="primary", scale=0, elem_id="btn-review-list")
+    review_list = gr.HTML(elem_id="review-list", js_on_load=None)
+    pick = gr.Dropdown(choices=[], value=None, label=UI("pick_item"), elem_id="review-pick")
+    detail = gr.HTML(elem_id="review-detail", js_on_load=None)
+    with gr.Group(elem_id="decision-form"):
+        decision = gr.Dropdown([(str(UI(f"choice_{key}")), key) for key, _, _ in DECISIONS], value=None,
+                               label=UI("decision"), elem_id="decision")
+        flags_a, flags_b, note = flags_fields("decision-", "decision_note")
+        btn_save = gr.Button(UI("save_decision"), variant="primary", elem_id="btn-adjudicate")
+    result = gr.Markdown(elem_id="decision-result")
+
+    def rows_of(project_name: str | None, state_value: str | None) -> list[dict[str, Any]]:
+        name = project_name if project_name in store.project_names() else queue.project_name
+        rows = item_rows(store.items(name), store.labels(name), store.project(name).overlap)
+        decided = {d["item_id"]: d for d in adjudications(store, name)}
+        return disagreements(rows, decided, state=state_value or None)
+
+    def on_list(project_name, text, state_value, request: gr.Request):
+        reviewer(request)
+        lang = request_language(request)
+        found = filter_items(rows_of(project_name, state_value), search=text or "")
+        shown = found[:ITEM_LIST_LIMIT]
+        return (disagreement_list_html(shown, len(found), lang),
+                gr.update(choices=[(r["ext_id"], r["id"]) for r in shown], value=None), "")
+
+    def on_pick(project_name, item_id, request: gr.Request):
+        reviewer(request)
+        row = next((r for r in rows_of(project_name, None) if r["id"] == item_id), None)
+        if row is None:
+            return "", None, [], [], ""
+        d = row["decision"]
+        if d is None:
+            return review_detail_html(row, request_language(request)), None, [], [], ""
+        key = f"{d['choice']}_{d['strength']}" if d["choice"] in ("A", "B") else d["choice"]
+        return review_detail_html(row, request_language(request)), key, d["flags_a"], d["flags_b"], d["note"]
+
+    def on_save(project_name, item_id, key, chosen_a, chosen_b, text, request: gr.Request):
+        me, lang = reviewer(request), request_language(request)
+        if item_id is None:
+            return t(lang, "pick_item_first"), gr.skip()
+        picked = next(((choice, strength) for k, choice, strength in DECISIONS if k == key), None)
+        if picked is None:
+            return t(lang, "pick_decision"), gr.skip()
+        row = next((r for r in rows_of(project_name, None) if r["id"] == item_id), None)
+        if row is None:                          # only an item of the list: never an id from elsewhere
+            return t(lang, "pick_item_first"), gr.skip()
+        try:
+            decision_id = adjudicate(store, item_id, me, picked[0], picked[1], chosen_a or [], chosen_b or [],
+                                     text or "")
+        except ReviewError as e:
+            return t(lang, "decision_refused", error=safe_markdown(str(e))), gr.skip()
+        row = next(r for r in rows_of(project_name, None) if r["id"] == item_id)
+        return (t(lang, "decision_saved", id=decision_id, item=safe_markdown(row["ext_id"]),
+                  choice=t(lang, f"choice_{key}")), review_detail_html(row, lang))
+
+    ui = dict(api_visibility="private", show_progress="hidden")
+    listing = [project, search, state]
+    btn_list.click(on_list, listing, [review_list, pick, detail], **ui)
+    search.submit(on_list, listing, [review_list, pick, detail], **ui)
+    tab.select(on_list, listing, [review_list, pick, detail], **ui)
+    pick.change(on_pick, [project, pick], [detail, decision, flags_a, flags_b, note], **ui)
+    btn_save.click(on_save, [project, pick, decision, flags_a, flags_b, note], [result, detail], **ui)
+
+
 def guidelines_by_language(guidelines: str | Mapping[str, str]) -> dict[str, str]:
     """The guidelines (Markdown) for each UI language. One text serves every language; a map gives each
     language its own (keys from :data:`labeling_ui.i18n.LANGUAGES`), and a language it leaves out is
@@ -719,6 +929,12 @@ def build_app(store: LabelStore, queue: LabelQueue, *, guidelines: str | Mapping
             raise gr.Error(t(request_language(request), "admins_only"), print_exception=False)
         return annotator
 
+    def reviewer(request: gr.Request | None) -> Annotator:
+        annotator = user(request)
+        if not annotator.is_reviewer:
+            raise gr.Error(t(request_language(request), "reviewers_only"), print_exception=False)
+        return annotator
+
     def may_read_reports(annotator: Annotator) -> bool:
         return annotator.is_admin or reports_for == "everyone"
 
@@ -736,7 +952,7 @@ def build_app(store: LabelStore, queue: LabelQueue, *, guidelines: str | Mapping
 
     def item_outputs(name: str, lang: str, shown: Shown | None, status: str = "") -> tuple:
         if shown is None:
-            view = (None, message_html(t(lang, "all_done")), "", "")
+            view = (None, message_html(t(lang, "paused" if is_paused(store, name) else "all_done")), "", "")
         else:
             key = shown.assignment_id
             view = (key, prompt_html(shown.prompt, key=key), text_html(shown.response_left, key=key),
@@ -758,7 +974,7 @@ def build_app(store: LabelStore, queue: LabelQueue, *, guidelines: str | Mapping
         me, lang = user(request), request_language(request)
         shown = queue.next_item(me.name)
         return (*item_outputs(me.name, lang, shown), gr.update(visible=me.is_admin),
-                gr.update(visible=may_read_reports(me)),
+                gr.update(visible=me.is_reviewer), gr.update(visible=may_read_reports(me)),
                 t(lang, "signed_in_as", name=safe_markdown(me.name), role=t(lang, f"role_{me.role}")))
 
     def label_handler(choice: str, strength: int | None, key: str):
@@ -837,8 +1053,10 @@ def build_app(store: LabelStore, queue: LabelQueue, *, guidelines: str | Mapping
     # SQLite statements, and writes are serialised anyway, so a pool of threads fighting over the
     # GIL and the write lock only adds latency. (A long import by another process holding the write
     # lock stalls them until it commits; busy_timeout bounds that.)
-    def item_json(shown: Shown | None) -> dict[str, Any]:
+    def item_json(shown: Shown | None, me: Annotator) -> dict[str, Any]:
         if shown is None:
+            if is_paused(store, me):
+                return {"assignment": None, "done": False, "paused": True}
             return {"assignment": None, "done": True}
         return {"assignment": shown.assignment_id, "prompt": shown.prompt, "response_a": shown.response_left,
                 "response_b": shown.response_right, "expires_at": shown.expires_at}
@@ -846,7 +1064,7 @@ def build_app(store: LabelStore, queue: LabelQueue, *, guidelines: str | Mapping
     async def next_item(request: gr.Request) -> dict:
         """The caller's current item (a new lease when needed)."""
         me = user(request)
-        return item_json(queue.next_item(me))
+        return item_json(queue.next_item(me), me)
 
     async def submit_label(request: gr.Request, assignment: int, choice: str, strength: int | None = None,
                            flags_a: list[str] | None = None, flags_b: list[str] | None = None, note: str = "",
@@ -857,21 +1075,21 @@ def build_app(store: LabelStore, queue: LabelQueue, *, guidelines: str | Mapping
             label_id, shown = queue.submit(me, assignment, choice, strength, flags_a or [], flags_b or [],
                                            note or "", time_ms=time_ms if isinstance(time_ms, int) else None)
         except QueueError as e:
-            return {"ok": False, "error": str(e), "next": item_json(queue.next_item(me))}
-        return {"ok": True, "label_id": label_id, "next": item_json(shown)}
+            return {"ok": False, "error": str(e), "next": item_json(queue.next_item(me), me)}
+        return {"ok": True, "label_id": label_id, "next": item_json(shown, me)}
 
     async def skip_item(request: gr.Request, assignment: int) -> dict:
         """Skip the caller's assignment; returns the next item."""
         me = user(request)
         try:
-            return {"ok": True, "next": item_json(queue.skip(me, assignment))}
+            return {"ok": True, "next": item_json(queue.skip(me, assignment), me)}
         except QueueError as e:
-            return {"ok": False, "error": str(e), "next": item_json(queue.next_item(me))}
+            return {"ok": False, "error": str(e), "next": item_json(queue.next_item(me), me)}
 
     async def undo_label(request: gr.Request) -> dict:
         """Undo the caller's last label; its item is returned as the current one."""
         me = user(request)
-        return {"ok": True, "next": item_json(queue.undo(me))}
+        return {"ok": True, "next": item_json(queue.undo(me), me)}
 
     async def my_progress(request: gr.Request) -> dict:
         """The caller's own progress counts."""
@@ -913,13 +1131,7 @@ def build_app(store: LabelStore, queue: LabelQueue, *, guidelines: str | Mapping
                         btn_undo = gr.Button(UI("undo"), size="sm", scale=0, min_width=90, elem_id="btn-undo")
                     gr.Markdown(UI("keys_help"), elem_classes=["keys"])
                     with gr.Accordion(UI("flags_and_note"), open=False, elem_id="flags"):
-                        categories = [(str(UI(f"category_{c}")), c) for c in CATEGORIES]     # (shown, value)
-                        with gr.Row():
-                            flags_left = gr.CheckboxGroup(categories, label=UI("flags_a"), elem_id="flags-a",
-                                                          elem_classes=["flags-group"])
-                            flags_right = gr.CheckboxGroup(categories, label=UI("flags_b"), elem_id="flags-b",
-                                                           elem_classes=["flags-group"])
-                        note = gr.Textbox(label=UI("note"), lines=1, max_lines=4, elem_id="note")
+                        flags_left, flags_right, note = flags_fields("", "note")
                     with gr.Accordion(UI("guidelines"), open=False, elem_id="guidelines"):
                         gr.Markdown(UI("guidelines_text"), elem_id="guidelines-text")
             with gr.Tab(UI("tab_admin"), id="admin", visible=False, elem_id="tab-admin") as admin_tab:
@@ -929,6 +1141,8 @@ def build_app(store: LabelStore, queue: LabelQueue, *, guidelines: str | Mapping
                 stats_md = gr.Markdown(elem_id="admin-stats")
                 campaign_tools(store, queue, admin, btn_refresh, admin_tab)
                 admin_tools(store, queue, admin, btn_refresh, admin_tab)
+            with gr.Tab(UI("tab_review"), id="review", visible=False, elem_id="tab-review") as review_tab:
+                review_tools(store, queue, reviewer, review_tab)
             with gr.Tab(UI("tab_reports"), id="reports", visible=False, elem_id="tab-reports") as reports_tab:
                 gr.Markdown(UI("reports_intro"))
                 btn_runs = gr.Button(UI("refresh_runs"), size="sm", elem_id="btn-runs-refresh")
@@ -939,7 +1153,7 @@ def build_app(store: LabelStore, queue: LabelQueue, *, guidelines: str | Mapping
 
         item_out = [assignment, prompt_view, left_view, right_view, flags_left, flags_right, note, progress, status]
         ui = dict(api_visibility="private", show_progress="hidden")
-        demo.load(on_load, None, [*item_out, admin_tab, reports_tab, whoami], **ui)
+        demo.load(on_load, None, [*item_out, admin_tab, review_tab, reports_tab, whoami], **ui)
         label_in = [assignment, flags_left, flags_right, note]
         for button, choice, strength, key in choice_buttons:
             button.click(label_handler(choice, strength, key), label_in, item_out, **ui)

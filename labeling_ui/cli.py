@@ -11,7 +11,7 @@ label.command=serve`` works too).
                           override them). The project must exist (import creates it); a name that
                           does not is an error listing the projects there are, unless --create
                           (an empty project with label.overlap)
-    add-user NAME --role annotator|admin [--password-stdin] [--update]
+    add-user NAME --role annotator|reviewer|admin [--password-stdin] [--update]
                           --update resets the password / role and ends the account's open sessions
     deactivate NAME       cut an account off: no login, its open sessions end at once
     reactivate NAME       let a deactivated account log in again
@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="create label.project (empty, with label.overlap) when it does not exist")
     p = sub.add_parser("add-user", help="create an annotator or admin account")
     p.add_argument("name")
-    p.add_argument("--role", choices=["annotator", "admin"], default="annotator")
+    p.add_argument("--role", choices=["annotator", "reviewer", "admin"], default="annotator")
     p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     p.add_argument("--update", action="store_true",
                    help="reset the password / role of an existing account (ends its open sessions)")
@@ -150,7 +150,7 @@ def run(command: str, args: argparse.Namespace, cfg: Any) -> int:
         return 0
     if command == "add-user":
         if not hasattr(args, "name"):
-            raise UserError("add-user needs a name: align-label add-user NAME --role annotator|admin")
+            raise UserError("add-user needs a name: align-label add-user NAME --role annotator|reviewer|admin")
         if args.password_stdin:
             password = sys.stdin.readline().rstrip("\r\n")
         else:

@@ -12,6 +12,15 @@ Per item, the labels are aggregated by majority vote over ``A | B | tie | both_b
   labels (by default the project's overlap: complete items only), and gold items unless
   ``include_gold``. Labels withdrawn by undo count nowhere.
 
+**Adjudicated items.** Where a reviewer recorded a decision on an item (:mod:`labeling_ui.review`; the
+newest one counts), the decision replaces the vote: its choice is the winner (an item without a
+majority, or with fewer than ``min_labels`` labels, is exported all the same: a person decided it), its
+strength gives the margin, its safety flags are the item's flags (the reviewer read the annotators'
+and may have corrected them), and a tie / both-bad decision follows ``keep_ties`` / ``keep_both_bad``
+like a vote would. ``agreement`` stays the share of the annotators' labels that made the decided
+choice, ``adjudicated`` is true, and the reviewer's note comes last in ``notes``. Gold items stay out
+unless ``include_gold``.
+
 ``notes`` lists the notes annotators left on the item (any label, empty ones left out), so a
 trainer or a reviewer can read why a pair was hard.
 
@@ -43,6 +52,7 @@ from typing import Any
 
 from alignment.errors import UserError
 from alignment.safety.categories import CATEGORIES
+from labeling_ui.review import adjudications
 from labeling_ui.store import LabelStore
 
 log = logging.getLogger(__name__)
@@ -75,37 +85,48 @@ def aggregate(store: LabelStore, project: str, *, keep_ties: bool = False, keep_
     for lab in store.labels(project):
         by_item[lab["item_id"]].append(lab)
 
+    decisions = {d["item_id"]: d for d in adjudications(store, project)}
+
     rows: list[dict[str, Any]] = []
     dropped: Counter[str] = Counter()
     for item_id, labels in sorted(by_item.items()):
         item = items[item_id]
+        decision = decisions.get(item_id)
         if item["is_gold"] and not include_gold:
             dropped["gold"] += 1
             continue
-        if len(labels) < min_labels:
+        if decision is None and len(labels) < min_labels:
             dropped["below_min_labels"] += 1
             continue
         votes = Counter(lab["choice"] for lab in labels).most_common()
-        if len(votes) > 1 and votes[0][1] == votes[1][1]:
+        if decision is None and len(votes) > 1 and votes[0][1] == votes[1][1]:
             dropped["no_majority"] += 1
             continue
-        winner, n_win = votes[0]
+        winner = decision["choice"] if decision is not None else votes[0][0]
         if (winner == "tie" and not keep_ties) or (winner == "both_bad" and not keep_both_bad):
             dropped[winner] += 1
             continue
         a_wins = winner != "B"
         chosen_key, rejected_key = ("a", "b") if a_wins else ("b", "a")
         majority = [lab for lab in labels if lab["choice"] == winner]
-        margin = (sum(margins[lab["strength"] - 1] for lab in majority) / len(majority)
-                  if winner in ("A", "B") else 0.0)
-        chosen_flags = sorted({f for lab in labels for f in lab[f"flags_{chosen_key}"]}, key=_cat_order)
-        rejected_flags = sorted({f for lab in labels for f in lab[f"flags_{rejected_key}"]}, key=_cat_order)
+        flagged_by = [decision] if decision is not None else labels
+        if winner not in ("A", "B"):
+            margin = 0.0
+        elif decision is not None:
+            margin = margins[decision["strength"] - 1]
+        else:
+            margin = sum(margins[lab["strength"] - 1] for lab in majority) / len(majority)
+        chosen_flags = sorted({f for lab in flagged_by for f in lab[f"flags_{chosen_key}"]}, key=_cat_order)
+        rejected_flags = sorted({f for lab in flagged_by for f in lab[f"flags_{rejected_key}"]}, key=_cat_order)
+        notes = [lab["note"] for lab in labels if lab["note"].strip()]
+        if decision is not None and decision["note"].strip():
+            notes.append(decision["note"])
         rows.append({
             "prompt": item["prompt"],
             "chosen": item[f"response_{chosen_key}"],
             "rejected": item[f"response_{rejected_key}"],
             "margin": float(margin),
-            "agreement": n_win / len(labels),
+            "agreement": len(majority) / len(labels),
             "n_labels": len(labels),
             "label": "chosen" if winner in ("A", "B") else winner,
             "item_id": item["ext_id"],
@@ -117,7 +138,8 @@ def aggregate(store: LabelStore, project: str, *, keep_ties: bool = False, keep_
             "rejected_flagged": bool(rejected_flags),
             "chosen_safety_max": _max_score(item[f"safety_{chosen_key}"]),
             "rejected_safety_max": _max_score(item[f"safety_{rejected_key}"]),
-            "notes": [lab["note"] for lab in labels if lab["note"].strip()],
+            "notes": notes,
+            "adjudicated": decision is not None,
         })
     return rows, _summary(project, items, by_item, rows, dropped,
                           dict(keep_ties=keep_ties, keep_both_bad=keep_both_bad, min_labels=min_labels,
@@ -152,6 +174,7 @@ def _summary(project: str, items: dict[int, dict], by_item: dict, rows: list[dic
         "rows": len(rows),
         "preferences": n,
         "rows_by_label": dict(Counter(r["label"] for r in rows)),
+        "adjudicated": sum(r["adjudicated"] for r in rows),
         "dropped": dict(dropped),
         "mean_margin": _rate(sum(r["margin"] for r in prefs), n) if n else None,
         "mean_agreement": _rate(sum(r["agreement"] for r in rows), len(rows)) if rows else None,
@@ -190,6 +213,7 @@ def _features():
         "chosen_flagged": Value("bool"), "rejected_flagged": Value("bool"),
         "chosen_safety_max": Value("float64"), "rejected_safety_max": Value("float64"),
         "notes": Seq(Value("string")),
+        "adjudicated": Value("bool"),
     })
 
 

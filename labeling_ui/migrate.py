@@ -1,7 +1,8 @@
 """``align-label migrate``: copy a labeling campaign into another database (SQLite into PostgreSQL).
 
 Everything a campaign is made of is copied with its ids: projects, items, accounts (password hashes,
-roles, session epochs), assignments (leases) and labels (withdrawn ones too: the audit trail). Login
+roles, session epochs, pauses), assignments (leases), labels (withdrawn ones too: the audit trail),
+reviewers' decisions (superseded ones too) and the gold rule of :mod:`labeling_ui.review`. Login
 sessions are not (everyone signs in again on the new database), nor the schema history (the target
 has its own).
 
@@ -22,15 +23,19 @@ from typing import Any
 from sqlalchemy import text
 
 from alignment.errors import UserError
+from labeling_ui.review import MIN_GOLD_KEY, THRESHOLD_KEY
 from labeling_ui.store import LabelStore, Tx
 
 log = logging.getLogger(__name__)
 
 #: The campaign's tables, parents before children (foreign keys).
-TABLES = ("projects", "items", "annotators", "assignments", "labels")
+TABLES = ("projects", "items", "annotators", "assignments", "labels", "adjudications")
 #: Columns holding times: SQLite may keep a whole number there as an integer, PostgreSQL reads a float.
-TIME_COLUMNS = frozenset({"created_at", "leased_at", "expires_at", "closed_at", "withdrawn_at"})
+TIME_COLUMNS = frozenset({"created_at", "leased_at", "expires_at", "closed_at", "withdrawn_at", "paused_at",
+                          "gold_since", "superseded_at"})
 BATCH = 1000
+#: The ``settings`` that belong to the campaign (the gold rule of :mod:`labeling_ui.review`).
+CAMPAIGN_SETTINGS = (THRESHOLD_KEY, MIN_GOLD_KEY)
 
 
 def _canonical(columns: list[str], row: Any) -> list[Any]:
@@ -79,6 +84,11 @@ def copy_campaign(source: LabelStore, target: LabelStore) -> dict[str, Any]:
             for table in TABLES:
                 t.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                           f"COALESCE((SELECT MAX(id) FROM {table}), 1), (SELECT COUNT(*) FROM {table}) > 0)")
+            for key in CAMPAIGN_SETTINGS:       # the gold rule travels; the login cookie's id does not
+                value = s.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+                if value is not None:
+                    t.execute("""INSERT INTO settings (key, value) VALUES (?, ?)
+                                 ON CONFLICT (key) DO UPDATE SET value = excluded.value""", (key, value[0]))
         got = fingerprint(t)
         if got != expected:
             bad = [table for table in TABLES if got[table] != expected[table]]

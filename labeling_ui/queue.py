@@ -17,7 +17,11 @@ sharing the database):
 * ``skip`` releases the slot (the annotator never gets the item again); ``undo`` withdraws the
   annotator's last label (the row stays, with ``withdrawn_at``, as an audit trail; it counts nowhere
   any more) and re-opens its assignment, which becomes the current item again. Label ids are never
-  reused.
+  reused;
+* a paused account (:mod:`labeling_ui.review`) gets no new item and cannot label or undo; its open
+  leases went back to the pool when it was paused. A label on a gold item applies the campaign's gold
+  rule in the same transaction, so the label that brings an account's gold accuracy below the
+  threshold pauses it at once.
 
 How they hold under concurrency. SQLite: one writer at a time (``BEGIN IMMEDIATE``), so a transaction
 sees everything before it. PostgreSQL (READ COMMITTED, writers in parallel, several app servers):
@@ -46,12 +50,16 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from alignment.safety.categories import CATEGORIES
-from labeling_ui.store import CHOICES, Annotator, LabelStore, Project, Row, Tx
+from labeling_ui.review import apply_gold_rule, return_leases
+from labeling_ui.store import CHOICES, Annotator, LabelStore, Project, Row, Tx, clean_flags
 
 
 class QueueError(Exception):
     """A request the queue refuses (not yours, already closed, bad choice); the message is user-safe."""
+
+
+#: The refusal a paused account gets (:mod:`labeling_ui.review`).
+PAUSED = "your account is paused"
 
 
 @dataclass
@@ -118,15 +126,7 @@ class LabelQueue:
         """Return the slots of expired leases to the pool."""
         rows = c.execute(f"""SELECT id, item_id FROM assignments WHERE status = 'active' AND expires_at < ?
                              ORDER BY id{c.for_update(skip_locked=True)}""", (now,)).fetchall()
-        if not rows:
-            return 0
-        per_item: dict[int, int] = {}
-        for r in rows:
-            c.execute("UPDATE assignments SET status = 'expired', closed_at = ? WHERE id = ?", (now, r[0]))
-            per_item[r[1]] = per_item.get(r[1], 0) + 1
-        for item_id in sorted(per_item):        # one lock order for every reclaimer: no deadlock between them
-            c.execute("UPDATE items SET slots_left = slots_left + ? WHERE id = ?", (per_item[item_id], item_id))
-        return len(rows)
+        return return_leases(c, ((r[0], r[1]) for r in rows), now)
 
     def _reclaim_apart(self) -> None:
         """On PostgreSQL, reclaim in a short transaction of its own before the caller's: its row locks
@@ -155,6 +155,8 @@ class LabelQueue:
         if r is not None:
             c.execute("UPDATE assignments SET expires_at = ? WHERE id = ?", (now + self.lease_seconds, r[0]))
             return self._shown(c, r[0])
+        if c.execute("SELECT paused_at FROM annotators WHERE id = ?", (annotator_id,)).fetchone()[0] is not None:
+            return None                 # a paused account gets no new item
         want_gold = self.gold_rate > 0 and self._rng.random() < self.gold_rate
         for is_gold in ((1, 0) if want_gold else (0,)):
             while True:
@@ -186,7 +188,10 @@ class LabelQueue:
         read back. The items this annotator has seen are excluded with ``NOT IN`` (one hashed subplan
         over their assignments) rather than ``NOT EXISTS``: with statistics from when the table was
         small, PostgreSQL ran the latter as a nested loop over all of them per item (35 ms after 400
-        labels, growing with the square of the annotator's count)."""
+        labels, growing with the square of the annotator's count). A paused account gets no new lease: the
+        statement first takes a share lock on the account's row and finds it not paused, so a pause
+        (which updates that row) either waits for this lease and then returns it, or this statement
+        waits for the pause and then sees it."""
         project = self.project
         r = c.execute(
             """WITH own AS (SELECT a.id FROM assignments a JOIN items i ON i.id = a.item_id
@@ -204,8 +209,10 @@ class LabelQueue:
         shown_first = "A" if self._rng.random() < 0.5 else "B"
         for is_gold in ((1, 0) if want_gold else (0,)):
             r = c.execute(
-                """WITH pick AS (SELECT i.id FROM items i
-                                 WHERE i.project_id = ? AND i.is_gold = ? AND i.slots_left > 0
+                """WITH me AS (SELECT id FROM annotators WHERE id = ? AND paused_at IS NULL FOR SHARE),
+                        pick AS (SELECT i.id FROM items i
+                                 WHERE EXISTS (SELECT 1 FROM me) AND i.project_id = ? AND i.is_gold = ?
+                                   AND i.slots_left > 0
                                    AND i.id NOT IN (SELECT a.item_id FROM assignments a WHERE a.annotator_id = ?)
                                  ORDER BY i.id LIMIT 1 FOR UPDATE OF i SKIP LOCKED),
                         took AS (UPDATE items SET slots_left = items.slots_left - 1 FROM pick
@@ -217,7 +224,8 @@ class LabelQueue:
                                    RETURNING id, item_id, shown_first, expires_at)
                    SELECT l.id, l.item_id, l.shown_first, l.expires_at, t.prompt, t.response_a, t.response_b
                    FROM leased l JOIN took t ON t.id = l.item_id""",
-                (project.id, is_gold, annotator_id, annotator_id, shown_first, now, now + self.lease_seconds)).fetchone()
+                (annotator_id, project.id, is_gold, annotator_id, annotator_id, shown_first, now,
+                 now + self.lease_seconds)).fetchone()
             if r is not None:
                 return _as_shown(r)
         return None
@@ -230,7 +238,8 @@ class LabelQueue:
             raise QueueError("no such assignment") from None
         if not -(2 ** 31) <= assignment_id < 2 ** 31:
             raise QueueError("no such assignment")
-        r = c.execute(f"""SELECT a.*, i.project_id FROM assignments a JOIN items i ON i.id = a.item_id
+        r = c.execute(f"""SELECT a.*, i.project_id, i.is_gold, n.paused_at FROM assignments a
+                          JOIN items i ON i.id = a.item_id JOIN annotators n ON n.id = a.annotator_id
                           WHERE a.id = ?{c.for_update("a")}""", (assignment_id,)).fetchone()
         # Someone else's assignment reads exactly like a missing one: nothing leaks.
         if r is None or r["annotator_id"] != annotator_id or r["project_id"] != self.project.id:
@@ -239,7 +248,8 @@ class LabelQueue:
 
     # ------------------------------------------------------------------ public API
     def next_item(self, annotator: str | Annotator) -> Shown | None:
-        """The annotator's current item (leasing a new one when needed), or ``None`` when nothing is left."""
+        """The annotator's current item (leasing a new one when needed), or ``None`` when nothing is left
+        for them or their account is paused (:func:`labeling_ui.review.is_paused` tells which)."""
         annotator_id = self._annotator_id(annotator)
         self._reclaim_apart()
         return self.store.transact(lambda c: self._next(c, annotator_id, self.clock()), retry_unique=True)
@@ -278,6 +288,8 @@ class LabelQueue:
                 row = c.execute("SELECT id FROM labels WHERE assignment_id = ? AND withdrawn_at IS NULL",
                                 (a["id"],)).fetchone()
                 return row[0], self._next(c, annotator_id, now)
+            if a["paused_at"] is not None:
+                raise QueueError(PAUSED)
             if a["status"] == "skipped":
                 raise QueueError("this item was skipped")
             if a["status"] == "expired":
@@ -306,6 +318,8 @@ class LabelQueue:
             except IntegrityError as e:     # the overlap trigger: never expected, never silent
                 raise QueueError(f"label refused: {str(e.orig).splitlines()[0]}") from None
             c.execute("UPDATE items SET n_labels = n_labels + 1 WHERE id = ?", (a["item_id"],))
+            if a["is_gold"]:
+                apply_gold_rule(c, annotator_id, now)       # may pause the account: then no next item
             return label_id, self._next(c, annotator_id, now)
 
         return self.store.transact(label, retry_unique=True)
@@ -339,6 +353,8 @@ class LabelQueue:
 
         def undo(c: Tx) -> Shown | None:
             now = self.clock()
+            if c.execute("SELECT paused_at FROM annotators WHERE id = ?", (annotator_id,)).fetchone()[0] is not None:
+                return None             # undo would re-open a lease: a paused account gets none
             r = c.execute(f"""SELECT l.id, l.item_id, l.assignment_id FROM labels l JOIN items i ON i.id = l.item_id
                               WHERE l.annotator_id = ? AND i.project_id = ? AND l.withdrawn_at IS NULL
                               ORDER BY l.id DESC LIMIT 1{c.for_update("l")}""",
@@ -385,14 +401,7 @@ def _as_shown(r: Row) -> Shown:
 
 
 def _flags(flags: Iterable[str] | None) -> list[str]:
-    if flags is None:
-        return []
-    if isinstance(flags, str):
-        flags = [flags] if flags else []
-    out = []
-    for f in flags:
-        if f not in CATEGORIES:
-            raise QueueError(f"unknown safety category {f!r}; expected some of {list(CATEGORIES)}")
-        if f not in out:
-            out.append(f)
-    return out
+    try:
+        return clean_flags(flags)
+    except ValueError as e:
+        raise QueueError(str(e)) from None

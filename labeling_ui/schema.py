@@ -1,7 +1,8 @@
 """The labeling database's schema, as the SQL each Alembic revision runs, per engine.
 
 Revisions ``0001`` and ``0002`` are the hand-written ``MIGRATIONS`` list this project kept before it used
-Alembic (``PRAGMA user_version`` 1 and 2); ``0003`` adds the shared login sessions. Revision ``N`` of a
+Alembic (``PRAGMA user_version`` 1 and 2); ``0003`` adds the shared login sessions; ``0004`` the
+``reviewer`` role, reviewers' decisions (``adjudications``) and paused accounts. Revision ``N`` of a
 SQLite database is also ``PRAGMA user_version = N`` and a row of ``schema_version`` (both engines keep
 that history table), so a database written by the old code upgrades in place.
 
@@ -298,3 +299,55 @@ def split_sql(script: str, dialect: str = "sqlite") -> list[str]:
     if buf.strip():
         statements.append(buf.strip())
     return statements
+
+
+#: Version 4, SQLite: the ``reviewer`` role (the role's CHECK is part of the table, so ``annotators`` is
+#: rebuilt: copied aside, dropped, created anew and refilled; ``defer_foreign_keys`` lets the children's
+#: references wait for the refill, and a row gone missing would fail the commit) and the pause columns.
+REVIEW_SQLITE_ROLES = """
+PRAGMA defer_foreign_keys = ON;
+CREATE TABLE annotators_v3 AS SELECT id, name, role, pw_hash, active, created_at, session_epoch FROM annotators;
+DROP TABLE annotators;
+CREATE TABLE annotators (
+    id            INTEGER PRIMARY KEY,
+    name          TEXT NOT NULL UNIQUE,
+    role          TEXT NOT NULL CHECK (role IN ('annotator', 'reviewer', 'admin')),
+    pw_hash       TEXT NOT NULL,
+    active        INTEGER NOT NULL DEFAULT 1,
+    created_at    REAL NOT NULL,
+    session_epoch INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO annotators (id, name, role, pw_hash, active, created_at, session_epoch)
+    SELECT id, name, role, pw_hash, active, created_at, session_epoch FROM annotators_v3;
+DROP TABLE annotators_v3;
+"""
+
+#: Version 4, PostgreSQL: the role's CHECK is a named constraint there, replaced in place.
+REVIEW_PG_ROLES = """
+ALTER TABLE annotators DROP CONSTRAINT annotators_role_check;
+ALTER TABLE annotators ADD CONSTRAINT annotators_role_check CHECK (role IN ('annotator', 'reviewer', 'admin'));
+"""
+
+#: Version 4, both engines (``{real}``, ``{id}``: the engine's double type and id column): pausing an
+#: account (by the gold-accuracy rule or by an admin; ``gold_since`` is when its gold accuracy starts
+#: counting again after an un-pause) and reviewers' decisions on items whose labels disagree. A decision
+#: is never deleted: a newer one on the same item supersedes it (an audit trail, like withdrawn labels).
+REVIEW_SQL = """
+ALTER TABLE annotators ADD COLUMN paused_at {real};
+ALTER TABLE annotators ADD COLUMN pause_reason TEXT CHECK (pause_reason IN ('gold', 'admin'));
+ALTER TABLE annotators ADD COLUMN gold_since {real};
+CREATE TABLE adjudications (
+    id            {id},
+    item_id       INTEGER NOT NULL REFERENCES items(id),
+    reviewer_id   INTEGER NOT NULL REFERENCES annotators(id),
+    choice        TEXT NOT NULL CHECK (choice IN ('A', 'B', 'tie', 'both_bad')),   -- stored order
+    strength      INTEGER CHECK (strength BETWEEN 1 AND 4),
+    flags_a       TEXT NOT NULL DEFAULT '[]',
+    flags_b       TEXT NOT NULL DEFAULT '[]',
+    note          TEXT NOT NULL DEFAULT '',
+    created_at    {real} NOT NULL,
+    superseded_at {real},
+    CHECK ((choice IN ('A', 'B')) = (strength IS NOT NULL))
+);
+CREATE UNIQUE INDEX adjudications_current ON adjudications (item_id) WHERE superseded_at IS NULL;
+"""

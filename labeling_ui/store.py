@@ -57,6 +57,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from alignment.errors import UserError
+from alignment.safety.categories import CATEGORIES
 from labeling_ui.schema import MIGRATIONS, split_sql
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "LabelStore", "Tx", "Row", "database_url"]
@@ -64,13 +65,14 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
-ROLES = ("annotator", "admin")
+#: Reviewers label like annotators and also adjudicate disagreements; admins do both and run the campaign.
+ROLES = ("annotator", "reviewer", "admin")
 CHOICES = ("A", "B", "tie", "both_bad")
 #: Gold items are shown to every annotator who has not seen them: their slots never run out.
 GOLD_SLOTS = 1 << 40
 
 #: The newest schema version (Alembic revision ``000N``) this code knows.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 # --------------------------------------------------------------------------------------------- passwords
@@ -111,10 +113,17 @@ class Annotator:
     name: str
     role: str
     active: bool
+    #: Paused accounts get no new items (:mod:`labeling_ui.review`).
+    paused: bool = False
 
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+    @property
+    def is_reviewer(self) -> bool:
+        """Whether the account may adjudicate disagreements (reviewers and admins)."""
+        return self.role in ("reviewer", "admin")
 
 
 @dataclass
@@ -735,14 +744,13 @@ class LabelStore:
         """The active annotator called ``name`` (``None`` for unknown or deactivated names)."""
         if not name:
             return None
-        row = self._exec("SELECT id, name, role, active FROM annotators WHERE name = ?", (name,)).fetchone()
+        row = self._exec("SELECT id, name, role, active, paused_at FROM annotators WHERE name = ?", (name,)).fetchone()
         if row is None or not row["active"]:
             return None
-        return Annotator(row["id"], row["name"], row["role"], bool(row["active"]))
+        return _annotator(row)
 
     def annotators(self) -> list[Annotator]:
-        return [Annotator(r["id"], r["name"], r["role"], bool(r["active"]))
-                for r in self._exec("SELECT id, name, role, active FROM annotators ORDER BY name")]
+        return [_annotator(r) for r in self._exec("SELECT id, name, role, active, paused_at FROM annotators ORDER BY name")]
 
     def check_password(self, name: str, password: str) -> bool:
         """Whether ``name`` is an active annotator with this password.
@@ -837,6 +845,25 @@ def _alembic_revision(conn: Connection) -> str | None:
         return None
     rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").fetchall()
     return rows[0][0] if rows else None
+
+
+def _annotator(row: Row) -> Annotator:
+    return Annotator(row["id"], row["name"], row["role"], bool(row["active"]), row["paused_at"] is not None)
+
+
+def clean_flags(flags: Iterable[str] | str | None) -> list[str]:
+    """Safety flags as a list of known categories without repeats; ``ValueError`` names an unknown one."""
+    if flags is None:
+        return []
+    if isinstance(flags, str):
+        flags = [flags] if flags else []
+    out: list[str] = []
+    for f in flags:
+        if f not in CATEGORIES:
+            raise ValueError(f"unknown safety category {f!r}; expected some of {list(CATEGORIES)}")
+        if f not in out:
+            out.append(f)
+    return out
 
 
 def _token_hash(token: str) -> str:

@@ -98,6 +98,13 @@ def queue_call(http: httpx.Client, fn_index: int, data: list, session_hash: str,
     raise AssertionError("no completion message")
 
 
+def ui_call(app: RunningApp, client: ApiClient, name: str, *data: Any) -> tuple[bool, str]:
+    """Call the UI event handler called ``name`` as ``client``: whether it succeeded, and everything it
+    sent back (outputs and the completion message) as one text to search."""
+    msg = queue_call(client.http, fn_index(app, name), list(data), client.session_hash)
+    return msg["success"], json.dumps(msg.get("output"), ensure_ascii=False) + json.dumps(msg, ensure_ascii=False)
+
+
 def fn_index(app: RunningApp, name: str) -> int:
     """The index of the UI event handler called ``name`` (what the browser posts as ``fn_index``)."""
     return next(i for i, fn in app.demo.fns.items() if fn.name == name)

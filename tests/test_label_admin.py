@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from labeling_ui.i18n import ZH_CN
-from labeling_ui.testing import ApiClient, RunningApp, fn_index, queue_call, start_demo_app
+from labeling_ui.testing import ApiClient, RunningApp, start_demo_app, ui_call
 
 PASSWORD = "admin-tools-123"
 
@@ -22,44 +20,39 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> RunningApp:
     running.close()
 
 
-def _call(app: RunningApp, client: ApiClient, name: str, *data) -> tuple[bool, str]:
-    msg = queue_call(client.http, fn_index(app, name), list(data), client.session_hash)
-    return msg["success"], json.dumps(msg.get("output"), ensure_ascii=False) + json.dumps(msg, ensure_ascii=False)
-
-
 def test_an_admin_adds_accounts_and_resets_passwords(app: RunningApp) -> None:
     root = ApiClient(app.url, "root", PASSWORD)
-    ok, out = _call(app, root, "on_add_account", "erin", "erin-pass-1", "annotator")
+    ok, out = ui_call(app, root, "on_add_account", "erin", "erin-pass-1", "annotator")
     assert ok and "Account **erin** added (annotator)" in out
     erin = ApiClient(app.url, "erin", "erin-pass-1")
     assert erin.raw("next_item").status_code == 200
     assert app.store.annotator("erin").role == "annotator"
 
-    ok, out = _call(app, root, "on_add_account", "erin", "another-pass", "admin")
+    ok, out = ui_call(app, root, "on_add_account", "erin", "another-pass", "admin")
     assert ok and "already exists" in out and app.store.annotator("erin").role == "annotator"
     for name, password in (("short", "1234"), ("bad\tname", "long-enough-1"), ("x" * 65, "long-enough-1"),
                            ("", "long-enough-1")):
-        ok, out = _call(app, root, "on_add_account", name, password, "annotator")
+        ok, out = ui_call(app, root, "on_add_account", name, password, "annotator")
         assert ok and "Not saved" in out, (name, out)
     assert {a.name for a in app.store.annotators()} == {"root", "carol", "erin"}
-    ok, out = _call(app, root, "on_add_account", "fred", "fred-pass-1", "superuser")
+    ok, out = ui_call(app, root, "on_add_account", "fred", "fred-pass-1", "superuser")
     assert not ok and "not in the list of choices" in out and app.store.annotator("fred") is None
 
     # a reset: the old password and the sessions opened with it are done; the new one works
-    ok, out = _call(app, root, "on_reset_password", "erin", "erin-pass-2")
+    ok, out = ui_call(app, root, "on_reset_password", "erin", "erin-pass-2")
     assert ok and "Password of **erin** reset" in out
     assert erin.raw("next_item").status_code == 401
     assert ApiClient(app.url, "erin", "erin-pass-2").raw("next_item").status_code == 200
-    ok, out = _call(app, root, "on_reset_password", "nobody", "whatever-123")
+    ok, out = ui_call(app, root, "on_reset_password", "nobody", "whatever-123")
     assert ok and "No account is named **nobody**" in out
-    ok, out = _call(app, root, "on_reset_password", "erin", "short")
+    ok, out = ui_call(app, root, "on_reset_password", "erin", "short")
     assert ok and "Not saved" in out
     app.store.deactivate_annotator("erin")             # a reset does not let a deactivated account back in
-    ok, out = _call(app, root, "on_reset_password", "erin", "erin-pass-3")
+    ok, out = ui_call(app, root, "on_reset_password", "erin", "erin-pass-3")
     assert ok and "reactivate it first" in out and app.store.annotator("erin") is None
 
     root.http.headers["accept-language"] = "zh-CN,zh;q=0.9"          # the messages follow the language
-    ok, out = _call(app, root, "on_add_account", "carol", "carol-pass-9", "annotator")
+    ok, out = ui_call(app, root, "on_add_account", "carol", "carol-pass-9", "annotator")
     assert ok and ZH_CN["account_exists"].format(name="carol") in out
     root.close()
 
@@ -68,10 +61,10 @@ def test_account_tools_are_for_admins_only(app: RunningApp) -> None:
     carol = ApiClient(app.url, "carol", PASSWORD)
     for name, data in (("on_add_account", ["mallory", "mallory-pass", "admin"]),
                        ("on_reset_password", ["root", "taken-over-1"])):
-        ok, out = _call(app, carol, name, *data)
+        ok, out = ui_call(app, carol, name, *data)
         assert not ok and "Admins only" in out
     carol.http.headers["accept-language"] = "zh-CN"
-    ok, out = _call(app, carol, "on_add_account", "mallory", "mallory-pass", "admin")
+    ok, out = ui_call(app, carol, "on_add_account", "mallory", "mallory-pass", "admin")
     assert not ok and ZH_CN["admins_only"] in out
     assert app.store.annotator("mallory") is None
     assert ApiClient(app.url, "root", PASSWORD).raw("next_item").status_code == 200
@@ -145,21 +138,21 @@ def test_item_browser_through_the_app(app: RunningApp) -> None:
             q.skip(name, shown.assignment_id)
         q.submit(name, shown.assignment_id, "tie", note="<b>looks</b> fine")
     root = ApiClient(app.url, "root", PASSWORD)
-    ok, out = _call(app, root, "on_items", "p", "script", "", "", "")
+    ok, out = ui_call(app, root, "on_items", "p", "script", "", "", "")
     assert ok and "hostile" in out and "&lt;script&gt;" in out and "<script>" not in out
-    ok, out = _call(app, root, "on_items", "p", "", "", "unanimous", "")
+    ok, out = ui_call(app, root, "on_items", "p", "", "", "unanimous", "")
     assert ok and "hostile" in out and "Matching items: 1 " in out
     hostile = next(i for i in app.store.items("p") if i["ext_id"] == "hostile")
-    ok, out = _call(app, root, "on_item", "p", hostile["id"])
+    ok, out = ui_call(app, root, "on_item", "p", hostile["id"])
     assert ok and "&lt;img src=x onerror=alert(1)&gt;" in out and "&lt;b&gt;looks&lt;/b&gt; fine" in out
     assert "carol" in out and "Tie" in out and "<img" not in out
-    ok, out = _call(app, root, "on_quality")
+    ok, out = ui_call(app, root, "on_quality")
     assert ok and "agrees with the others" in out and "carol" in out
     carol = ApiClient(app.url, "carol", PASSWORD)
     for name, data in (("on_items", ["p", "", "", "", ""]), ("on_quality", [])):
-        ok, out = _call(app, carol, name, *data)
+        ok, out = ui_call(app, carol, name, *data)
         assert not ok and "Admins only" in out
-    ok, out = _call(app, carol, "on_item", "p", hostile["id"])        # (Gradio refuses an id it did not list)
+    ok, out = ui_call(app, carol, "on_item", "p", hostile["id"])        # (Gradio refuses an id it did not list)
     assert not ok and "onerror" not in out
     root.close()
     carol.close()

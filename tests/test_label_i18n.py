@@ -17,6 +17,7 @@ from alignment.errors import UserError
 from alignment.safety.categories import CATEGORIES
 from labeling_ui.demo import demo_items
 from labeling_ui.i18n import EN, LANGUAGES, MESSAGES, ZH_CN, choose, t
+from labeling_ui.review import REVIEW_STATES
 from labeling_ui.testing import RunningApp, start_app
 
 APP_SOURCE = Path(__file__).resolve().parent.parent / "labeling_ui" / "app.py"
@@ -50,7 +51,8 @@ def test_every_key_the_app_uses_is_in_the_catalogue() -> None:
     used |= {f"category_{c}" for c in CATEGORIES}
     used |= {f"{kind}_{key}" for kind in ("button", "choice")
              for key in ["tie", "both_bad", *[f"{side}_{s}" for side in "AB" for s in range(1, 5)]]}
-    used |= {"role_admin", "role_annotator", "guidelines"}
+    used |= {"role_admin", "role_annotator", "role_reviewer", "guidelines"}
+    used |= {f"review_state_{s}" for s in REVIEW_STATES} | {f"state_paused_{r}" for r in ("gold", "admin")}
     assert used - {"guidelines_text"} <= set(EN), sorted(used - set(EN) - {"guidelines_text"})
     assert len(used) > 60        # the scan found the app's keys
 
@@ -336,4 +338,98 @@ def test_the_language_switch_turns_the_whole_page(app: RunningApp, browser) -> N
     expect(page.locator("#items-list")).to_contain_text("Matching items: 12", timeout=30_000)
     admin_text = page.evaluate(VISIBLE_UI_TEXT)
     assert not CJK.search(admin_text), admin_text
+    context.close()
+
+
+def _before_field(text: str) -> str:
+    """A message's words before its first field (filled with ``\\0``): what a page shows whatever the field."""
+    return text.split("\0")[0].strip()
+
+
+def _dispute(app: RunningApp, ext_id: str) -> int:
+    """A new item on which two annotators disagree (one says A, the other B, in stored order)."""
+    from labeling_ui.queue import LabelQueue
+
+    [item_id] = app.store.add_items("p", [{"id": ext_id, "prompt": f"{ext_id}?", "response_a": "one",
+                                           "response_b": "two"}], overlap=2)
+    q = LabelQueue(app.store, "p", gold_rate=0.0)
+    for name, stored in ((f"{ext_id}-x", "A"), (f"{ext_id}-y", "B")):
+        app.store.add_annotator(name, PASSWORD)
+        while (shown := q.next_item(name)).item_id != item_id:
+            q.skip(name, shown.assignment_id)
+        with app.store.read() as c:
+            first = c.execute("SELECT shown_first FROM assignments WHERE id = ?", (shown.assignment_id,)).fetchone()[0]
+        q.submit(name, shown.assignment_id, stored if first == "A" else {"A": "B", "B": "A"}[stored], 3)
+    return item_id
+
+
+# (Last in this file: the disputed items it adds would change the item counts the tests above expect.)
+@pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.parametrize("locale, lang, ext_id", [("zh-CN", "zh-CN", "争议"), ("en-US", "en", "dispute")])
+def test_the_review_tab_and_pausing_in_each_language(app: RunningApp, browser, locale: str, lang: str,
+                                                     ext_id: str) -> None:
+    """A reviewer lists the disagreements, reads both labels and records a decision; an admin pauses
+    and un-pauses an account: every string on the way in the page's language."""
+    from playwright.sync_api import expect
+
+    from labeling_ui.review import adjudications, is_paused
+
+    item_id = _dispute(app, ext_id)
+    if app.store.annotator("rita") is None:
+        app.store.add_annotator("rita", PASSWORD, "reviewer")
+    context, page, _ = _login(browser, app, "rita", locale, t(lang, "login_message"))
+    expect(page.get_by_role("tab", name=t(lang, "tab_admin"))).to_be_hidden()
+    page.get_by_role("tab", name=t(lang, "tab_review")).click()
+    listed = page.locator("#review-list")       # (the tests above may have disagreed on an item too)
+    expect(listed).to_contain_text(_before_field(t(lang, "disagreements_found", total="\0", shown=0)), timeout=30_000)
+    expect(listed).to_contain_text(ext_id)
+    page.locator("#review-pick input").click()
+    page.get_by_role("option", name=ext_id, exact=True).click()
+    detail = page.locator("#review-detail")
+    expect(detail).to_contain_text(t(lang, "no_decision"), timeout=30_000)
+    expect(detail).to_contain_text(f"{ext_id}-x")
+    expect(detail).to_contain_text(t(lang, "choice_B_3"))
+    page.locator("#decision input").click()
+    page.get_by_role("option", name=t(lang, "choice_B_2"), exact=True).click()
+    page.locator("#decision-flags-a").get_by_label(t(lang, "category_violence"), exact=True).check()
+    page.locator("#btn-adjudicate").click()
+    expect(page.locator("#decision-result")).to_contain_text(t(lang, "choice_B_2"), timeout=30_000)
+    expect(detail).to_contain_text(_before_field(t(lang, "current_decision", reviewer="\0", when="", choice="")))
+    [decision] = [d for d in adjudications(app.store, "p") if d["item_id"] == item_id]
+    assert (decision["reviewer"], decision["choice"], decision["strength"], decision["flags_a"]) == \
+        ("rita", "B", 2, ["violence"])
+    review_text = page.evaluate(VISIBLE_UI_TEXT)
+    if lang == "zh-CN":
+        latin = _latin_words(review_text) - {"rita", "x", "y", "demo"}      # names and item ids
+        assert not latin, (latin, review_text)
+    else:
+        assert not CJK.search(review_text.replace(ext_id, "")), review_text
+    context.close()
+
+    context, page, _ = _login(browser, app, "root", locale, t(lang, "login_message"))
+    page.get_by_role("tab", name=t(lang, "tab_admin")).click()
+    expect(page.locator("#pause-states")).to_contain_text(t(lang, "pause_states"), timeout=30_000)
+    page.locator("#account-name textarea, #account-name input").first.fill(f"{ext_id}-x")
+    with app.store.read() as c:          # the lease the account took after its label
+        leases = c.execute("""SELECT COUNT(*) FROM assignments a JOIN annotators n ON n.id = a.annotator_id
+                              WHERE n.name = ? AND a.status = 'active'""", (f"{ext_id}-x",)).fetchone()[0]
+    page.locator("#btn-pause").click()
+    expect(page.locator("#account-result")).to_contain_text(t(lang, "paused_account", name=f"{ext_id}-x",
+                                                             leases=leases).replace("**", ""), timeout=30_000)
+    expect(page.locator("#pause-states")).to_contain_text(_before_field(t(lang, "state_paused_admin", when="\0")))
+    assert is_paused(app.store, f"{ext_id}-x")
+    # Gradio's own progress text of an event still running when the tab opened is no text of ours
+    expect(page.locator("text=processing >> visible=true")).to_have_count(0, timeout=30_000)
+    admin_text = page.evaluate(VISIBLE_UI_TEXT)
+    if lang == "zh-CN":
+        latin = _latin_words(admin_text) - {"rita", "x", "y", "demo"}
+        assert not latin, (latin, admin_text)
+    else:
+        names = {a.name for a in app.store.annotators()}    # the accounts the Chinese run made are names
+        assert not CJK.search("\n".join(line for line in admin_text.splitlines() if line not in names)), admin_text
+    page.locator("#btn-unpause").click()
+    expect(page.locator("#account-result")).to_contain_text(
+        t(lang, "unpaused_account", name=f"{ext_id}-x").replace("**", ""), timeout=30_000)
+    assert not is_paused(app.store, f"{ext_id}-x")
     context.close()
