@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # bf16 PPO of a locally built ~0.5B Qwen2-shaped model on one GPU, under DDP, ZeRO-2, ZeRO-3 and FSDP
-# (one process each, a few updates each). Prints one JSON line per engine:
-#   {"engine", "ok", "eps_per_s", "peak_gpu_mem_gb", "kl", "reward_delta"}  (+ "error" when ok is false)
+# (one process each, a few updates each, then the policy gathered from the engine's shards and sampled
+# from, as align-ppo exports it). Prints one JSON line per engine:
+#   {"engine", "ok", "eps_per_s", "peak_gpu_mem_gb", "kl", "reward_delta", "export_ok"}  (+ "error" when ok is false)
 # An engine that cannot run there (deepspeed not installed, a launch failure) says so in its line.
 #
 #   bash scripts/gpu_check.sh [UPDATES]          # from the repository root; about 5 minutes on one H200
 #
 # Needs torch, transformers, accelerate, peft, tokenizers and the project's light dependencies (hydra-core,
 # omegaconf); where pip cannot reach a registry, carry them as wheels in .whl/ (they are installed from
-# there first when present). The model is Qwen2.5-0.5B's shape (hidden 896, 24 layers, 14 heads, 2 KV
+# there first when present). DeepSpeed is pure Python when its ops are not prebuilt (PPO uses torch's
+# AdamW, so none is needed): `DS_BUILD_OPS=0 pip wheel --no-deps -w .whl deepspeed hjson msgpack ninja
+# py-cpuinfo einops` carries it. The model is Qwen2.5-0.5B's shape (hidden 896, 24 layers, 14 heads, 2 KV
 # heads, vocabulary 151,936, tied embeddings) with random weights and the demo tokenizer: this checks that
 # the engines start, generate, train in bf16 on fp32 masters and stay finite, not what PPO learns.
 # The reward is a known one (shorter answers are better), so reward_delta > 0 means the policy moved.
@@ -57,11 +60,14 @@ from accelerate import Accelerator
 from alignment.config import PPOStageConfig
 from alignment.data.world import DemoWorld
 from alignment.modeling import load_causal_lm, load_tokenizer
+from alignment.generation import generate
+from alignment.ppo.engines import load_models_whole
 from alignment.ppo.trainer import PPOTrainer
 
 engine, updates = sys.argv[1], int(sys.argv[3])
 path = str(work / "policy")
 accelerator = Accelerator()
+load_models_whole(accelerator)
 cfg = PPOStageConfig(batch_size=16, mini_batch_size=8, micro_batch_size=4, ppo_epochs=2, lr=1e-5,
                      value_model="separate", mixed_precision="bf16", gradient_checkpointing=True,
                      total_episodes=16 * updates, missing_eos_penalty=None)
@@ -76,18 +82,23 @@ if cuda:
 started = time.perf_counter()
 stats = [trainer.step() for _ in range(updates)]
 elapsed = time.perf_counter() - started
+exported = trainer.gather_policy()  # every process: the full weights put together from the shards
 if accelerator.is_main_process:
+    ids = torch.tensor([tok.encode("Hello")], device=accelerator.device)
+    sample = generate(exported.to(accelerator.device), ids, torch.ones_like(ids), trainer.sampling)
+    export_ok = sample.shape[1] > ids.shape[1] and all(torch.isfinite(p).all() for p in exported.parameters())
     finite = all(np.isfinite(s["loss/total"]) for s in stats)
     print("GPU_CHECK " + json.dumps({
-        "engine": engine, "ok": finite, "eps_per_s": round(stats[-1]["episodes"] / elapsed, 2),
+        "engine": engine, "ok": bool(finite and export_ok), "eps_per_s": round(stats[-1]["episodes"] / elapsed, 2),
         "peak_gpu_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
         "kl": round(stats[-1]["objective/kl"], 4),
-        "reward_delta": round(stats[-1]["reward/raw"] - stats[0]["reward/raw"], 4)}), flush=True)
+        "reward_delta": round(stats[-1]["reward/raw"] - stats[0]["reward/raw"], 4),
+        "export_ok": bool(export_ok)}), flush=True)
 EOF
 
 line() {  # engine ok error
   python3 -c 'import json,sys; print(json.dumps({"engine": sys.argv[1], "ok": False, "eps_per_s": None,
-    "peak_gpu_mem_gb": None, "kl": None, "reward_delta": None, "error": sys.argv[2][-300:]}))' "$1" "$2"
+    "peak_gpu_mem_gb": None, "kl": None, "reward_delta": None, "export_ok": None, "error": sys.argv[2][-300:]}))' "$1" "$2"
 }
 
 if ! python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then

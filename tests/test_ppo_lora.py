@@ -62,14 +62,14 @@ def test_lora_trains_adapters_only_against_the_base_policy_and_exports_a_merged_
     assert (r.logprobs - r.ref_logprobs)[r.mask].abs().max() > 1e-3, "the adapters did not change the policy"
 
     # the saved policy is a plain transformers model with the adapters merged in
-    trainer.export_policy().save_pretrained(tmp_path / "model")
+    trainer.export_policy(trainer.gather_policy()).save_pretrained(tmp_path / "model")
     assert not (tmp_path / "model" / "adapter_config.json").exists()
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
     with torch.no_grad():
         merged_logits, _ = response_logits(merged, ids, attention, positions, r.tokens.size(1))
     torch.testing.assert_close(merged_logits, live_logits, atol=1e-4, rtol=0)
     assert any("lora_" in n for n, _ in trainer.policy().named_parameters()), "export merged the live policy"
-    trainer.save_adapter(tmp_path / "adapter")
+    trainer.save_adapter(trainer.gather_policy(), tmp_path / "adapter")
     assert (tmp_path / "adapter" / "adapter_config.json").is_file()
 
 

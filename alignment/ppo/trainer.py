@@ -53,6 +53,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import (
     AutoModel,
+    AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     PreTrainedModel,
@@ -65,6 +66,7 @@ from alignment.data.prompts import PromptLike, as_prompt
 from alignment.errors import UserError
 from alignment.generation import chat_prompt_ids, generate, sampling_config, stop_token_ids
 from alignment.modeling import add_lora
+from alignment.ppo import engines
 from alignment.ppo.advantages import (
     compute_gae,
     compute_rewards,
@@ -324,6 +326,9 @@ class PPOTrainer:
                  safety_filter: SafetyFilter | None = None) -> None:
         if cfg.safety_penalty > 0 and safety_filter is None:
             raise ValueError("ppo.safety_penalty > 0 needs a safety filter to score the responses")
+        engines.check_engine(accelerator)
+        engines.check_whole(accelerator, policy)
+        engines.load_models_whole(accelerator)  # the value model and the copies below load whole too
         self.cfg, self.accelerator, self.tokenizer, self.scorer = cfg, accelerator, tokenizer, scorer
         self.safety_filter = safety_filter if cfg.safety_penalty > 0 else None
         self.reward_mean, self.reward_std = reward_mean, reward_std
@@ -369,7 +374,9 @@ class PPOTrainer:
         # process saw 1/N of a data set); give it N times our per-process steps so the decay spans the run.
         steps = num_updates * cfg.ppo_epochs * (cfg.batch_size // cfg.mini_batch_size)
         scheduler = get_scheduler("linear", optimizer, num_warmup_steps=0,
-                                  num_training_steps=steps * accelerator.num_processes)
+                                  num_training_steps=steps * engines.scheduler_steps_per_update(accelerator))
+        engines.configure_deepspeed(accelerator, cfg.micro_batch, math.ceil(cfg.mini_batch_size / cfg.micro_batch),
+                                    cfg.max_grad_norm)
         self.model, self.optimizer, self.scheduler = accelerator.prepare(model, optimizer, scheduler)
         self.forward = RolloutForwardReuse(self.model, enabled=cfg.micro_batch == cfg.batch_size)
         self.kl_ctl = make_kl_controller(cfg.kl.beta, cfg.kl.adaptive, cfg.kl.target, cfg.kl.horizon)
@@ -389,8 +396,47 @@ class PPOTrainer:
         return self.accelerator.reduce(tensor, "sum") if self.accelerator.num_processes > 1 else tensor
 
     def policy(self) -> PreTrainedModel:
-        """The policy being trained (a ``peft.PeftModel`` with LoRA): sample from it, do not save it."""
+        """The policy being trained (a ``peft.PeftModel`` with LoRA): sample from it inside
+        :meth:`full_policy`, do not save it (:meth:`gather_policy`)."""
         return self.accelerator.unwrap_model(self.model).policy
+
+    @contextlib.contextmanager
+    def full_policy(self) -> Iterator[PreTrainedModel]:
+        """The policy with all its weights on this process, for sampling and evaluation.
+
+        Under ZeRO-3 and FSDP this gathers every process's shards: every process must enter, then each
+        may run any number of forwards (see :func:`alignment.ppo.engines.full_weights`).
+        """
+        with engines.full_weights(self.accelerator, self.model):
+            yield self.policy()
+
+    def gather_policy(self) -> PreTrainedModel | None:
+        """The trained policy whole, on the main process (``None`` on the others), for
+        :meth:`export_policy` and :meth:`save_adapter`.
+
+        Without sharding it is the live policy. Under ZeRO-3 and FSDP it is a collective (every process
+        calls it) returning a plain copy built from the gathered weights, in their dtype.
+        """
+        if not engines.is_sharded(self.accelerator):
+            return self.policy() if self.accelerator.is_main_process else None
+        with self.full_policy() as live:
+            if not self.accelerator.is_main_process:
+                return None
+            weights = {name: t.detach().clone() for name, t in live.named_parameters()}
+            base = live.get_base_model() if self.cfg.lora.enabled else live
+        copy_ = AutoModelForCausalLM.from_config(base.config, dtype=next(iter(weights.values())).dtype)
+        if self.cfg.lora.enabled:
+            copy_ = add_lora(copy_, self.cfg.lora)
+        loaded = copy_.load_state_dict(weights, strict=False)
+        copy_.tie_weights()
+        # named_parameters lists a tied weight (lm_head = embeddings) once; buffers are computed, not trained
+        tied = ({n for n, _ in copy_.named_parameters(remove_duplicate=False)} - {n for n, _ in copy_.named_parameters()})
+        if loaded.unexpected_keys or set(loaded.missing_keys) - tied - {n for n, _ in copy_.named_buffers()}:
+            raise RuntimeError(f"the gathered policy does not fit its architecture: missing {loaded.missing_keys}, "
+                               f"unexpected {loaded.unexpected_keys}")
+        (copy_.get_base_model() if self.cfg.lora.enabled else copy_).generation_config = copy.deepcopy(
+            base.generation_config)
+        return copy_.eval()
 
     @contextlib.contextmanager
     def reference_model(self) -> Iterator[PreTrainedModel]:
@@ -406,19 +452,20 @@ class PPOTrainer:
         with policy.disable_adapter():
             yield policy
 
-    def export_policy(self) -> PreTrainedModel:
-        """The trained policy as a plain transformers model, for ``save_pretrained``.
+    def export_policy(self, policy: PreTrainedModel) -> PreTrainedModel:
+        """The trained policy (:meth:`gather_policy`'s) as a plain transformers model, for ``save_pretrained``.
 
         With LoRA, a copy with the adapters merged into the weights (``merge_and_unload``), so
         ``AutoModelForCausalLM.from_pretrained`` loads it without peft; the live policy keeps its
         adapters (the copy is transient memory at the end of a run, never during training).
         """
-        policy = self.policy()
         return copy.deepcopy(policy).merge_and_unload() if self.cfg.lora.enabled else policy
 
-    def save_adapter(self, path: Path) -> None:
-        """The LoRA adapters alone (peft's ``adapter_config.json`` + weights), to reapply on the base policy."""
-        self.policy().save_pretrained(str(path))
+    @staticmethod
+    def save_adapter(policy: PreTrainedModel, path: Path) -> None:
+        """The LoRA adapters alone of :meth:`gather_policy`'s policy (peft's ``adapter_config.json`` +
+        weights), to reapply on the base policy."""
+        policy.save_pretrained(str(path))
 
     # ------------------------------------------------------------------ data
     def batch_prompts(self, update: int, process_index: int | None = None) -> list[PromptLike]:
@@ -475,9 +522,8 @@ class PPOTrainer:
             prompt_ids[i, width - len(ids):] = torch.tensor(ids)
             prompt_mask[i, width - len(ids):] = 1
         prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
-        policy = self.policy()
-        policy.eval()
-        with self.autocast():
+        with self.full_policy() as policy, self.autocast():  # every process gathers, then samples alone
+            policy.eval()
             out = generate(policy, prompt_ids, prompt_mask, self.sampling)
         cut = truncate_after_eos(out[:, width:], self.stop_ids, tok.pad_token_id)
         ids, attention, positions = full_inputs(prompt_ids, prompt_mask, cut.tokens, cut.mask)
@@ -568,7 +614,7 @@ class PPOTrainer:
                                                cfg.vf_coef, logits=logits, entropy_coef=cfg.entropy_coef,
                                                temperature=cfg.generation.temperature)
                         finite &= torch.isfinite(loss)
-                        self.accelerator.backward(loss * share)
+                        engines.backward(self.accelerator, self.model, loss * share, boundary=i == len(slices) - 1)
                     names = list(stats)
                     step_stats = step_stats + share * torch.stack(list(stats.values()))
                 self.raise_unless_finite(finite)
@@ -627,11 +673,14 @@ class PPOTrainer:
         return out
 
     # ------------------------------------------------------------------ the loop
-    def train(self, checkpoint_dir: Path, on_eval: Callable[[int], dict] | None = None) -> None:
+    def train(self, checkpoint_dir: Path,
+              on_eval: Callable[[int, PreTrainedModel], dict] | None = None) -> None:
         """Run the remaining updates, evaluating and checkpointing on schedule.
 
         Pass ``on_eval`` on the main process only: its results live in the progress that the main
         process checkpoints, and sampling the same eval prompts on every process would only cost time.
+        It receives the update and the policy with its full weights: every process enters
+        :meth:`full_policy` at an evaluation (a gather under ZeRO-3 and FSDP), the main process evaluates.
         """
         cfg = self.cfg
         bar = tqdm(total=self.num_updates, initial=self.progress.update, desc="PPO updates",
@@ -643,9 +692,11 @@ class PPOTrainer:
             bar.set_postfix(reward=f"{stats['reward/raw']:.3f}", kl=f"{stats['objective/kl']:.2f}",
                             beta=f"{stats['objective/beta']:.3f}")
             done = self.progress.update == self.num_updates
-            if on_eval is not None and (self.progress.update % cfg.eval_every == 0 or done):
-                with torch.random.fork_rng(devices=rng_devices()):
-                    self.progress.evals.append(on_eval(self.progress.update))
+            if self.progress.update % cfg.eval_every == 0 or done:
+                with self.full_policy() as policy:
+                    if on_eval is not None:
+                        with torch.random.fork_rng(devices=rng_devices()):
+                            self.progress.evals.append(on_eval(self.progress.update, policy))
             if self.progress.update % cfg.save_every == 0 or done:
                 self.save_checkpoint(checkpoint_dir)
         bar.close()

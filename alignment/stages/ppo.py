@@ -25,7 +25,6 @@ Writes ``<run.dir>/ppo/``: ``model/``, ``metrics.json``, ``safety.json``, ``samp
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -33,12 +32,14 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from omegaconf import DictConfig
+from transformers import PreTrainedModel
 
 from alignment.config import Config
 from alignment.data.prompt_sets import stage_prompt_sets
 from alignment.errors import UserError
 from alignment.io import atomic_dir, write_json_atomic, write_jsonl_atomic
 from alignment.modeling import load_policy
+from alignment.ppo import engines
 from alignment.ppo.evaluation import HeldOutEval, eval_prompt_sets, ppo_metrics
 from alignment.ppo.trainer import NonFiniteLossError, PPOTrainer, rng_devices
 from alignment.reports.html import write_report
@@ -74,16 +75,6 @@ def sampled_prompts(trainer: PPOTrainer) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def cpu_only_launch() -> bool:
-    """Several processes on a machine without a GPU: they must be told to use the CPU (gloo).
-
-    ``conf/accelerate/cpu_2proc.yaml`` launches through torchrun like a multi-GPU job with the GPUs
-    hidden (accelerate's own multi-CPU launch needs mpirun); accelerate then finds no GPU and, unless
-    asked for the CPU, runs every process as an independent single-process job.
-    """
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-
-
 def _last_update(checkpoints: Path) -> Path | None:
     done = sorted(checkpoints.glob("update-*"))  # only complete ones: they are written as .partial-* first
     return done[-1] if done else None
@@ -100,8 +91,9 @@ def run(cfg: Config, raw: DictConfig) -> int:
     policy_path, reward_path, reward_info = check_inputs(cfg)
     seed_everything(cfg.seed)
     precision = None if cfg.ppo.mixed_precision == "auto" else str(cfg.ppo.mixed_precision)  # None: accelerate's
-    accelerator = Accelerator(cpu=cpu_only_launch(), mixed_precision=precision, log_with="tensorboard",
+    accelerator = Accelerator(**engines.cpu_launch_options(), mixed_precision=precision, log_with="tensorboard",
                               project_dir=str(out / "logs"))
+    engines.load_models_whole(accelerator)
     model, tokenizer = load_policy(cfg.policy, path=str(policy_path))
     prompt_sets = stage_prompt_sets(cfg, tokenizer, model, "ppo")
     train_prompts = prompt_sets["train"]
@@ -134,9 +126,9 @@ def run(cfg: Config, raw: DictConfig) -> int:
         with torch.random.fork_rng(devices=rng_devices()), trainer.reference_model() as reference:
             baseline = held_out.run(reference)
 
-    def on_eval(update: int) -> dict:
+    def on_eval(update: int, policy: PreTrainedModel) -> dict:
         previous = trainer.progress.evals[-1] if trainer.progress.evals else {"eval": baseline["eval"].figures}
-        return held_out.at_update(trainer.policy(), update, previous, cfg.ppo.overopt_tolerance)
+        return held_out.at_update(policy, update, previous, cfg.ppo.overopt_tolerance)
 
     try:
         trainer.train(checkpoints, on_eval if accelerator.is_main_process else None)
@@ -145,17 +137,18 @@ def run(cfg: Config, raw: DictConfig) -> int:
         raise UserError(f"{err}; the last good checkpoint is {kept[-1] if kept else 'none'} "
                         "(lower ppo.lr or raise ppo.kl.beta, then resume=true)") from err
     accelerator.wait_for_everyone()
+    trained = trainer.gather_policy()  # every process: under ZeRO-3 and FSDP it puts the shards together
     if not accelerator.is_main_process:
         accelerator.end_training()
         return 0
 
-    policy = trainer.export_policy()
+    policy = trainer.export_policy(trained)
     with atomic_dir(out / "model") as tmp:
         policy.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     if cfg.ppo.lora.enabled:
         with atomic_dir(out / "adapter") as tmp:
-            trainer.save_adapter(tmp)
+            trainer.save_adapter(trained, tmp)
     final = held_out.run(policy)
     comparison = held_out.compare(baseline, final)
     with trainer.reference_model() as reference:
