@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+import inspect
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import transformers
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from alignment.config import GenerationConfig
 from alignment.data.preferences import conversation_text
@@ -79,6 +81,58 @@ def generate(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: to
     """``model.generate`` under ``config`` alone (:func:`own_generation_config`)."""
     with own_generation_config(model, config):
         return model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
+
+
+@functools.cache
+def _forward_takes_logits_to_keep(model_class: type) -> bool:
+    return "logits_to_keep" in inspect.signature(model_class.forward).parameters
+
+
+def logits_to_keep_kwargs(model: torch.nn.Module, keep: int | torch.Tensor) -> dict[str, int | torch.Tensor]:
+    """``{"logits_to_keep": keep}`` when the causal LM (under peft, its base model) takes it, else ``{}``:
+    the LM head then runs over the last ``keep`` positions only, or the positions a 1-D tensor lists."""
+    base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model  # peft
+    return {"logits_to_keep": keep} if _forward_takes_logits_to_keep(type(base)) else {}
+
+
+def sample_tokens(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                  max_new_tokens: int, temperature: float, stop_ids: Sequence[int], pad_token_id: int) -> torch.Tensor:
+    """``[batch, <= max_new_tokens]`` response ids drawn from ``softmax(logits / temperature)`` of a
+    left-padded batch, each row padded after its first stop id; stops when every row has stopped.
+
+    What PPO rollouts sample with, instead of ``model.generate``: the same draw (the float32 logits
+    divided by the temperature, ``softmax``, one ``torch.multinomial`` per step, finished rows set to
+    pad, as ``generate``'s sampling loop) without ``generate``'s per-step machinery (logits processors,
+    stopping criteria, input preparation, mask concatenation), which costs as much as the forward of a
+    small policy; the prompt's LM head runs at its last position only. Positions skip the left
+    padding (``cumsum(mask) - 1``), as the forward that recomputes the rollout's log-probs, so the
+    tokens are drawn from exactly the distribution whose log-probs PPO uses (transformers 5's
+    ``generate`` numbers a padded row's positions from the first pad instead).
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0 to sample, got {temperature}")
+    batch, width = input_ids.shape
+    device = input_ids.device
+    # the whole attention mask once: each step's mask is a view of its first columns
+    attention = torch.cat([attention_mask.long(), attention_mask.new_ones(batch, max_new_tokens, dtype=torch.long)], 1)
+    positions = (attention_mask.long().cumsum(1) - 1).clamp(min=0)
+    next_position = positions[:, -1:] + 1
+    out = torch.full((batch, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
+    stops = torch.tensor(list(stop_ids), device=device)
+    unfinished = torch.ones(batch, dtype=torch.bool, device=device)
+    cache = DynamicCache(config=model.config)
+    step_ids, keep = input_ids, logits_to_keep_kwargs(model, 1)
+    for t in range(max_new_tokens):
+        logits = model(input_ids=step_ids, attention_mask=attention[:, :width + t], position_ids=positions,
+                       cache=cache, use_cache=True, **keep).logits[:, -1]
+        probs = torch.softmax(logits.float() / temperature, dim=-1)
+        token = torch.where(unfinished, torch.multinomial(probs, num_samples=1).squeeze(1), pad_token_id)
+        out[:, t] = token
+        unfinished &= ~torch.isin(token, stops)
+        if not unfinished.any():
+            return out[:, :t + 1]
+        step_ids, positions = token.unsqueeze(1), next_position + t
+    return out
 
 
 def chat_prompt_ids(tokenizer: PreTrainedTokenizerBase, prompt: str | list[dict]) -> list[int]:

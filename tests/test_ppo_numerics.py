@@ -36,6 +36,24 @@ def test_chunked_logprobs_equal_the_full_computation(chunk):
     assert sliced.grad is not None and torch.isfinite(sliced.grad).all()
 
 
+@pytest.mark.parametrize("chunk", [1, 4, 10, 1024])
+def test_chunked_logprobs_have_the_gradient_of_the_full_computation(chunk):
+    # chunks of whole rows (4, 10, 1024 positions over rows of 5) and of pieces of one row (1)
+    gen = torch.Generator().manual_seed(3)
+    base = (torch.randn(3, 7, 97, generator=gen) * 4).requires_grad_(True)
+    tokens = torch.randint(0, 97, (3, 5), generator=gen)
+    weights = torch.randn(3, 5, generator=gen)  # a loss that weighs each position differently
+    for temperature in (1.0, 0.7):
+        (logprobs_from_logits(base[:, 1:-1], tokens, temperature, chunk=chunk) * weights).sum().backward()
+        ours, base.grad = base.grad, None
+        (full_logprobs(base[:, 1:-1], tokens, temperature) * weights).sum().backward()
+        torch.testing.assert_close(ours, base.grad, rtol=0, atol=1e-6)
+        base.grad = None
+    half = base.detach().to(torch.bfloat16).requires_grad_(True)
+    logprobs_from_logits(half[:, 1:-1], tokens, 0.7, chunk=chunk).sum().backward()
+    assert half.grad.dtype == torch.bfloat16 and half.grad[:, [0, -1]].eq(0).all()
+
+
 def test_bf16_logits_are_divided_by_the_temperature_in_float32():
     # bf16 logits of a wide range: dividing them in bf16 rounds each to 8 bits of mantissa
     gen = torch.Generator().manual_seed(1)

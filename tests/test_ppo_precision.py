@@ -96,7 +96,6 @@ def test_the_models_generation_config_does_not_leak_into_rollouts(smoke_sft, tmp
     # the same model with the same stop ids and no generation settings of its own samples the same tokens
     plain.policy().generation_config.eos_token_id = [a, b]
     plain.stop_ids = leaky_trainer.stop_ids
-    plain.sampling = leaky_trainer.sampling
     torch.manual_seed(0)
     expected = plain.rollout(PROMPTS[:8])
     assert torch.equal(rollout.tokens, expected.tokens) and torch.equal(rollout.mask, expected.mask)

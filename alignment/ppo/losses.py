@@ -82,7 +82,7 @@ def entropy_from_logits(logits: torch.Tensor, temperature: float = 1.0, chunk: i
     log-probs it runs over ``chunk`` positions of a row at a time in float32 (recomputed in the
     backward pass under autograd), so no float32 copy of all the logits is materialised.
     """
-    out = [per_chunk(_chunk_entropy, part, temperature) for part in position_chunks(logits, chunk)]
+    out = [per_chunk(_chunk_entropy, part, temperature).reshape(-1) for part in position_chunks(logits, chunk)]
     return torch.cat(out).reshape(logits.shape[:-1])
 
 

@@ -19,6 +19,7 @@ PPOTrainer up to 1.12):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
@@ -52,28 +53,61 @@ def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor, temperature
 
     Precision and memory: half-precision logits are cast to float32 *before* the division (bf16
     logits divided by 0.7 are off by up to 0.15 nat), and the importance ratio ``exp(new - old)`` is
-    too sensitive for bf16 log-probs. The work runs over ``chunk`` positions at a time: the chosen
-    logit minus the ``logsumexp`` of its row (TRL's ``selective_log_softmax``), so neither a float32
-    copy of all the logits nor a full log-softmax is ever materialised; under autograd each chunk is
-    recomputed in the backward pass (:func:`per_chunk`), so the backward does not keep them either.
+    too sensitive for bf16 log-probs. The work runs over about ``chunk`` positions at a time: the
+    chosen logit minus the ``logsumexp`` of its row (TRL's ``selective_log_softmax``), so neither a
+    float32 copy of all the logits nor a full log-softmax is ever materialised, in the forward or
+    the backward pass (:class:`_ChunkedLogprobs`).
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0 to have log-probs, got {temperature}")
     if logits.shape[:-1] != tokens.shape:
         raise ValueError(f"logits {tuple(logits.shape)} do not match tokens {tuple(tokens.shape)}")
-    index = tokens.reshape(-1, 1).long()
-    out, done = [], 0
-    for part in position_chunks(logits, chunk):
-        out.append(per_chunk(_chunk_logprobs, part, index[done:done + part.size(0)], temperature))
-        done += part.size(0)
-    return torch.cat(out).reshape(tokens.shape)
+    return _ChunkedLogprobs.apply(logits, tokens, temperature, chunk)
 
 
-def _chunk_logprobs(part: torch.Tensor, index: torch.Tensor, temperature: float) -> torch.Tensor:
+class _ChunkedLogprobs(torch.autograd.Function):
+    """The log-probs of :func:`logprobs_from_logits` and their exact gradient, both chunk by chunk.
+
+    The gradient of ``l[token] / T - logsumexp(l / T)`` is ``(onehot(token) - softmax(l / T)) / T``;
+    the backward pass writes it into one gradient tensor a chunk at a time from the saved row
+    ``logsumexp``. Autograd through chunk views would instead recompute each chunk and give every
+    chunk a zero-filled gradient the size of all the logits (a slice's backward), summed one by one:
+    several logits-sized buffers and passes at a real vocabulary.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, logits: torch.Tensor, tokens: torch.Tensor, temperature: float,
+                chunk: int) -> torch.Tensor:
+        index = tokens.unsqueeze(-1).long()
+        chosen, lse = [], []
+        for part, idx in zip(position_chunks(logits, chunk), position_chunks(index, chunk)):
+            part = _scaled(part, temperature)
+            chosen.append(torch.gather(part, -1, idx).reshape(-1))
+            lse.append(torch.logsumexp(part, dim=-1).reshape(-1))
+        row_lse = torch.cat(lse).reshape(tokens.shape)
+        ctx.save_for_backward(logits, index, row_lse)
+        ctx.temperature, ctx.chunk = temperature, chunk
+        return (torch.cat(chosen).reshape(tokens.shape) - row_lse)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:
+        logits, index, row_lse = ctx.saved_tensors
+        temperature, chunk = ctx.temperature, ctx.chunk
+        grad = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)
+        pieces = (position_chunks(t, chunk) for t in (logits, index, row_lse.unsqueeze(-1), grad_out.unsqueeze(-1), grad))
+        for part, idx, lse, go, out in zip(*pieces):
+            g = torch.exp(_scaled(part, temperature) - lse).mul_(-go)  # d/dl of -logsumexp, times the output's grad
+            g.scatter_add_(-1, idx, go.to(g.dtype))                    # + d/dl of the chosen logit
+            if temperature != 1.0:
+                g.div_(temperature)
+            out.copy_(g)
+        return grad, None, None, None
+
+
+def _scaled(part: torch.Tensor, temperature: float) -> torch.Tensor:
+    """A chunk of logits in float32 divided by the temperature: a new tensor, never the caller's scaled in place."""
     part = as_float32(part)
-    if temperature != 1.0:
-        part = part / temperature  # a new tensor: never scale the caller's logits in place
-    return torch.gather(part, -1, index).squeeze(-1) - torch.logsumexp(part, dim=-1)
+    return part / temperature if temperature != 1.0 else part
 
 
 def as_float32(logits: torch.Tensor) -> torch.Tensor:
@@ -91,14 +125,22 @@ def per_chunk(fn: Callable[..., torch.Tensor], part: torch.Tensor, *args: Any) -
 
 
 def position_chunks(logits: torch.Tensor, chunk: int = LOGPROB_CHUNK) -> Iterator[torch.Tensor]:
-    """The positions of ``[..., vocab]`` logits in order, ``[<= chunk, vocab]`` at a time.
+    """The positions of ``[..., vocab]`` logits in order, about ``chunk`` at a time: as many whole rows
+    of a ``[batch, length, vocab]`` tensor as fit in ``chunk`` positions (one slice for a small
+    batch), or pieces of one row when a row alone is longer.
 
     Slices are views of the caller's tensor (a model's response logits are a non-contiguous slice,
-    which ``reshape`` would copy whole), in the caller's dtype.
+    which ``reshape`` would copy whole), in the caller's dtype; flattening each slice's leading
+    dimensions and concatenating them gives the positions in row-major order.
     """
     if logits.dim() == 1:
         logits = logits.unsqueeze(0)
     if logits.dim() > 2:
+        rows = chunk // math.prod(logits.shape[1:-1])
+        if rows >= 1:
+            for start in range(0, logits.size(0), rows):
+                yield logits[start:start + rows]
+            return
         for sub in logits:
             yield from position_chunks(sub, chunk)
         return

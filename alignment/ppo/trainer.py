@@ -35,8 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
-import inspect
+import gc
 import logging
 import math
 import random
@@ -64,7 +63,7 @@ from transformers import (
 from alignment.config import LoRAConfig, PPOStageConfig
 from alignment.data.prompts import PromptLike, as_prompt
 from alignment.errors import UserError
-from alignment.generation import chat_prompt_ids, generate, sampling_config, stop_token_ids
+from alignment.generation import chat_prompt_ids, logits_to_keep_kwargs, sample_tokens, stop_token_ids
 from alignment.modeling import add_lora
 from alignment.ppo import engines
 from alignment.ppo.advantages import (
@@ -119,26 +118,23 @@ def rng_devices() -> list[int]:
     return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
 
 
-@functools.cache
-def _forward_takes_logits_to_keep(model_class: type) -> bool:
-    return "logits_to_keep" in inspect.signature(model_class.forward).parameters
-
-
 def response_logits(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                     position_ids: torch.Tensor, response_length: int, **kwargs: Any) -> tuple[torch.Tensor, Any]:
     """A causal LM over prompt + response: ``(logits [B, R, V] that predicted each response token, output)``.
 
-    The LM head runs over the response positions only (``logits_to_keep``, when the model takes it):
-    the prompt's logits are never used, and computing them costs a vocabulary-sized matmul per prompt
-    token, about a tenth of a small policy's forward and backward, plus their memory.
+    The LM head runs over those ``R`` positions only (``logits_to_keep`` as a tensor of positions, when
+    the model takes it): the prompt's logits are never used, and computing them costs a vocabulary-sized
+    matmul per prompt token, about a tenth of a small policy's forward and backward, plus their memory.
+    The logits are then the model's own output, not a slice of it, so the backward pass does not
+    scatter their gradient into a zero-filled tensor of the full output's size (one more
+    ``[B, R, V]`` float32 buffer at a real vocabulary).
     """
-    keep = response_length + 1
-    base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model  # peft
-    if _forward_takes_logits_to_keep(type(base)):
-        kwargs["logits_to_keep"] = keep
+    length = input_ids.size(1)
+    keep = logits_to_keep_kwargs(model, torch.arange(length - response_length - 1, length - 1,
+                                                     device=input_ids.device))
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False,
-                **kwargs)
-    return out.logits[:, -keep:-1], out
+                **keep, **kwargs)
+    return (out.logits if keep else out.logits[:, -response_length - 1:-1]), out
 
 
 def disable_dropout(model: nn.Module) -> None:
@@ -337,9 +333,8 @@ class PPOTrainer:
         self._prompt_ids: dict[str, list[int]] = {}  # by prompt text
         #: The autocast dtype of every forward (``None``: float32 throughout).
         self.compute_dtype = compute_dtype(cfg.mixed_precision, accelerator)
-        #: Every id that ends an answer, and the sampler's settings built from ``cfg.generation`` alone.
+        #: Every id that ends an answer (the sampler reads nothing else of the model's generation config).
         self.stop_ids = stop_token_ids(policy, tokenizer)
-        self.sampling = sampling_config(cfg.generation, self.stop_ids, tokenizer.pad_token_id)
         if cfg.lora.enabled:
             policy = add_lora(policy, cfg.lora)
             #: ``None`` with LoRA: the reference is the policy with its adapters disabled (:meth:`reference_model`).
@@ -383,6 +378,12 @@ class PPOTrainer:
         self.progress = Progress()
         accelerator.register_for_checkpointing(self.kl_ctl)
         accelerator.register_for_checkpointing(self.progress)
+        # startup costs paid at startup, not in the first updates: accelerate's first unwrap imports
+        # deepspeed (0.6 s), and what exists now (modules, models) lives as long as the run, so the
+        # cyclic collector stops traversing it at each full collection (a second or more in this process)
+        self.policy()
+        gc.collect()
+        gc.freeze()
 
     # ------------------------------------------------------------------ models
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -524,21 +525,23 @@ class PPOTrainer:
         prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
         with self.full_policy() as policy, self.autocast():  # every process gathers, then samples alone
             policy.eval()
-            out = generate(policy, prompt_ids, prompt_mask, self.sampling)
-        cut = truncate_after_eos(out[:, width:], self.stop_ids, tok.pad_token_id)
+            responses = sample_tokens(policy, prompt_ids, prompt_mask, gen.max_new_tokens, gen.temperature,
+                                      self.stop_ids, tok.pad_token_id)
+        cut = truncate_after_eos(responses, self.stop_ids, tok.pad_token_id)
         ids, attention, positions = full_inputs(prompt_ids, prompt_mask, cut.tokens, cut.mask)
         length = cut.tokens.size(1)
         logprobs, ref_logprobs, values = [], [], []
         for rows in torch.arange(len(ids), device=device).split(self.cfg.micro_batch):  # one slice: the reusable forward
+            # the reference first: its logits are gone before the policy's, which the first update step may keep
+            with self.reference_model() as reference, self.autocast():
+                ref_logits, _ = response_logits(reference, ids[rows], attention[rows], positions[rows], length)
+            ref_logprobs.append(logprobs_from_logits(ref_logits, cut.tokens[rows], gen.temperature))
+            del ref_logits
             with self.autocast():
                 logits, row_values = self.forward.at_rollout(ids[rows], attention[rows], positions[rows], length)
             logprobs.append(logprobs_from_logits(logits, cut.tokens[rows], gen.temperature))
             values.append(row_values)
             del logits
-            with self.reference_model() as reference, self.autocast():
-                ref_logits, _ = response_logits(reference, ids[rows], attention[rows], positions[rows], length)
-            ref_logprobs.append(logprobs_from_logits(ref_logits, cut.tokens[rows], gen.temperature))
-            del ref_logits
         logprobs, ref_logprobs, values = torch.cat(logprobs), torch.cat(ref_logprobs), torch.cat(values)
         texts = [tok.decode(row[:n], skip_special_tokens=True).strip()
                  for row, n in zip(cut.tokens.tolist(), cut.lengths.tolist())]
@@ -613,6 +616,7 @@ class PPOTrainer:
                                                returns[rows], r.mask[rows], cfg.cliprange, cfg.cliprange_value,
                                                cfg.vf_coef, logits=logits, entropy_coef=cfg.entropy_coef,
                                                temperature=cfg.generation.temperature)
+                        del logits  # the backward frees them once their gradient is computed, not at the end
                         finite &= torch.isfinite(loss)
                         engines.backward(self.accelerator, self.model, loss * share, boundary=i == len(slices) - 1)
                     names = list(stats)
