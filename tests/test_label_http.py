@@ -156,3 +156,19 @@ def test_reports_for_is_validated_by_the_config(tmp_path: Path) -> None:
     assert compose([]).label.reports_for.value == "admins"
     assert compose(["label.reports_for=everyone"]).label.reports_for.value == "everyone"
     assert main(["stats", f"run.dir={tmp_path}", "label.reports_for=all"]) == 2
+
+
+def test_an_event_does_not_switch_matplotlib_backends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Gradio sets the "agg" backend around every event and restores the one before: with the report
+    module's backend named otherwise ("Agg") that was two pyplot backend switches per request."""
+    import gradio.utils
+    import matplotlib.pyplot as plt
+
+    import alignment.reports.html  # noqa: F401 - the module that picks the backend for the reports tab
+    import labeling_ui.app  # noqa: F401
+
+    switches = []
+    monkeypatch.setattr(plt, "switch_backend", lambda name: switches.append(name))
+    with gradio.utils.MatplotlibBackendMananger():
+        pass
+    assert switches == []

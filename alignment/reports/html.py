@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import matplotlib
 
-matplotlib.use("Agg")  # no display: render to memory
+matplotlib.use("agg")  # no display; "agg", the name Gradio restores around each event: "Agg" switched backends per request
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
