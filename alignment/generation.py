@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import transformers
 from tqdm.auto import tqdm
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
@@ -41,48 +39,6 @@ def stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -
     return list(dict.fromkeys(ids))
 
 
-def sampling_config(gen: GenerationConfig, stop_ids: list[int], pad_token_id: int) -> transformers.GenerationConfig:
-    """A ``transformers.GenerationConfig`` built from ``gen`` alone: every setting that shapes the
-    sampled distribution is spelled out at its neutral value (no repetition penalty, min-p, n-gram
-    ban, forced or suppressed tokens...), so nothing a model's ``generation_config.json`` sets can
-    change what is sampled. ``temperature <= 0`` is greedy decoding.
-    """
-    sample = gen.temperature > 0
-    neutral = transformers.GenerationConfig._get_default_generation_params()
-    return transformers.GenerationConfig(**{
-        **neutral,
-        "max_new_tokens": gen.max_new_tokens, "do_sample": sample,
-        # greedy decoding ignores the sampler's settings: the defaults keep transformers from warning
-        **({"temperature": gen.temperature, "top_k": gen.top_k, "top_p": gen.top_p} if sample else {}),
-        "max_length": None,  # max_new_tokens decides
-        "eos_token_id": stop_ids, "pad_token_id": pad_token_id, "bos_token_id": None,
-    })
-
-
-@contextlib.contextmanager
-def own_generation_config(model: PreTrainedModel, config: transformers.GenerationConfig) -> Iterator[None]:
-    """``model.generation_config`` is ``config`` for the ``with`` block.
-
-    ``generate(generation_config=...)`` still fills the settings left unset (``None``, such as
-    ``min_p`` or ``suppress_tokens``) from the model's own ``generation_config``; with ours in its
-    place for the call, nothing of the model's file reaches the sampler.
-    """
-    base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model  # peft
-    saved = base.generation_config
-    base.generation_config = config
-    try:
-        yield
-    finally:
-        base.generation_config = saved
-
-
-def generate(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-             config: transformers.GenerationConfig) -> torch.Tensor:
-    """``model.generate`` under ``config`` alone (:func:`own_generation_config`)."""
-    with own_generation_config(model, config):
-        return model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
-
-
 @functools.cache
 def _forward_takes_logits_to_keep(model_class: type) -> bool:
     return "logits_to_keep" in inspect.signature(model_class.forward).parameters
@@ -95,22 +51,41 @@ def logits_to_keep_kwargs(model: torch.nn.Module, keep: int | torch.Tensor) -> d
     return {"logits_to_keep": keep} if _forward_takes_logits_to_keep(type(base)) else {}
 
 
-def sample_tokens(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                  max_new_tokens: int, temperature: float, stop_ids: Sequence[int], pad_token_id: int) -> torch.Tensor:
-    """``[batch, <= max_new_tokens]`` response ids drawn from ``softmax(logits / temperature)`` of a
-    left-padded batch, each row padded after its first stop id; stops when every row has stopped.
-
-    What PPO rollouts sample with, instead of ``model.generate``: the same draw (the float32 logits
-    divided by the temperature, ``softmax``, one ``torch.multinomial`` per step, finished rows set to
-    pad, as ``generate``'s sampling loop) without ``generate``'s per-step machinery (logits processors,
-    stopping criteria, input preparation, mask concatenation), which costs as much as the forward of a
-    small policy; the prompt's LM head runs at its last position only. Positions skip the left
-    padding (``cumsum(mask) - 1``), as the forward that recomputes the rollout's log-probs, so the
-    tokens are drawn from exactly the distribution whose log-probs PPO uses (transformers 5's
-    ``generate`` numbers a padded row's positions from the first pad instead).
-    """
+def next_token(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """One token per row drawn from ``softmax(logits / temperature)`` restricted to the ``top_k`` most
+    likely tokens and then to the smallest set whose probability reaches ``top_p`` (``0`` and ``1.0``
+    restrict nothing), the order and ties of ``generate``'s warpers; ``temperature <= 0`` takes the argmax."""
     if temperature <= 0:
-        raise ValueError(f"temperature must be > 0 to sample, got {temperature}")
+        return logits.argmax(-1)
+    scores = logits.float() / temperature
+    if top_k > 0:
+        kth = torch.topk(scores, min(top_k, scores.size(-1)), dim=-1).values[..., -1:]
+        scores = scores.masked_fill(scores < kth, -float("inf"))
+    if top_p < 1.0:
+        ascending, order = torch.sort(scores, descending=False)
+        drop = ascending.softmax(-1).cumsum(-1) <= 1 - top_p
+        drop[..., -1:] = False  # the most likely token always stays
+        scores = scores.masked_fill(drop.scatter(-1, order, drop), -float("inf"))
+    return torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+
+
+@torch.no_grad()
+def sample_tokens(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                  max_new_tokens: int, temperature: float, stop_ids: Sequence[int], pad_token_id: int,
+                  top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """``[batch, <= max_new_tokens]`` response ids of a left-padded batch (:func:`next_token` at each
+    step), each row padded after its first stop id; stops when every row has stopped.
+
+    What every stage samples with, instead of ``model.generate``: the same draw as ``generate``'s
+    sampling (float32 logits over the temperature, its top-k and top-p, one ``torch.multinomial`` per
+    step, finished rows set to pad) without its per-step machinery (logits processors, stopping
+    criteria, input preparation, mask concatenation), which costs as much as the forward of a small
+    policy; nothing of a model's ``generation_config.json`` (repetition penalty, min-p...) reaches it.
+    The prompt's LM head runs at its last position only. Positions skip the left padding
+    (``cumsum(mask) - 1``), as the forward that recomputes PPO's log-probs, so rollouts are drawn from
+    exactly the distribution whose log-probs PPO uses (transformers 5's ``generate`` numbers a padded
+    row's positions from the first pad instead).
+    """
     batch, width = input_ids.shape
     device = input_ids.device
     # the whole attention mask once: each step's mask is a view of its first columns
@@ -125,8 +100,7 @@ def sample_tokens(model: PreTrainedModel, input_ids: torch.Tensor, attention_mas
     for t in range(max_new_tokens):
         logits = model(input_ids=step_ids, attention_mask=attention[:, :width + t], position_ids=positions,
                        cache=cache, use_cache=True, **keep).logits[:, -1]
-        probs = torch.softmax(logits.float() / temperature, dim=-1)
-        token = torch.where(unfinished, torch.multinomial(probs, num_samples=1).squeeze(1), pad_token_id)
+        token = torch.where(unfinished, next_token(logits, temperature, top_k, top_p), pad_token_id)
         out[:, t] = token
         unfinished &= ~torch.isin(token, stops)
         if not unfinished.any():
@@ -158,7 +132,6 @@ def sample_responses(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     device = device_for(model)
     torch.manual_seed(seed)
     stop, pad = stop_token_ids(model, tokenizer), tokenizer.pad_token_id
-    config = sampling_config(gen, stop, pad)
     encoded = [chat_prompt_ids(tokenizer, p) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     results: list[Sample | None] = [None] * len(prompts)
@@ -171,7 +144,8 @@ def sample_responses(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
             ids = encoded[i]
             input_ids[r, width - len(ids):] = torch.tensor(ids)
             attention[r, width - len(ids):] = 1
-        out = generate(model, input_ids.to(device), attention.to(device), config)[:, width:].cpu()
+        out = sample_tokens(model, input_ids.to(device), attention.to(device), gen.max_new_tokens, gen.temperature,
+                            stop, pad, gen.top_k, gen.top_p).cpu()
         for r, i in enumerate(rows):
             tokens = out[r].tolist()
             end = next((n for n, t in enumerate(tokens) if t in stop), None)

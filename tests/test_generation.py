@@ -1,12 +1,12 @@
-"""The PPO rollout sampler (:func:`alignment.generation.sample_tokens`) against ``model.generate`` and
+"""The sampler every stage uses (:func:`alignment.generation.sample_tokens`) against ``model.generate`` and
 against the distribution whose log-probs PPO computes."""
 
 import pytest
 import torch
+import transformers
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from alignment.config import GenerationConfig
-from alignment.generation import generate, sample_tokens, sampling_config
+from alignment.generation import sample_tokens
 
 PAD, STOPS, TEMPERATURE = 0, [1, 2], 0.7
 
@@ -56,14 +56,35 @@ def reference_sampler(model, ids, mask, max_new_tokens: int) -> torch.Tensor:
     return torch.stack(out, 1)
 
 
-def test_samples_what_generate_samples_for_the_same_seed(model):
+def generate(model, ids, mask, max_new_tokens: int, **sampling) -> torch.Tensor:
+    """``model.generate``'s answer ids, every other setting at its neutral default."""
+    config = transformers.GenerationConfig(**{
+        **transformers.GenerationConfig._get_default_generation_params(), "max_new_tokens": max_new_tokens,
+        "max_length": None, "eos_token_id": STOPS, "pad_token_id": PAD, "bos_token_id": None, **sampling})
+    return model.generate(input_ids=ids, attention_mask=mask, generation_config=config)[:, ids.size(1):]
+
+
+@pytest.mark.parametrize("sampling", [
+    {"temperature": TEMPERATURE},
+    {"temperature": TEMPERATURE, "top_k": 5},
+    {"temperature": 1.3, "top_p": 0.6},
+    {"temperature": TEMPERATURE, "top_k": 8, "top_p": 0.8},
+    {"temperature": 0.0},  # greedy
+], ids=["temperature", "top_k", "top_p", "top_k_and_top_p", "greedy"])
+def test_samples_what_generate_samples_for_the_same_seed(model, sampling):
     ids, mask = left_padded(prompts(12, [7]))
-    gen = GenerationConfig(max_new_tokens=10, temperature=TEMPERATURE)
+    greedy = sampling["temperature"] <= 0
+    expected_settings = {"do_sample": not greedy, **({} if greedy else {"top_k": 0, **sampling})}
     torch.manual_seed(3)
-    expected = generate(model, ids, mask, sampling_config(gen, STOPS, PAD))[:, ids.size(1):]
+    expected = generate(model, ids, mask, 10, **expected_settings)
     torch.manual_seed(3)
-    got = sample_tokens(model, ids, mask, 10, TEMPERATURE, STOPS, PAD)
+    got = sample_tokens(model, ids, mask, 10, sampling["temperature"], STOPS, PAD, sampling.get("top_k", 0),
+                        sampling.get("top_p", 1.0))
     assert torch.equal(got, expected)
+    if not greedy:  # the draw is random: another seed gives other answers
+        torch.manual_seed(4)
+        assert not torch.equal(sample_tokens(model, ids, mask, 10, sampling["temperature"], STOPS, PAD,
+                                             sampling.get("top_k", 0), sampling.get("top_p", 1.0)), expected)
 
 
 def test_left_padded_rows_sample_the_distribution_of_ppos_log_probs(model):
@@ -89,5 +110,3 @@ def test_rows_stop_at_any_stop_id_and_pad_after_it(model):
     # every row stopped, so the loop ended at the step of the last row's stop, before the length limit
     assert len(ended) and got.size(1) < 24 and all(any(t in STOPS for t in row) for row in got.tolist())
     assert any(t in STOPS for t in got[:, -1].tolist())
-    with pytest.raises(ValueError, match="temperature"):
-        sample_tokens(model, ids, mask, 4, 0.0, STOPS, PAD)

@@ -75,7 +75,7 @@ def accelerator(engine: str):
 def run_process(engine: str, policy_path: str, out: Path) -> None:
     from alignment.config import PolicyConfig, PPOStageConfig
     from alignment.data.world import DemoWorld
-    from alignment.generation import generate, sampling_config
+    from alignment.generation import sample_tokens
     from alignment.modeling import load_policy
     from alignment.ppo.engines import load_models_whole
     from alignment.ppo.trainer import PPOTrainer
@@ -92,14 +92,17 @@ def run_process(engine: str, policy_path: str, out: Path) -> None:
     prompts = [p.text for p in DemoWorld(0).prompts("train")]
     trainer = PPOTrainer(cfg, acc, model, policy_path, tok, lambda p, t: np.array([-len(x) / 10 for x in t]),
                          0.0, 1.0, prompts, seed=0, num_updates=1)
-    sampling = sampling_config(cfg.generation, trainer.stop_ids, tok.pad_token_id)
     # a collective when sharded; under ZeRO-3 and FSDP only the main process receives the weights
     before = {k: v.clone() for k, v in (acc.get_state_dict(trainer.model) or {}).items()}
     wrapped = wrapped_as_configured(engine, trainer)
 
+    def sample(policy, ids, mask):
+        return sample_tokens(policy, ids, mask, cfg.generation.max_new_tokens, cfg.generation.temperature,
+                             trainer.stop_ids, tok.pad_token_id)
+
     def on_eval(update: int, policy) -> dict:  # the main process alone samples from the full weights
         ids = torch.tensor([tok.encode(prompts[0])])
-        return {"update": update, "tokens": generate(policy, ids, torch.ones_like(ids), sampling).shape[1]}
+        return {"update": update, "tokens": sample(policy, ids, torch.ones_like(ids)).shape[1]}
 
     trainer.train(out / "checkpoints", on_eval if acc.is_main_process else None)
     gathered = trainer.gather_policy()
@@ -112,12 +115,12 @@ def run_process(engine: str, policy_path: str, out: Path) -> None:
     mask = (torch.arange(width)[None] >= torch.tensor([width - len(e) for e in encoded])[:, None]).long()
     torch.manual_seed(11)
     with trainer.full_policy() as policy:
-        sampled = generate(policy, ids, mask, sampling)
+        sampled = sample(policy, ids, mask)
     acc.wait_for_everyone()
     if not acc.is_main_process:
         return
     torch.manual_seed(11)
-    again = generate(gathered, ids, mask, sampling)
+    again = sample(gathered, ids, mask)
     exported = {f"policy.{k}": v for k, v in gathered.state_dict().items()}
     same = all(torch.equal(v, reference[k].to(v.dtype)) for k, v in exported.items() if k in reference)
     covered = {k for k in reference if k.startswith("policy.")} <= set(exported)

@@ -113,17 +113,30 @@ def scheduler_steps_per_update(accelerator: Accelerator) -> int:
 def backward(accelerator: Accelerator, model: nn.Module, loss: torch.Tensor, boundary: bool) -> None:
     """Backward of one micro-batch's (already weighted) loss; ``boundary`` marks the mini-batch's last one.
 
-    Under DeepSpeed the engine steps, clips and zeroes at the boundary itself (the optimizer and
-    scheduler wrappers that accelerate returns are then no-ops), and its own 1/accumulation scaling
-    is turned off: the weights by token share already make the sum the mini-batch's loss.
+    Under DeepSpeed the engine's own 1/accumulation scaling is turned off: the weights by token share
+    already make the sum the mini-batch's loss. The step is :func:`step`'s, after the finiteness check.
     """
     if zero_stage(accelerator) is None:
         accelerator.backward(loss)
         return
     model.set_gradient_accumulation_boundary(boundary)
     model.backward(loss, scale_wrt_gas=False)
-    if boundary:
+
+
+def step(accelerator: Accelerator, model: nn.Module, optimizer, scheduler, max_grad_norm: float) -> None:
+    """The mini-batch's optimiser step: clip, step, schedule, zero the gradients.
+
+    Under DeepSpeed the engine does all four itself (clipping by its ``gradient_clipping``; the
+    optimizer and scheduler wrappers that accelerate returns are then no-ops).
+    """
+    if zero_stage(accelerator) is not None:
         model.step()
+        return
+    if max_grad_norm:
+        accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad()
 
 
 @contextlib.contextmanager

@@ -106,6 +106,8 @@ class HeldOutEval:
     judge: RewardScorer | None = None
     #: The reference the proxy is checked against for over-optimisation: ``gold``, ``judge`` or ``None``.
     reference: str | None = field(init=False)
+    #: The last :meth:`at_update` evaluation's update and results.
+    latest: tuple[int, SplitResults] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.reference = "gold" if self.gold is not None else "judge" if self.judge is not None else None
@@ -130,7 +132,9 @@ class HeldOutEval:
         """The figures of an evaluation during training, flagged ``overoptimisation`` when the proxy
         reward rose by more than ``tolerance`` since ``previous`` (the last evaluation, or the SFT
         baseline as ``{"eval": figures}``) while the reference reward (gold, else the judge) fell by more."""
-        result: dict = {"update": update, **{split: r.figures for split, r in self.run(model).items()}}
+        results = self.run(model)
+        self.latest = update, results
+        result: dict = {"update": update, **{split: r.figures for split, r in results.items()}}
         d_proxy = result["eval"]["proxy_reward_mean"] - previous["eval"]["proxy_reward_mean"]
         result["overoptimisation"] = False
         if self.reference is not None:

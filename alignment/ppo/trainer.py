@@ -621,12 +621,8 @@ class PPOTrainer:
                         engines.backward(self.accelerator, self.model, loss * share, boundary=i == len(slices) - 1)
                     names = list(stats)
                     step_stats = step_stats + share * torch.stack(list(stats.values()))
-                self.raise_unless_finite(finite)
-                if cfg.max_grad_norm:
-                    self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-                self.optimizer.step()
-                self.scheduler.step()
-                self.optimizer.zero_grad()
+                self.raise_unless_finite(finite)  # before the step: a NaN gradient must not reach the weights
+                engines.step(self.accelerator, self.model, self.optimizer, self.scheduler, cfg.max_grad_norm)
                 totals = step_stats if totals is None else totals + step_stats
                 steps += 1
         return dict(zip(names, totals / steps))

@@ -149,7 +149,10 @@ def run(cfg: Config, raw: DictConfig) -> int:
     if cfg.ppo.lora.enabled:
         with atomic_dir(out / "adapter") as tmp:
             trainer.save_adapter(trained, tmp)
-    final = held_out.run(policy)
+    # the evaluation at the last update sampled these very weights with the same seed (LoRA's merged copy
+    # only equals them up to rounding)
+    reuse = held_out.latest is not None and held_out.latest[0] == num_updates and not cfg.ppo.lora.enabled
+    final = held_out.latest[1] if reuse else held_out.run(policy)
     comparison = held_out.compare(baseline, final)
     with trainer.reference_model() as reference:
         kl_sft = sampled_kl(policy, reference, tokenizer, final["eval"].samples + final["redteam"].samples,
