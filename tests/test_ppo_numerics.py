@@ -12,7 +12,7 @@ from alignment.config import PPOStageConfig
 from alignment.errors import UserError
 from alignment.ppo.kl import K3_CLAMP, kl_k3, per_token_kl
 from alignment.ppo.losses import entropy_from_logits
-from alignment.ppo.rollout_math import logprobs_from_logits, masked_whiten
+from alignment.ppo.rollout_math import logprobs_and_entropy, logprobs_from_logits, masked_whiten
 
 
 def full_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -71,6 +71,25 @@ def test_chunked_entropy_equals_the_full_computation():
     full = -(torch.softmax(scaled, -1) * torch.log_softmax(scaled, -1)).sum(-1)
     torch.testing.assert_close(entropy_from_logits(logits, 0.7, chunk=4), full, rtol=0, atol=1e-5)
     assert entropy_from_logits(torch.zeros(4)).item() == pytest.approx(math.log(4))
+
+
+@pytest.mark.parametrize("chunk", [4, 1000])
+def test_the_log_probs_pass_gives_the_entropy_and_the_same_log_probs_and_gradient(chunk):
+    gen = torch.Generator().manual_seed(3)
+    logits = (torch.randn(2, 9, 50, generator=gen) * 3).to(torch.bfloat16).float().requires_grad_()
+    tokens = torch.randint(0, 50, (2, 9), generator=gen)
+    weights = torch.randn(2, 9, generator=gen)
+    logprobs, entropy = logprobs_and_entropy(logits, tokens, 0.7, chunk=chunk)
+    (logprobs * weights).sum().backward()
+    fused_grad, logits.grad = logits.grad, None
+    (logprobs_from_logits(logits, tokens, 0.7, chunk=chunk) * weights).sum().backward()
+    torch.testing.assert_close(logprobs, full_logprobs(logits.detach(), tokens, 0.7), rtol=0, atol=1e-5)
+    torch.testing.assert_close(fused_grad, logits.grad, rtol=0, atol=1e-7)
+    scaled = logits.detach() / 0.7
+    full = -(torch.softmax(scaled, -1) * torch.log_softmax(scaled, -1)).sum(-1)
+    torch.testing.assert_close(entropy, full, rtol=0, atol=1e-5)
+    assert not entropy.requires_grad
+    assert logprobs_and_entropy(logits, tokens, 0.7, chunk=chunk, entropy=False)[1] is None
 
 
 def test_k3_is_clamped_per_token():

@@ -107,11 +107,14 @@ def ppo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: tor
              values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
              cliprange: float = 0.2, cliprange_value: float = 0.2, vf_coef: float = 0.1,
              logits: torch.Tensor | None = None, entropy_coef: float = 0.0,
-             temperature: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+             temperature: float = 1.0, entropy: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The total loss of one (micro-)batch and its statistics, under the names a trainer logs.
 
     ``logits`` (``[batch, length, vocab]``, divided by ``temperature`` here) are only needed for the
-    entropy statistic or bonus; without them ``policy/entropy`` is absent and ``entropy_coef`` must be 0.
+    entropy bonus, or the statistic when ``entropy`` (per position, as
+    :func:`~alignment.ppo.rollout_math.logprobs_and_entropy` gives it with the log-probs) is not passed;
+    with neither, ``policy/entropy`` is absent and ``entropy_coef`` must be 0.
     The defaults are TRL's PPOTrainer defaults (``cliprange=0.2``, ``cliprange_value=0.2``,
     ``vf_coef=0.1``, no entropy bonus).
     """
@@ -128,7 +131,9 @@ def ppo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: tor
         "policy/ratio": pg_stats["ratio"],
         "value/clipfrac": vf_stats["clipfrac"],
     }
-    if logits is not None:
+    if entropy is not None and not entropy_coef:
+        stats["policy/entropy"] = masked_mean(entropy.detach(), mask)
+    elif logits is not None:
         with torch.set_grad_enabled(torch.is_grad_enabled() and bool(entropy_coef)):  # no graph for a statistic
             entropy = masked_mean(entropy_from_logits(logits, temperature), mask)
         if entropy_coef:

@@ -78,6 +78,7 @@ from alignment.ppo.kl import make_kl_controller, per_token_kl, sequence_kl
 from alignment.ppo.losses import explained_variance, ppo_loss
 from alignment.ppo.rollout_math import (
     apply_missing_eos_penalty,
+    logprobs_and_entropy,
     logprobs_from_logits,
     masked_mean,
     truncate_after_eos,
@@ -611,11 +612,14 @@ class PPOTrainer:
                     with sync:
                         with self.autocast():
                             logits, values = self.forward.at_step(rows, ids, attention, positions, length)
-                        logprobs = logprobs_from_logits(logits, r.tokens[rows], cfg.generation.temperature)
+                        # the entropy statistic from the log-probs' pass; a bonus needs its gradient (from the logits)
+                        logprobs, entropy = logprobs_and_entropy(logits, r.tokens[rows], cfg.generation.temperature,
+                                                                 entropy=not cfg.entropy_coef)
                         loss, stats = ppo_loss(logprobs, r.logprobs[rows], advantages[rows], values, r.values[rows],
                                                returns[rows], r.mask[rows], cfg.cliprange, cfg.cliprange_value,
-                                               cfg.vf_coef, logits=logits, entropy_coef=cfg.entropy_coef,
-                                               temperature=cfg.generation.temperature)
+                                               cfg.vf_coef, logits=logits if cfg.entropy_coef else None,
+                                               entropy_coef=cfg.entropy_coef, temperature=cfg.generation.temperature,
+                                               entropy=entropy)
                         del logits  # the backward frees them once their gradient is computed, not at the end
                         finite &= torch.isfinite(loss)
                         engines.backward(self.accelerator, self.model, loss * share, boundary=i == len(slices) - 1)
