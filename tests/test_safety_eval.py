@@ -9,8 +9,9 @@ from alignment.config import GateConfig
 from alignment.data.world import DemoWorld
 from alignment.gates import EXIT_GATE_FAILED, exit_status, summarise
 from alignment.safety.categories import CATEGORIES
-from alignment.safety.eval import bootstrap_ci, previous_unsafe_rate, safety_gates, summarise_answers
+from alignment.safety.eval import bootstrap_ci, safety_gates, summarise_answers
 from alignment.safety.filter import ANY_INDEX, SCORE_COLUMNS, verdicts
+from alignment.safety.rates import previous_unsafe_rate
 from alignment.safety.refusal import is_refusal
 
 

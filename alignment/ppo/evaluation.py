@@ -31,9 +31,9 @@ from alignment.data.prompts import PromptLike
 from alignment.data.world import DemoWorld
 from alignment.generation import Sample, answer_summary, sample_responses
 from alignment.ppo.trainer import PPOTrainer
-from alignment.reports.run_data import policy_rate
 from alignment.reward.scorer import RewardScorer
 from alignment.safety.eval import bootstrap_ci
+from alignment.safety.rates import policy_rate
 
 log = logging.getLogger(__name__)
 EVAL_SPLITS = ("eval", "redteam")

@@ -27,6 +27,7 @@ from typing import Any
 
 from alignment.errors import UserError
 from alignment.reports.comparison import comparison_data
+from alignment.safety.rates import policy_rate
 
 #: Round 1's stages in data-flow order; later rounds repeat all but ``sft``.
 STAGES = ("sft", "candidates", "labels", "reward", "ppo")
@@ -261,13 +262,6 @@ def _headline(pipeline: dict | None, stages: list[dict], samples: dict | None) -
         "overoptimisation": any(s["metrics"].get("overoptimisation_updates") for s in ppos),
         "wall_s": (pipeline or {}).get("wall_s"),
     }
-
-
-def policy_rate(policy: dict | None, key: str) -> float | None:
-    """A rate from the ``policy`` section of a stage's ``safety.json`` (``{key: {"rate": ...}}``) or from
-    the plain rates an earlier stage's were read into (``{key: rate}``); ``None`` where there is none."""
-    value = (policy or {}).get(key)
-    return value.get("rate") if isinstance(value, dict) else value
 
 
 def _json_safe(obj: Any) -> Any:

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from pathlib import Path
@@ -28,6 +27,7 @@ from alignment.generation import sample_responses
 from alignment.io import write_json_atomic
 from alignment.safety.categories import CATEGORIES
 from alignment.safety.filter import ANY_INDEX, SCORE_COLUMNS, Verdict, verdicts
+from alignment.safety.rates import previous_policy_rates
 from alignment.safety.refusal import is_refusal
 
 log = logging.getLogger(__name__)
@@ -116,23 +116,6 @@ def evaluate_preferences_safety(rows: list[dict], safety_filter) -> dict:
     rejected = np.array([v.unsafe for v in judge(safety_filter, [r["rejected"] for r in rows], prompts)[1]])
     return {"n": len(rows), "chosen_flagged_rate": rate(chosen), "rejected_flagged_rate": rate(rejected),
             "chosen_flagged_rejected_safe": float((chosen & ~rejected).mean()) if len(rows) else float("nan")}
-
-
-PREVIOUS_KEYS = ("unsafe_rate", "refusal_rate_harmful", "over_refusal_rate_benign")
-
-
-def previous_policy_rates(path: Path | None) -> dict | None:
-    """The red-team unsafe, refusal and benign over-refusal rates recorded in an earlier stage's
-    ``safety.json``, when there is one."""
-    if path is None or not path.is_file():
-        return None
-    policy = json.loads(path.read_text()).get("policy", {})
-    return {k: policy[k]["rate"] for k in PREVIOUS_KEYS if isinstance(policy.get(k), dict)}
-
-
-def previous_unsafe_rate(path: Path | None) -> float | None:
-    """The red-team unsafe rate recorded in an earlier stage's ``safety.json``, when there is one."""
-    return (previous_policy_rates(path) or {}).get("unsafe_rate")
 
 
 def stage_safety(cfg: Config, stage: str, model, tokenizer, gen: GenerationConfig, out_dir: Path,
