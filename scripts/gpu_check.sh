@@ -60,7 +60,7 @@ from accelerate import Accelerator
 from alignment.config import PPOStageConfig
 from alignment.data.world import DemoWorld
 from alignment.modeling import load_causal_lm, load_tokenizer
-from alignment.generation import generate, sampling_config
+from alignment.generation import sample_tokens
 from alignment.ppo.engines import load_models_whole
 from alignment.ppo.trainer import PPOTrainer
 
@@ -85,7 +85,9 @@ elapsed = time.perf_counter() - started
 exported = trainer.gather_policy()  # every process: the full weights put together from the shards
 if accelerator.is_main_process:
     ids = torch.tensor([tok.encode("Hello")], device=accelerator.device)
-    sample = generate(exported.to(accelerator.device), ids, torch.ones_like(ids), sampling_config(cfg.generation, trainer.stop_ids, tok.pad_token_id))
+    sample = sample_tokens(exported.to(accelerator.device), ids, torch.ones_like(ids), cfg.generation.max_new_tokens,
+                           cfg.generation.temperature, trainer.stop_ids, tok.pad_token_id)
+    sample = torch.cat([ids, sample], 1)
     export_ok = sample.shape[1] > ids.shape[1] and all(torch.isfinite(p).all() for p in exported.parameters())
     finite = all(np.isfinite(s["loss/total"]) for s in stats)
     print("GPU_CHECK " + json.dumps({

@@ -10,6 +10,8 @@ for the CPU), so for ``fsdp`` the script sets accelerate's state as it does on G
 everything past that (FSDP2's ``fully_shard`` over a gloo CPU mesh, our trainer) is the real thing.
 """
 
+import ast
+import importlib
 import json
 import os
 import subprocess
@@ -52,6 +54,20 @@ def test_ppo_under_a_sharded_engine_samples_evaluates_and_exports_the_gathered_w
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
     out = model.generate(input_ids=torch.tensor([[1, 2, 3]]), max_new_tokens=4, do_sample=False)
     assert out.shape[1] > 3
+
+
+def test_gpu_check_worker_imports_what_the_project_has():
+    """``scripts/gpu_check.sh`` only runs on a lent GPU: at least every name its worker imports from the
+    project must exist here, so the script cannot break unnoticed when the code it calls moves."""
+    script = (ROOT / "scripts" / "gpu_check.sh").read_text()
+    worker = script.split("<<'EOF'\n", 1)[1].split("\nEOF\n", 1)[0]
+    imports = [node for node in ast.walk(ast.parse(worker)) if isinstance(node, ast.ImportFrom)
+               and node.module.startswith("alignment")]
+    assert imports
+    for node in imports:
+        module = importlib.import_module(node.module)
+        for alias in node.names:
+            assert hasattr(module, alias.name), f"gpu_check.sh imports {alias.name} from {node.module}"
 
 
 def accelerator(engine: str):
