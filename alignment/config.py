@@ -725,6 +725,9 @@ class PPOStageConfig:
     save_total_limit: int = 2
     #: Over-optimisation warning: proxy reward up by more than this while gold reward falls by more.
     overopt_tolerance: float = 0.05
+    #: Seconds a process waits in a collective: the others wait while the main process evaluates, which
+    #: takes longer than torch's default (10 minutes under NCCL) on a large policy.
+    collective_timeout_s: int = 7200
 
     def __post_init__(self) -> None:
         self.value_model = ValueModel.parse(self.value_model, "ppo.value_model")
@@ -734,6 +737,7 @@ class PPOStageConfig:
               "policy unless ppo.value_model=separate (a value head on the policy starts from the policy)")
         self.safety_backend = SafetyBackend.parse(self.safety_backend, "ppo.safety_backend")
         check(self.lr > 0, "ppo.lr", self.lr, "> 0")
+        check(self.collective_timeout_s > 0, "ppo.collective_timeout_s", self.collective_timeout_s, "> 0")
         check(self.total_episodes >= self.batch_size, "ppo.total_episodes", self.total_episodes,
               f">= ppo.batch_size={self.batch_size}")
         check(self.micro_batch_size == 0 or (self.micro_batch_size >= 1 and self.mini_batch_size % self.micro_batch_size == 0),

@@ -98,7 +98,7 @@ Scorer = Callable[[list[str], list[str]], np.ndarray]
 
 
 class NonFiniteLossError(RuntimeError):
-    """A loss became NaN or infinite: the run stops, keeping its last good checkpoint."""
+    """A loss or the gradient became NaN or infinite: the run stops, keeping its last good checkpoint."""
 
 
 def rng_devices() -> list[int]:
@@ -204,6 +204,8 @@ class PPOTrainer:
         log.info("PPO precision: %s compute, float32 master weights%s",
                  str(self.compute_dtype).removeprefix("torch.") if self.compute_dtype else "float32",
                  ", gradient checkpointing" if cfg.gradient_checkpointing else "")
+        #: Counted before ``prepare``: under ZeRO-3 a process holds only shards of them.
+        self.trainable_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
         # the fused kernel updates all parameters in one pass (the for-each one makes several over them)
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, eps=1e-5,
                                       fused=accelerator.device.type in ("cpu", "cuda"))
@@ -254,22 +256,26 @@ class PPOTrainer:
 
     def gather_policy(self) -> PreTrainedModel | None:
         """The trained policy whole, on the main process (``None`` on the others), for
-        :meth:`export_policy` and :meth:`save_adapter`.
+        :meth:`export_policy`, :meth:`save_adapter` and the final evaluation.
 
         Without sharding it is the live policy. Under ZeRO-3 and FSDP it is a collective (every process
-        calls it) returning a plain copy built from the gathered weights, in their dtype.
+        calls it) returning a plain copy on the accelerator's device, in the gathered weights' dtype: the
+        evaluations that follow sample from it there, not on the CPU.
         """
         if not engines.is_sharded(self.accelerator):
             return self.policy() if self.accelerator.is_main_process else None
+        live = self.policy()
+        base = live.get_base_model() if self.cfg.lora.enabled else live
+        copy_ = None
+        if self.accelerator.is_main_process:
+            with torch.device(self.accelerator.device):  # built where it will run; the weights are copied in below
+                copy_ = AutoModelForCausalLM.from_config(base.config, dtype=next(live.parameters()).dtype)
+            if self.cfg.lora.enabled:
+                copy_ = add_lora(copy_, self.cfg.lora)
         with self.full_policy() as live:
-            if not self.accelerator.is_main_process:
+            if copy_ is None:
                 return None
-            weights = {name: t.detach().clone() for name, t in live.named_parameters()}
-            base = live.get_base_model() if self.cfg.lora.enabled else live
-        copy_ = AutoModelForCausalLM.from_config(base.config, dtype=next(iter(weights.values())).dtype)
-        if self.cfg.lora.enabled:
-            copy_ = add_lora(copy_, self.cfg.lora)
-        loaded = copy_.load_state_dict(weights, strict=False)
+            loaded = copy_.load_state_dict({name: t.detach() for name, t in live.named_parameters()}, strict=False)
         copy_.tie_weights()
         # named_parameters lists a tied weight (lm_head = embeddings) once; buffers are computed, not trained
         tied = ({n for n, _ in copy_.named_parameters(remove_duplicate=False)} - {n for n, _ in copy_.named_parameters()})
@@ -293,6 +299,29 @@ class PPOTrainer:
         policy = self.policy()
         with policy.disable_adapter():
             yield policy
+
+    @contextlib.contextmanager
+    def full_reference(self) -> Iterator[PreTrainedModel]:
+        """:meth:`reference_model` with all its weights on this process, for an evaluation.
+
+        With LoRA the reference is the live policy, sharded under ZeRO-3 and FSDP: this is then a
+        collective like :meth:`full_policy` (every process must enter; inside, any may run any number of
+        forwards). Without LoRA it is the whole frozen copy, and nothing is gathered.
+        """
+        with self.full_policy() if self.reference is None else contextlib.nullcontext(), \
+                self.reference_model() as reference:
+            yield reference
+
+    @contextlib.contextmanager
+    def reference_beside(self, trained: PreTrainedModel) -> Iterator[PreTrainedModel]:
+        """The reference for :meth:`gather_policy`'s ``trained`` policy, on the main process alone and without
+        communication (the other processes may have finished): with LoRA, ``trained`` itself with its
+        adapters disabled (under ZeRO-3 and FSDP a whole copy, where the live policy is sharded)."""
+        if self.reference is not None:
+            yield self.reference
+            return
+        with trained.disable_adapter():
+            yield trained
 
     def export_policy(self, policy: PreTrainedModel) -> PreTrainedModel:
         """The trained policy (:meth:`gather_policy`'s) as a plain transformers model, for ``save_pretrained``.
@@ -466,7 +495,10 @@ class PPOTrainer:
                     names = list(stats)
                     step_stats = step_stats + share * torch.stack(list(stats.values()))
                 self.raise_unless_finite(finite)  # before the step: a NaN gradient must not reach the weights
-                engines.step(self.accelerator, self.model, self.optimizer, self.scheduler, cfg.max_grad_norm)
+                norm = engines.step(self.accelerator, self.model, self.optimizer, self.scheduler, cfg.max_grad_norm)
+                if norm is not None and not math.isfinite(norm):  # a finite loss can still overflow in the backward
+                    raise NonFiniteLossError(f"the PPO gradient norm became {norm} at update {self.progress.update + 1}; "
+                                             "the step was skipped")
                 totals = step_stats if totals is None else totals + step_stats
                 steps += 1
         return dict(zip(names, totals / steps))
