@@ -56,6 +56,27 @@ def test_ppo_under_a_sharded_engine_samples_evaluates_and_exports_the_gathered_w
     assert out.shape[1] > 3
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["zero2", "zero3"])
+def test_the_ppo_stage_with_lora_finishes_under_zero_with_its_outputs(engine, smoke_rm, tmp_path):
+    """As a user runs it (the engine's config as it is, bf16 included): with LoRA the reference is the
+    live policy with its adapters off, sharded under ZeRO-3, so every evaluation against it must be
+    entered by every process, and the final one must not need the processes that have finished."""
+    pytest.importorskip("deepspeed", reason="DeepSpeed engines need `pip install deepspeed` (DS_BUILD_OPS=0)")
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "accelerate.commands.launch",
+               "--config_file", str(ROOT / "conf" / "accelerate" / f"{engine}.yaml"), "--num_processes", "2",
+               "-m", "alignment.stages.ppo", "scale=smoke", "ppo.lora.enabled=true",
+               f"ppo.policy_path={smoke_rm / 'sft' / 'model'}", f"ppo.reward_path={smoke_rm / 'reward' / 'model'}",
+               f"ppo.safety_baseline={smoke_rm / 'sft' / 'safety.json'}", f"run.dir={run}"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, env=os.environ.copy())
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    metrics = json.loads((run / "ppo" / "metrics.json").read_text())
+    assert metrics["lora"] and metrics["processes"] == 2 and metrics["updates"] == 2
+    assert metrics["trainable_parameters"] > 0 and isinstance(metrics["kl_sft"], float)
+    assert (run / "ppo" / "model" / "config.json").is_file() and (run / "ppo" / "adapter" / "adapter_config.json").is_file()
+
+
 def test_gpu_check_worker_imports_what_the_project_has():
     """``scripts/gpu_check.sh`` only runs on a lent GPU: at least every name its worker imports from the
     project must exist here, so the script cannot break unnoticed when the code it calls moves."""
@@ -74,10 +95,10 @@ def accelerator(engine: str):
     """The engine's accelerator on CPU processes; for FSDP, accelerate's state set as on GPUs."""
     from accelerate import Accelerator
 
-    from alignment.ppo.engines import cpu_launch_options
+    from alignment.ppo.engines import launch_options
 
     if engine != "fsdp":
-        return Accelerator(**cpu_launch_options())  # DeepSpeed's CPU accelerator joins the processes over gloo
+        return Accelerator(**launch_options())  # DeepSpeed's CPU accelerator joins the processes over gloo
     from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 
     acc = Accelerator(cpu=True)  # MULTI_CPU: gloo process group, DDP unless told otherwise

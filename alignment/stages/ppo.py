@@ -91,7 +91,7 @@ def run(cfg: Config, raw: DictConfig) -> int:
     policy_path, reward_path, reward_info = check_inputs(cfg)
     seed_everything(cfg.seed)
     precision = None if cfg.ppo.mixed_precision == "auto" else str(cfg.ppo.mixed_precision)  # None: accelerate's
-    accelerator = Accelerator(**engines.cpu_launch_options(), mixed_precision=precision, log_with="tensorboard",
+    accelerator = Accelerator(**engines.launch_options(cfg.ppo.collective_timeout_s), mixed_precision=precision, log_with="tensorboard",
                               project_dir=str(out / "logs"))
     engines.load_models_whole(accelerator)
     model, tokenizer = load_policy(cfg.policy, path=str(policy_path))
@@ -122,9 +122,10 @@ def run(cfg: Config, raw: DictConfig) -> int:
     held_out = HeldOutEval(eval_prompt_sets(prompt_sets, cfg.ppo.eval_prompts, cfg.seed), tokenizer, scorer,
                            cfg.ppo.generation, cfg.seed, gold=prompt_sets.gold, judge=judge)
     baseline = {}
-    if accelerator.is_main_process:  # evals are the main process's job (see PPOTrainer.train)
-        with torch.random.fork_rng(devices=rng_devices()), trainer.reference_model() as reference:
-            baseline = held_out.run(reference)
+    with trainer.full_reference() as reference:  # every process enters: with LoRA, a gather under ZeRO-3 and FSDP
+        if accelerator.is_main_process:  # evals are the main process's job (see PPOTrainer.train)
+            with torch.random.fork_rng(devices=rng_devices()):
+                baseline = held_out.run(reference)
 
     def on_eval(update: int, policy: PreTrainedModel) -> dict:
         previous = trainer.progress.evals[-1] if trainer.progress.evals else {"eval": baseline["eval"].figures}
@@ -154,7 +155,7 @@ def run(cfg: Config, raw: DictConfig) -> int:
     reuse = held_out.latest is not None and held_out.latest[0] == num_updates and not cfg.ppo.lora.enabled
     final = held_out.latest[1] if reuse else held_out.run(policy)
     comparison = held_out.compare(baseline, final)
-    with trainer.reference_model() as reference:
+    with trainer.reference_beside(trained) as reference:  # the other processes have finished: no collective
         kl_sft = sampled_kl(policy, reference, tokenizer, final["eval"].samples + final["redteam"].samples,
                             cfg.ppo.generation.temperature)
     write_jsonl_atomic(out / "samples.jsonl", comparison.rows)
