@@ -168,9 +168,14 @@ class RolloutForwardReuse:
 
     def at_rollout(self, ids: torch.Tensor, attention: torch.Tensor, positions: torch.Tensor,
                    length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(logits, values)`` over the whole batch, detached (the rollout runs without autograd)."""
+        """``(logits, values)`` over the whole batch, detached (the rollout runs without autograd).
+
+        The kept forward runs in training mode, as the update step it stands for: transformers only
+        checkpoints activations in training mode (dropout is off, so the numbers are the same).
+        """
         if not self.enabled:
             return self.model(ids, attention, positions, length)
+        self.model.train()
         with torch.enable_grad():
             self.kept = self.model(ids, attention, positions, length)
         return tuple(t.detach() for t in self.kept)

@@ -217,16 +217,31 @@ class PPOTrainer:
         engines.configure_deepspeed(accelerator, cfg.micro_batch, math.ceil(cfg.mini_batch_size / cfg.micro_batch),
                                     cfg.max_grad_norm)
         self.model, self.optimizer, self.scheduler = accelerator.prepare(model, optimizer, scheduler)
+        # accelerate's mixed precision wraps the forward in autocast and casts its outputs to float32: a float32
+        # copy of the [B, R, V] logits kept for the backward. PPO autocasts each forward itself (autocast) and
+        # takes the log-probs in float32 chunk by chunk, so that wrapper goes.
+        accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
         self.forward = RolloutForwardReuse(self.model, enabled=cfg.micro_batch == cfg.batch_size)
         self.kl_ctl = make_kl_controller(cfg.kl.beta, cfg.kl.adaptive, cfg.kl.target, cfg.kl.horizon)
         self.progress = Progress()
         accelerator.register_for_checkpointing(self.kl_ctl)
         accelerator.register_for_checkpointing(self.progress)
-        # startup costs paid at startup, not in the first updates: accelerate's first unwrap imports deepspeed,
-        # and what exists now (modules, models) lives as long as the run: the cyclic collector need not traverse it
-        self.policy()
+
+    @contextlib.contextmanager
+    def heap_frozen(self) -> Iterator[None]:
+        """The training loop's garbage collection without the startup's objects: what exists now (modules,
+        models, optimizer) lives as long as the run, so the cyclic collector stops traversing it
+        (``gc.freeze``) until the block ends, and then does again, for whatever runs next in this process.
+        A heap someone else froze is left as it is."""
+        if gc.get_freeze_count():
+            yield
+            return
         gc.collect()
         gc.freeze()
+        try:
+            yield
+        finally:
+            gc.unfreeze()
 
     # ------------------------------------------------------------------ models
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -558,6 +573,10 @@ class PPOTrainer:
         It receives the update and the policy with its full weights: every process enters
         :meth:`full_policy` at an evaluation (a gather under ZeRO-3 and FSDP), the main process evaluates.
         """
+        with self.heap_frozen():
+            self._train(checkpoint_dir, on_eval)
+
+    def _train(self, checkpoint_dir: Path, on_eval: Callable[[int, PreTrainedModel], dict] | None) -> None:
         cfg = self.cfg
         bar = tqdm(total=self.num_updates, initial=self.progress.update, desc="PPO updates",
                    disable=not self.accelerator.is_main_process)
