@@ -39,6 +39,7 @@ from alignment.config import Config, GroupRLStageConfig
 from alignment.data.prompt_sets import stage_prompt_sets
 from alignment.data.prompts import PromptLike
 from alignment.errors import UserError
+from alignment.generation import stop_token_ids
 from alignment.modeling import load_policy, lora_config
 from alignment.ppo.advantages import normalise_scores
 from alignment.reward.scorer import RewardScorer
@@ -96,11 +97,12 @@ class OurRewards:
         return (-self.safety_penalty * scores[:, ANY_INDEX]).tolist()
 
 
-def stop_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """The ids TRL's generation stops at: the tokenizer's EOS and the model's generation-config EOS ids."""
-    ids = model.generation_config.eos_token_id
-    ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
-    return [tokenizer.eos_token_id, *ids]
+def stop_at_end_of_turn(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Every stop id of the policy (:func:`~alignment.generation.stop_token_ids`), written into its generation
+    config: TRL's sampler stops at those ids and the tokenizer's EOS only, so a checkpoint whose config does
+    not list its chat template's end of turn would sample every answer to the length limit."""
+    model.generation_config.eos_token_id = stop_token_ids(model, tokenizer)
+    return model.generation_config.eos_token_id
 
 
 def prompt_dataset(prompts: list[PromptLike]) -> Dataset:
@@ -141,7 +143,7 @@ def run_group_stage(cfg: Config, raw: DictConfig, stage: str, trainer_cls, confi
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     scorer.model.to(device)
     safety_filter = build_filter(replace(cfg.safety, backend=c.safety_backend)) if c.safety_penalty else None
-    rewards = OurRewards(scorer, reward_info["mean"], reward_info["std"], c.reward_clip, stop_ids(model, tokenizer),
+    rewards = OurRewards(scorer, reward_info["mean"], reward_info["std"], c.reward_clip, stop_at_end_of_turn(model, tokenizer),
                          c.missing_eos_penalty, safety_filter, c.safety_penalty)
     try:
         args = config_cls(**trainer_kwargs(cfg, c, out, optimizer_steps(c, world_size())), **extra)

@@ -91,7 +91,7 @@ def sampled_kl(policy: PreTrainedModel, reference: PreTrainedModel, tokenizer: P
     kls = []
     for s in samples:
         prompt = chat_prompt_ids(tokenizer, s.prompt)
-        answer = tokenizer(s.text, add_special_tokens=False)["input_ids"] + ([tokenizer.eos_token_id] if s.ended else [])
+        answer = tokenizer(s.text, add_special_tokens=False)["input_ids"] + ([s.stop_id] if s.ended else [])
         if not answer:
             kls.append(0.0)
             continue
