@@ -590,7 +590,7 @@ class PPOTrainer:
             if self.progress.update % cfg.eval_every == 0 or done:
                 with self.full_policy() as policy:
                     if on_eval is not None:
-                        with torch.random.fork_rng(devices=rng_devices()):
+                        with torch.random.fork_rng(devices=rng_devices()), self.autocast():
                             self.progress.evals.append(on_eval(self.progress.update, policy))
             if self.progress.update % cfg.save_every == 0 or done:
                 self.save_checkpoint(checkpoint_dir)

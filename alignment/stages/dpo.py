@@ -39,7 +39,7 @@ from alignment.stages.common import (
     stage_main,
 )
 from alignment.stages.optimiser import check_policy_and_reward, finish_stage, load_reference, train_and_save
-from alignment.training import trainer_defaults
+from alignment.training import master_weights, trainer_defaults
 
 log = logging.getLogger(__name__)
 STAGE = "dpo"
@@ -53,9 +53,9 @@ def preference_dataset(rows: list[dict]) -> Dataset:
                                "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in rows])
 
 
-def trainer_args(cfg: Config, out) -> DPOConfig:
+def trainer_args(cfg: Config, out, compute_dtype: torch.dtype | None = None) -> DPOConfig:
     d = cfg.dpo
-    return DPOConfig(**trainer_defaults(cfg, out, d), learning_rate=d.lr, num_train_epochs=d.epochs,
+    return DPOConfig(**trainer_defaults(cfg, out, d, compute_dtype), learning_rate=d.lr, num_train_epochs=d.epochs,
                      lr_scheduler_type="linear", max_grad_norm=d.max_grad_norm, beta=d.beta,
                      loss_type=[d.loss_type.value], label_smoothing=d.label_smoothing, max_length=d.max_length,
                      disable_dropout=True, save_only_model=False)
@@ -70,18 +70,19 @@ def run(cfg: Config, raw: DictConfig) -> int:
     model, tokenizer = load_policy(cfg.policy, path=str(policy_path))
     scorer = RewardScorer.from_pretrained(reward_path, batch_size=cfg.reward.eval_batch_size)
     lora = lora_config(cfg.dpo.lora) if cfg.dpo.lora.enabled else None
+    compute_dtype = master_weights(model, lora is not None)
     reference = None if lora else load_reference(cfg, policy_path, torch.device("cpu"))
     try:
-        trainer = DPOTrainer(model=model, ref_model=reference, args=trainer_args(cfg, out),
+        trainer = DPOTrainer(model=model, ref_model=reference, args=trainer_args(cfg, out, compute_dtype),
                              train_dataset=preference_dataset(train_rows), processing_class=tokenizer,
                              peft_config=lora)
     except ValueError as err:  # peft names the LoRA target modules it could not find
         raise UserError(f"dpo: {err}") from err
     save_resolved_config(raw, out)  # only now: bad input above writes nothing
     resume_from = checkpoint_to_resume(cfg, out)
-    policy, result, train_s = train_and_save(trainer, lora is not None, out, tokenizer, resume_from)
+    policy, result, train_s = train_and_save(trainer, lora is not None, out, tokenizer, resume_from, compute_dtype)
     device = next(policy.parameters()).device
-    scorer.model.to(device)
+    scorer.model.to(device, dtype=compute_dtype or torch.float32)
     history = trainer.state.log_history
     training = {"data": data_info, "pairs": len(train_rows), "steps": trainer.state.global_step,
                 "pairs_seen": trainer.state.global_step * cfg.dpo.batch_size * cfg.dpo.grad_accum
@@ -94,7 +95,7 @@ def run(cfg: Config, raw: DictConfig) -> int:
     reference = reference if reference is not None else load_reference(cfg, policy_path, device)
     return finish_stage(cfg, STAGE, out, policy, reference.to(device), tokenizer, scorer,
                         cfg.dpo.generation, cfg.dpo.eval_prompts, cfg.dpo.safety_baseline, training,
-                        [[e["step"], e["loss"]] for e in history if "loss" in e])
+                        [[e["step"], e["loss"]] for e in history if "loss" in e], compute_dtype)
 
 
 main = stage_main(STAGE, run)
