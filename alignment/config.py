@@ -844,7 +844,8 @@ class DPOStageConfig(TRLStageConfig):
     epochs: float = 1.0
     #: Overrides ``epochs`` when > 0.
     max_steps: int = -1
-    #: Prompt plus answer tokens; longer pairs are cut (TRL's ``truncation_mode=keep_start``).
+    #: Prompt plus answer tokens; longer answers are cut (TRL's ``truncation_mode=keep_start``) and a pair
+    #: whose prompt alone fills it is dropped (both counted in ``metrics.json``).
     max_length: int = 128
 
     def __post_init__(self) -> None:
