@@ -199,30 +199,23 @@ def _zero3_gathered(engine: nn.Module) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _fsdp2_unsharded(model: nn.Module, reshard_after_forward: bool, device: torch.device) -> Iterator[None]:
-    """FSDP2: whole-module forwards (two tokens) that leave every unit's weights gathered and registered
-    whole, with the inner units told not to reshard after forward (the root never does), so their hooks
-    issue no all-gather until exit; on exit restore the configured ``reshard_after_forward`` and reshard
-    (local).
+    """FSDP2: one whole-module forward (two tokens) with the inner units told not to reshard after it (the
+    root never does), so every unit's weights are gathered and registered whole and their hooks issue no
+    all-gather until exit; on exit restore the configured ``reshard_after_forward`` and reshard (local).
 
     ``FSDPModule.unshard`` alone would not do: a unit registers its whole weights in its own pre-forward
-    hook, and sampling calls the policy (a child), so the root's hook would never run. Found on torch
-    2.13 (gloo, CPU): after a state dict has been taken (a checkpoint, an export), one forward leaves the
-    root's weights registered sharded; a forward, a reshard and a second forward register them whole.
-    The first forward also makes the root the first unit to run forward, as FSDP2 requires.
+    hook, and sampling calls the policy (a child), so the root's hook would never run. The forward of the
+    whole also makes the root the first unit to run forward, as FSDP2 requires.
     """
     from torch.distributed.fsdp import FSDPModule
 
     units = [m for m in model.modules() if isinstance(m, FSDPModule)]
-    ids = torch.zeros((1, 2), dtype=torch.long, device=device)
-    positions = torch.arange(2, device=device)[None]
-    with torch.no_grad():
-        model(ids, torch.ones_like(ids), positions, 1)
     for unit in units:
-        unit.reshard()
         if unit is not model:
             unit.set_reshard_after_forward(False, recurse=False)
+    ids = torch.zeros((1, 2), dtype=torch.long, device=device)
     with torch.no_grad():
-        model(ids, torch.ones_like(ids), positions, 1)
+        model(ids, torch.ones_like(ids), torch.arange(2, device=device)[None], 1)
     try:
         yield
     finally:
@@ -230,4 +223,3 @@ def _fsdp2_unsharded(model: nn.Module, reshard_after_forward: bool, device: torc
             if unit is not model:
                 unit.set_reshard_after_forward(reshard_after_forward, recurse=False)
             unit.reshard()
-

@@ -412,22 +412,22 @@ class PPOTrainer:
             policy.eval()
             responses = sample_tokens(policy, prompt_ids, prompt_mask, gen.max_new_tokens, gen.temperature,
                                       self.stop_ids, tok.pad_token_id)
-        cut = truncate_after_eos(responses, self.stop_ids, tok.pad_token_id)
-        ids, attention, positions = full_inputs(prompt_ids, prompt_mask, cut.tokens, cut.mask)
+            cut = truncate_after_eos(responses, self.stop_ids, tok.pad_token_id)
+            ids, attention, positions = full_inputs(prompt_ids, prompt_mask, cut.tokens, cut.mask)
+            # with LoRA the reference is this policy with its adapters off: it runs on the weights gathered here
+            # (FSDP gathers its root unit's weights, the embeddings among them, only for a forward of the whole)
+            ref_logprobs = self.reference_logprobs(ids, attention, positions, cut.tokens) if self.reference is None else None
+        if ref_logprobs is None:  # the whole frozen copy: run after the gathered weights are freed
+            ref_logprobs = self.reference_logprobs(ids, attention, positions, cut.tokens)
         length = cut.tokens.size(1)
-        logprobs, ref_logprobs, values = [], [], []
+        logprobs, values = [], []
         for rows in torch.arange(len(ids), device=device).split(self.cfg.micro_batch):  # one slice: the reusable forward
-            # the reference first: its logits are gone before the policy's, which the first update step may keep
-            with self.reference_model() as reference, self.autocast():
-                ref_logits, _ = response_logits(reference, ids[rows], attention[rows], positions[rows], length)
-            ref_logprobs.append(logprobs_from_logits(ref_logits, cut.tokens[rows], gen.temperature))
-            del ref_logits
             with self.autocast():
                 logits, row_values = self.forward.at_rollout(ids[rows], attention[rows], positions[rows], length)
             logprobs.append(logprobs_from_logits(logits, cut.tokens[rows], gen.temperature))
             values.append(row_values)
             del logits
-        logprobs, ref_logprobs, values = torch.cat(logprobs), torch.cat(ref_logprobs), torch.cat(values)
+        logprobs, values = torch.cat(logprobs), torch.cat(values)
         texts = [tok.decode(row[:n], skip_special_tokens=True).strip()
                  for row, n in zip(cut.tokens.tolist(), cut.lengths.tolist())]
         prompt_texts = [p.text for p in prompts]  # what the reward model and the filter read
@@ -441,6 +441,18 @@ class PPOTrainer:
             flagged = torch.as_tensor((safety >= self.safety_filter.thresholds).any(axis=1), device=device)
         return Rollout(prompt_ids, prompt_mask, cut.tokens, cut.mask, cut.has_eos, logprobs, ref_logprobs,
                        values.float(), scores, texts, p_unsafe, flagged)
+
+    def reference_logprobs(self, ids: torch.Tensor, attention: torch.Tensor, positions: torch.Tensor,
+                           tokens: torch.Tensor) -> torch.Tensor:
+        """The frozen reference's log-probs of the sampled ``tokens``, a micro-batch at a time (the logits of
+        one are gone before the next: before the policy's too, which the first update step may keep)."""
+        out = []
+        for rows in torch.arange(len(ids), device=ids.device).split(self.cfg.micro_batch):
+            with self.reference_model() as reference, self.autocast():
+                logits, _ = response_logits(reference, ids[rows], attention[rows], positions[rows], tokens.size(1))
+            out.append(logprobs_from_logits(logits, tokens[rows], self.cfg.generation.temperature))
+            del logits
+        return torch.cat(out)
 
     # ------------------------------------------------------------------ 2. rewards
     def rewards(self, r: Rollout) -> Rewards:
