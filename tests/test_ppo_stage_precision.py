@@ -89,8 +89,7 @@ def test_a_float16_policy_is_refused_on_a_cpu_with_one_line(smoke_rm, tmp_path):
     assert not run.exists()
 
 
-@pytest.mark.parametrize("stage", OPTIMISERS)
-def test_at_scale_full_the_trl_optimisers_take_a_pretrained_policys_learning_rate(stage):
+def test_at_scale_full_the_trl_optimisers_take_a_pretrained_policys_learning_rate():
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
     from trl import DPOConfig, GRPOConfig, RLOOConfig
@@ -100,6 +99,7 @@ def test_at_scale_full_the_trl_optimisers_take_a_pretrained_policys_learning_rat
 
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = OmegaConf.to_object(compose(config_name=stage, overrides=["scale=full"]))
-    trl_default = {"dpo": DPOConfig, "grpo": GRPOConfig, "rloo": RLOOConfig}[stage].learning_rate
-    assert getattr(cfg, stage).lr <= trl_default <= cfg.ppo.lr  # TRL's pretrained-policy default, PPO's at most
+        cfg = OmegaConf.to_object(compose(config_name="dpo", overrides=["scale=full"]))
+    for stage, trl_config in zip(OPTIMISERS, (DPOConfig, GRPOConfig, RLOOConfig)):
+        # TRL's default for a pretrained policy, and no more than PPO's
+        assert getattr(cfg, stage).lr <= trl_config.learning_rate <= cfg.ppo.lr, stage
