@@ -103,3 +103,25 @@ def test_at_scale_full_the_trl_optimisers_take_a_pretrained_policys_learning_rat
     for stage, trl_config in zip(OPTIMISERS, (DPOConfig, GRPOConfig, RLOOConfig)):
         # TRL's default for a pretrained policy, and no more than PPO's
         assert getattr(cfg, stage).lr <= trl_config.learning_rate <= cfg.ppo.lr, stage
+
+
+def test_ppo_takes_its_precision_after_a_stage_that_set_another_in_the_same_process(tmp_path):
+    """align-pipeline runs the stages in one process: after the reward stage's Trainer (float32), PPO at
+    scale=full asks accelerate for bf16, which accelerate refuses once a precision is set."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from omegaconf import OmegaConf
+
+    from alignment.config import Config
+    from alignment.stages.ppo import stage_accelerator
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    try:
+        Accelerator(cpu=True)  # what the stage before left
+        with pytest.raises(ValueError, match="already been initialized"):
+            Accelerator(cpu=True, mixed_precision="bf16")
+        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config),
+                                                  OmegaConf.from_dotlist(["ppo.mixed_precision=bf16"])))
+        assert stage_accelerator(cfg, tmp_path).mixed_precision == "bf16"
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from omegaconf import DictConfig
 from transformers import PreTrainedModel
 
@@ -87,13 +88,24 @@ def checkpoint_to_resume(checkpoints: Path, resume: bool, is_main_process: bool 
     return resume_or_clear(checkpoints, resume, _last_update, is_main_process)
 
 
+def stage_accelerator(cfg: Config, out: Path) -> Accelerator:
+    """The stage's accelerator at ``ppo.mixed_precision`` (``auto``: accelerate's setting).
+
+    accelerate keeps one precision per process: a stage that ran before in this process (``align-pipeline``
+    runs them in one; a Trainer sets its own) would make asking for another an error, so that one is
+    forgotten first. The processes' group itself is kept.
+    """
+    AcceleratorState._reset_state()
+    precision = None if cfg.ppo.mixed_precision == "auto" else str(cfg.ppo.mixed_precision)  # None: accelerate's
+    return Accelerator(**engines.launch_options(cfg.ppo.collective_timeout_s), mixed_precision=precision,
+                       log_with="tensorboard", project_dir=str(out / "logs"))
+
+
 def run(cfg: Config, raw: DictConfig) -> int:
     out = stage_dir(cfg, STAGE)
     policy_path, reward_path, reward_info = check_inputs(cfg)
     seed_everything(cfg.seed)
-    precision = None if cfg.ppo.mixed_precision == "auto" else str(cfg.ppo.mixed_precision)  # None: accelerate's
-    accelerator = Accelerator(**engines.launch_options(cfg.ppo.collective_timeout_s), mixed_precision=precision, log_with="tensorboard",
-                              project_dir=str(out / "logs"))
+    accelerator = stage_accelerator(cfg, out)
     engines.load_models_whole(accelerator)
     model, tokenizer = load_policy(cfg.policy, path=str(policy_path))
     prompt_sets = stage_prompt_sets(cfg, tokenizer, model, "ppo")
