@@ -116,7 +116,8 @@ class HeldOutEval:
         samples = sample_responses(model, self.tokenizer, [p.messages for p in prompts], self.generation,
                                    seed=self.seed, desc="eval samples")
         texts, prompt_texts = [s.text for s in samples], [p.text for p in prompts]
-        figures = gold_summary(self.gold, prompts, samples) if self.gold is not None else answer_summary(samples)
+        figures = {**answer_summary(samples),
+                   **(gold_summary(self.gold, prompts, samples) if self.gold is not None else {})}
         proxy = np.asarray(self.scorer.score(prompt_texts, texts), dtype=float)
         figures["proxy_reward_mean"] = float(proxy.mean())
         judge = None
