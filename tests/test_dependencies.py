@@ -40,3 +40,11 @@ def test_library_packages_do_not_import_the_stages():
                for f in (ROOT / "alignment" / package).rglob("*.py")]
     assert importers_of("alignment.stages", library) == []
 
+
+
+def test_only_the_plots_module_draws():
+    """Figures are built on their own ``Figure`` objects in :mod:`alignment.reports.plots`; nothing goes
+    through pyplot's global state (the labeling app renders reports from request threads)."""
+    product = [f for package in ("alignment", "labeling_ui", "scripts") for f in (ROOT / package).rglob("*.py")]
+    assert importers_of("matplotlib.pyplot", product) == []
+    assert importers_of("matplotlib", product) == ["alignment/reports/html.py", "alignment/reports/plots.py"]

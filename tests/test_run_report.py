@@ -218,6 +218,14 @@ def test_report_json_describes_the_run(smoke_run: Path) -> None:
 
 
 @pytest.mark.slow
+def test_report_html_is_drawn_from_report_json_byte_for_byte(smoke_run: Path) -> None:
+    """The page is a pure function of ``report.json``: drawn again from it, figures included, it is the
+    very file ``align-report`` wrote (read as bytes: model text may hold carriage returns)."""
+    report = json.loads((smoke_run / "report.json").read_text(encoding="utf-8"))
+    assert render_run_report(report) == (smoke_run / "report.html").read_bytes().decode("utf-8")
+
+
+@pytest.mark.slow
 @pytest.mark.browser
 def test_report_html_opens_complete_and_offline(smoke_run: Path, browser, artifacts: Path) -> None:
     from playwright.sync_api import expect

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from alignment.reports.html import Html, esc, fmt_figure, table_html
+from alignment.reports.html import Html, about, esc, fmt_figure, status_html, table_html
 
 #: The optimiser stages, in the order the comparison lists them.
 OPTIMIZERS = ("ppo", "dpo", "grpo", "rloo")
@@ -150,15 +150,6 @@ def comparison_data(run_dir: str | Path, pipeline: dict | None) -> dict | None:
 
 
 # ------------------------------------------------------------------------------------------ HTML
-def _about(text: str) -> str:
-    return f'<p class="about">{esc(text)}</p>'
-
-
-def _status(status: str) -> Html:
-    cls = {"passed": "pass", "failed": "fail", "crashed": "fail"}.get(status, "warn")
-    return Html(f'<span class="{cls}">{esc(status)}</span>')
-
-
 def _arrow(start: object, end: object) -> str:
     return f"{fmt_figure(start)} → {fmt_figure(end)}"
 
@@ -166,7 +157,7 @@ def _arrow(start: object, end: object) -> str:
 def comparison_html(report: dict) -> str:
     """The comparison section of the run report, from ``report["comparison"]``."""
     data = report.get("comparison")
-    intro = _about(
+    intro = about(
         "Every optimiser started from the same SFT policy, labels and reward model and was evaluated alike: its "
         "answers and the SFT policy's to the same held-out prompts (same sampling settings and seed), scored on the "
         "gold reward (win rate: wins / (wins + losses) against the SFT answer to the same prompt) and the proxy "
@@ -183,7 +174,7 @@ def comparison_html(report: dict) -> str:
         ["optimiser", "status", "gold win rate vs SFT", "gold reward SFT → policy", "proxy reward SFT → policy",
          "KL to SFT", "unsafe rate (filter)", "refusal rate (harmful)", "over-refusal rate (benign)", "wall s",
          "peak RSS MiB", "budget"],
-        [(Html(f"<b>{esc(r['name'])}</b>" if r["name"] == data["best"] else esc(r["name"])), _status(r["status"]),
+        [(Html(f"<b>{esc(r['name'])}</b>" if r["name"] == data["best"] else esc(r["name"])), status_html(r["status"]),
           r["gold_win_rate"], _arrow(r["gold_reward_sft"], r["gold_reward"]),
           _arrow(r["proxy_reward_sft"], r["proxy_reward"]), r["kl"], r["unsafe_rate_filter"],
           r["refusal_rate_harmful"], r["over_refusal_rate_benign"], r["wall_s"], r["peak_rss_mb"], r["budget"])
