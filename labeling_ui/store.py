@@ -58,7 +58,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from alignment.errors import UserError
 from alignment.safety.categories import CATEGORIES
-from labeling_ui.schema import MIGRATIONS, split_sql
+from labeling_ui.schema import MIGRATIONS
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "LabelStore", "Tx", "Row", "database_url"]
 T = TypeVar("T")
@@ -289,11 +289,10 @@ class Tx:
     """One open transaction on either engine (what ``store.write()`` / ``store.read()`` yield).
 
     SQLAlchemy owns the engine, the pool, the transaction (begin, commit, rollback), the URL and the
-    dialect, and Alembic the schema; the statements themselves run on the connection's DB-API cursor.
-    Compiling each ``text()`` clause through SQLAlchemy's execution path cost more than the statement
-    (about 0.2 ms each, 11 statements per label: the label rate of the SQLite server dropped by a
-    third), and the SQL is written once for both engines anyway. Driver errors are raised as
-    SQLAlchemy's exceptions (``IntegrityError``...), as ``Connection.execute`` would raise them.
+    dialect, and Alembic the schema; the statements themselves run on the connection's DB-API cursor:
+    compiling each ``text()`` clause through SQLAlchemy's execution path costs more than running the
+    statement (docs/experiments.md), and the SQL is written once for both engines anyway. Driver errors
+    are raised as SQLAlchemy's exceptions (``IntegrityError``...), as ``Connection.execute`` would raise them.
     """
 
     __slots__ = ("conn", "postgres", "_cursor", "_dbapi_error")
@@ -462,7 +461,7 @@ class LabelStore:
         """This thread's connection (and a cursor on it) for one transaction or read.
 
         SQLite: the thread keeps one open connection, so a request costs no pool checkout and checkin
-        per statement group (they were about a fifth of the server's work per label); it goes back to
+        per statement group (a large share of the server's work per label otherwise); it goes back to
         the pool when the thread ends or the store closes. PostgreSQL: a pooled connection per use, so
         that idle threads hold none of the server's backends.
         """
@@ -862,11 +861,6 @@ class LabelStore:
                     problems.append(f"item {r['id']}: slots_left {r['slots_left']} != overlap {r['overlap']} - "
                                     f"{r['labels']} labels - {r['leases']} leases")
         return problems
-
-
-def _split_sql(script: str) -> list[str]:
-    """Split a SQLite migration script into statements (kept for tools and tests that build old databases)."""
-    return split_sql(script, "sqlite")
 
 
 def _alembic_revision(conn: Connection) -> str | None:

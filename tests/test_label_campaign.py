@@ -19,7 +19,8 @@ from labeling_ui.demo import demo_items
 from labeling_ui.export import MARKER, aggregate, export_preferences
 from labeling_ui.importer import import_file, read_jsonl
 from labeling_ui.queue import LabelQueue
-from labeling_ui.store import MIGRATIONS, SCHEMA_VERSION, LabelStore, _split_sql, hash_password
+from labeling_ui.schema import MIGRATIONS, split_sql
+from labeling_ui.store import SCHEMA_VERSION, LabelStore, hash_password
 
 
 def write_pairs(path: Path, items: list[dict]) -> Path:
@@ -104,7 +105,7 @@ def test_undo_withdraws_labels_and_ids_are_never_reused(store: LabelStore, world
 def test_an_old_database_upgrades_in_place(tmp_path: Path) -> None:
     path = tmp_path / "v1.db"
     with sqlite3.connect(path) as c:                         # a database as schema version 1 wrote it
-        for statement in _split_sql(MIGRATIONS[0][1]):
+        for statement in split_sql(MIGRATIONS[0][1], "sqlite"):
             c.execute(statement)
         c.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
                   "applied_at REAL NOT NULL)")
