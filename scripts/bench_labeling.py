@@ -1,6 +1,6 @@
 """Benchmark the labeling app end to end: latency at human pace, throughput at saturation, durability.
 
-Starts the real app (``python -m labeling_ui serve``) on 127.0.0.1 with a fresh database in a
+Starts the real app (``python -m alignment.labeling serve``, i.e. ``align-label serve``) on 127.0.0.1 with a fresh database in a
 subprocess, and drives it with N concurrent bot annotators through its real HTTP API (login cookie,
 ``POST /gradio_api/run/submit_label``, which returns the next item: one round trip from "submit" to
 "next item shown") using one light asyncio ``httpx.AsyncClient`` per bot. Phases:
@@ -56,9 +56,10 @@ sys.path.insert(0, str(ROOT))
 
 from alignment.data.world import DemoWorld  # noqa: E402
 from labeling_ui.demo import demo_items  # noqa: E402
-from labeling_ui.pgserver import ThrowawayPostgres, create_database  # noqa: E402
+from labeling_ui.passwords import hash_password  # noqa: E402
 from labeling_ui.serving import free_port  # noqa: E402
-from labeling_ui.store import LabelStore, hash_password  # noqa: E402
+from labeling_ui.store import LabelStore  # noqa: E402
+from pgserver import ThrowawayPostgres, create_database  # noqa: E402
 
 log = logging.getLogger("bench_labeling")
 PROJECT = "bench"
@@ -80,7 +81,7 @@ class Server:
         t0 = time.monotonic()
         self.starts += 1
         logf = open(self.workdir / f"server-{self.port}-{self.starts}.log", "w")  # noqa: SIM115 - lives with the process
-        cmd = [sys.executable, "-m", "labeling_ui", "serve", f"label.db={self.db}", f"label.port={self.port}",
+        cmd = [sys.executable, "-m", "alignment.labeling", "serve", f"label.db={self.db}", f"label.port={self.port}",
                f"label.project={PROJECT}", f"run.dir={self.workdir}", *self.extra]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT,
                                      env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_run_report import artifacts, browser, open_report  # noqa: F401 (fixtures)
+from test_run_report import open_report
 
 from alignment.config import PipelineConfig
 from alignment.errors import UserError
@@ -107,7 +107,7 @@ def test_a_config_change_of_one_optimiser_reruns_only_it(comparison_run):
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_the_report_shows_the_optimisers_side_by_side(comparison_run, browser, artifacts):  # noqa: F811
+def test_the_report_shows_the_optimisers_side_by_side(comparison_run, browser, artifacts):
     from playwright.sync_api import expect
 
     page, seen = open_report(browser, comparison_run / "report.html")

@@ -38,7 +38,7 @@ from alignment.reports.plots import (
     reward_round_figure,
     safety_rates_figure,
 )
-from alignment.reports.run_data import SAMPLE_SCORES, build_run_report
+from alignment.reports.run_data import SAMPLE_SCORES, build_run_report, list_runs, report_is_current
 
 log = logging.getLogger(__name__)
 
@@ -475,6 +475,27 @@ def write_run_report(run_dir: str | Path) -> Path:
     write_json_atomic(run_dir / "report.json", report)
     write_text_atomic(run_dir / "report.html", page)
     return run_dir / "report.html"
+
+
+class RunReports:
+    """The labeling app's Reports tab's source (:class:`labeling_ui.tabs.reports.RunReports`): the runs
+    under a folder (:func:`~alignment.reports.run_data.list_runs`), their headline figures, and their
+    pages (the run's own ``report.html`` while it is up to date, else drawn now from its files)."""
+
+    def runs(self, root: Path) -> list[Path]:
+        return list_runs(root)
+
+    def summary(self, run: Path) -> dict[str, Any]:
+        report = build_run_report(run)
+        h = report["headline"]
+        return {"status": report["status"], "gold_win_rate": h["gold_win_rate"],
+                "unsafe_rate_before": h["unsafe_rate_sft"], "unsafe_rate_after": h["unsafe_rate_ppo"],
+                "rm_accuracy": h["rm_eval_accuracy"], "final_kl": h["final_kl"]}
+
+    def page(self, run: Path) -> tuple[str, bool]:
+        if report_is_current(run):
+            return (run / "report.html").read_text(encoding="utf-8"), True
+        return render_run_report(build_run_report(run)), False
 
 
 def main(argv: list[str] | None = None) -> int:
