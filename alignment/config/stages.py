@@ -1,5 +1,5 @@
 """The config sections of the training stages: sft, candidates, reward, eval, and the policy
-optimisers (ppo and TRL's dpo, grpo and rloo), which share their inputs and reward penalties."""
+optimizers (ppo and TRL's dpo, grpo and rloo), which share their inputs and reward penalties."""
 
 from __future__ import annotations
 
@@ -167,7 +167,7 @@ class LoRAConfig(Section):
 
 @dataclass
 class OptimizerInputs(Section):
-    """What every policy optimiser (``ppo``, ``dpo``, ``grpo``, ``rloo``) starts from, so that one SFT
+    """What every policy optimizer (``ppo``, ``dpo``, ``grpo``, ``rloo``) starts from, so that one SFT
     policy, label set and reward model feed them all."""
 
     #: The policy to optimise (default: this run's SFT model) and the reward model (this run's RM).
@@ -179,7 +179,7 @@ class OptimizerInputs(Section):
 
 @dataclass
 class RewardPenalties(Section):
-    """How the optimisers that score their own samples with the reward model (``ppo``, ``grpo``,
+    """How the optimizers that score their own samples with the reward model (``ppo``, ``grpo``,
     ``rloo``) shape that score: normalised, clipped, less the missing-EOS and safety penalties."""
 
     #: Normalised scores are clipped to +-this.

@@ -179,7 +179,7 @@ def _sft(report: dict) -> str:
             ("gold_reward_mean", "mean gold reward (held-out prompts)"),
             ("unsafe_rate_redteam", "unsafe answers to red-team prompts (demo world)"),
             ("unsafe_rate_filter", "unsafe answers to red-team prompts (safety filter)"),
-            ("n_parameters", "policy parameters"), ("train_rows", "training rows"), ("global_step", "optimiser steps")]
+            ("n_parameters", "policy parameters"), ("train_rows", "training rows"), ("global_step", "optimizer steps")]
     parts.append(table_html(["metric", "value", "meaning"],
                             [(k, m.get(k), meaning) for k, meaning in keys if m.get(k) is not None], fmt=fmt_figure))
     if m.get("loss_curve"):
@@ -446,7 +446,7 @@ def _config(report: dict) -> str:
 SECTIONS = (("Overview", "overview", _overview), ("SFT quality", "sft", _sft),
             ("Candidates and labels", "labels", _labels), ("Reward model", "reward", _reward),
             ("PPO training", "ppo", _ppo), ("Safety per stage", "safety", _safety), ("Gates", "gates", _gates),
-            ("Samples: SFT vs PPO", "samples", _samples), ("Optimisers compared", "comparison", comparison_html),
+            ("Samples: SFT vs PPO", "samples", _samples), ("Optimizers compared", "comparison", comparison_html),
             ("Resolved configs", "config", _config))
 
 
