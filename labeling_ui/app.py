@@ -130,22 +130,20 @@ def build_app(store: LabelStore, queue: LabelQueue, *, guidelines: str | Mapping
                 AdminTab(store, queue, access, export_fn).build(admin_tab)
             with gr.Tab(UI("tab_review"), id="review", visible=False, elem_id="tab-review") as review_tab:
                 ReviewTab(store, queue, access).build(review_tab)
-            reports_tab = None
+            # each tab but the Label tab with the rule that shows it (hiding is cosmetic: handlers re-check)
+            role_tabs = [(admin_tab, access.may_administer), (review_tab, access.may_review)]
             if reports is not None:
                 with gr.Tab(UI("tab_reports"), id="reports", visible=False, elem_id="tab-reports") as reports_tab:
                     ReportsTab(reports, runs_dir, access).build(reports_tab)
+                role_tabs.append((reports_tab, access.may_read_reports))
 
         def on_load(me: Caller):
             """The caller's first item, the tabs their role may see, and who is signed in."""
-            shown = queue.next_item(me.name)
-            tabs = [gr.update(visible=me.annotator.is_admin), gr.update(visible=me.annotator.is_reviewer)]
-            if reports_tab is not None:
-                tabs.append(gr.update(visible=access.may_read_reports(me.annotator)))
-            return (*label.item_outputs(me, shown), *tabs,
+            return (*label.item_outputs(me, queue.next_item(me.name)),
+                    *(gr.update(visible=may(me.annotator)) for _, may in role_tabs),
                     t(me.lang, "signed_in_as", name=safe_markdown(me.name), role=t(me.lang, f"role_{me.annotator.role}")))
 
-        tabs = [admin_tab, review_tab, *([reports_tab] if reports_tab is not None else [])]
-        demo.load(access.user(on_load), None, [*label.outputs, *tabs, whoami], **EVENT)
+        demo.load(access.user(on_load), None, [*label.outputs, *(tab for tab, _ in role_tabs), whoami], **EVENT)
         BotAPI(store, queue, access).register()
     return demo
 
