@@ -1,5 +1,5 @@
 """A NaN loss on one of two processes stops both, promptly, with the same clear error and before the
-optimiser step (under DDP and under DeepSpeed ZeRO-2, whose engine steps itself).
+optimizer step (under DDP and under DeepSpeed ZeRO-2, whose engine steps itself).
 
 Run by pytest, the test launches this very file on two CPU processes (gloo) through ``accelerate launch``;
 run as a script, it is one of those processes: a PPO update whose values are NaN on process 1 only.
@@ -34,7 +34,7 @@ def test_a_nan_on_one_rank_stops_both_ranks_with_a_clear_error(engine, smoke_sft
     assert result.returncode != 0
     for rank in (0, 1):
         assert f"rank {rank}: the PPO loss became NaN or infinite on 1 process(es) at update 1" in output, output[-3000:]
-        assert f"rank {rank}: weights unchanged, 0 optimiser steps" in output, output[-3000:]
+        assert f"rank {rank}: weights unchanged, 0 optimizer steps" in output, output[-3000:]
 
 
 def poisoned_update(policy_path: str) -> None:
@@ -66,7 +66,7 @@ def poisoned_update(policy_path: str) -> None:
         same = all(torch.equal(before[k], v) for k, v in trainer.policy().named_parameters())
         # a DeepSpeed engine counts its steps, also those it skips for a non-finite gradient
         steps = getattr(trainer.model, "global_steps", 0)
-        print(f"rank {accelerator.process_index}: weights {'unchanged' if same else 'changed'}, {steps} optimiser steps",
+        print(f"rank {accelerator.process_index}: weights {'unchanged' if same else 'changed'}, {steps} optimizer steps",
               flush=True)
         sys.exit(3)
     print(f"rank {accelerator.process_index}: finished", flush=True)

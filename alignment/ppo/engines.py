@@ -124,7 +124,7 @@ def backward(accelerator: Accelerator, model: nn.Module, loss: torch.Tensor, bou
 
 
 def step(accelerator: Accelerator, model: nn.Module, optimizer, scheduler, max_grad_norm: float) -> None:
-    """The mini-batch's optimiser step: clip, step, schedule, zero the gradients.
+    """The mini-batch's optimizer step: clip, step, schedule, zero the gradients.
 
     Under DeepSpeed the engine does all four itself (clipping by its ``gradient_clipping``; the
     optimizer and scheduler wrappers that accelerate returns are then no-ops).

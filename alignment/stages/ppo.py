@@ -54,7 +54,7 @@ from alignment.stages.common import (
     stage_dir,
     stage_main,
 )
-from alignment.stages.optimiser import check_policy_and_reward, sampled_kl
+from alignment.stages.optimizer import check_policy_and_reward, sampled_kl
 
 log = logging.getLogger(__name__)
 logging.getLogger("accelerate").setLevel(logging.WARNING)  # one INFO line per saved file otherwise
