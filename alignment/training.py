@@ -6,7 +6,7 @@ trains on float32 master weights under autocast in its own dtype (:func:`master_
 AdamW's steps on bf16 weights (``lr * m / sqrt(v)``, about the learning rate) are below half a bf16 step
 of most weights and round away. Its frozen copies (the reference) and the reward models that score it
 stay in that dtype, and every evaluation runs under the same autocast (:func:`autocast`), so that every
-optimiser's SFT baseline is the same computation.
+optimizer's SFT baseline is the same computation.
 """
 
 from __future__ import annotations

@@ -132,7 +132,7 @@ def reward_scorer(path: Path, batch_size: int):
     """``(prompts, responses) -> scores`` as ``alignment.reward.scorer.RewardScorer.score`` computes them (decode,
     ``encode_for_reward_model`` in the reward model's own input format, the scalar head), without
     importing the reward *stage* module: its RM training stack (TRL's RewardTrainer, datasets,
-    matplotlib) adds about 115 MB of modules that PPO never runs."""
+    matplotlib) would add modules that PPO never runs to the peak memory measured."""
     import numpy as np
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer

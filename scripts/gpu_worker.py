@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
+from chat_models import ANSWER, STYLES, chat_tokenizer, scripted_chat_model  # scripts/, beside this file
 from safetensors.torch import load_file
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -32,11 +33,6 @@ from alignment.generation import sample_responses, sample_tokens
 from alignment.modeling import ensure_pad_token, load_causal_lm, load_tokenizer, train_tokenizer
 from alignment.ppo.engines import launch_options, load_models_whole
 from alignment.ppo.trainer import PPOTrainer
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the offline chat tokenizers and the scripted chat model
-
-from chat_models import ANSWER, STYLES, chat_tokenizer, scripted_chat_model  # noqa: E402
 
 #: Every path the check reports, in order (gpu_check.sh's PATHS); one that cannot run gets gpu_check.sh's error line.
 PATHS = ["ppo-ddp", "ppo-zero2", "ppo-zero3", "ppo-fsdp", "ppo-zero3-lora", "sft-bf16", "dpo-bf16", "grpo-bf16",
@@ -145,7 +141,7 @@ def stage(name: str, work: Path) -> None:
 
 def stop(work: Path) -> None:
     """Sampling on the device stops at each chat template's end of turn although the generation config
-    lists only end-of-text (the scripted chat model of tests/chat_models.py)."""
+    lists only end-of-text (the scripted chat model of scripts/chat_models.py)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     results = {}
     for style in STYLES:

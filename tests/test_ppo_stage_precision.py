@@ -1,6 +1,6 @@
 """Every stage with a bf16 policy (``policy.dtype=bfloat16``, what ``auto`` gives on a bf16 checkpoint):
 the stages on a transformers Trainer (SFT, reward, DPO, GRPO, RLOO) train float32 master weights, so
-updates below bf16's resolution are kept, and every optimiser evaluates the SFT baseline at the same
+updates below bf16's resolution are kept, and every optimizer evaluates the SFT baseline at the same
 precision as PPO, so their baselines are the same answers with the same scores."""
 
 import json
@@ -25,7 +25,7 @@ def stage_inputs(stage: str, run_dir) -> list[str]:
 
 @pytest.fixture(scope="module")
 def bf16_runs(smoke_rm, tmp_path_factory) -> dict:
-    """Each stage run once at ``scale=smoke`` with ``policy.dtype=bfloat16`` (the optimisers from the shared
+    """Each stage run once at ``scale=smoke`` with ``policy.dtype=bfloat16`` (the optimizers from the shared
     smoke SFT policy and reward model): ``{stage: its output folder}``."""
     out = {}
     for stage in ("sft", "reward", *OPTIMISERS, "ppo"):
@@ -66,7 +66,7 @@ def test_a_bf16_policy_trains_on_float32_masters_that_keep_updates_below_bf16s_r
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", OPTIMISERS)
-def test_every_optimiser_evaluates_the_sft_baseline_as_ppo_does(stage, bf16_runs):
+def test_every_optimizer_evaluates_the_sft_baseline_as_ppo_does(stage, bf16_runs):
     def baseline(out):
         rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
         return [(r["prompt"], r["sft"], r["proxy_sft"], r.get("gold_sft")) for r in rows]
@@ -89,7 +89,7 @@ def test_a_float16_policy_is_refused_on_a_cpu_with_one_line(smoke_rm, tmp_path):
     assert not run.exists()
 
 
-def test_at_scale_full_the_trl_optimisers_take_a_pretrained_policys_learning_rate():
+def test_at_scale_full_the_trl_optimizers_take_a_pretrained_policys_learning_rate():
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
     from trl import DPOConfig, GRPOConfig, RLOOConfig

@@ -85,7 +85,7 @@ def _turns(messages: list[dict]) -> list[dict]:
 def normalise_row(row: dict, where: str) -> dict:
     """One row of any supported format as ``{"prompt", "chosen", "rejected", "margin"}`` text, plus
     ``prompt_messages`` (the prompt's chat turns) when the prompt came as messages: what a policy
-    optimiser renders with the policy's chat template (the text is what a reward model reads)."""
+    optimizer renders with the policy's chat template (the text is what a reward model reads)."""
     for column in ("chosen", "rejected"):
         if column not in row or row[column] is None:
             raise UserError(f"{where}: missing column {column!r} (preference data needs 'chosen' and "

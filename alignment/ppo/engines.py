@@ -135,7 +135,7 @@ def backward(accelerator: Accelerator, model: nn.Module, loss: torch.Tensor, bou
 
 
 def step(accelerator: Accelerator, model: nn.Module, optimizer, scheduler, max_grad_norm: float) -> float | None:
-    """The mini-batch's optimiser step: clip, step, schedule, zero the gradients. Returns the gradient's
+    """The mini-batch's optimizer step: clip, step, schedule, zero the gradients. Returns the gradient's
     norm before clipping, the same on every process (``None`` where a DeepSpeed config turned its
     measurement off); when it is not finite no step was taken.
 

@@ -12,7 +12,7 @@ pair whose prompt alone fills it: both are counted (``pairs_truncated``, ``pairs
 
 The reward model (``dpo.reward_path``) is not trained against; it scores the held-out answers (the proxy
 reward), so DPO's results read like every other optimiser's. The stage ends as ``align-ppo`` does
-(:func:`~alignment.stages.optimiser.finish_stage`): gold win rate against the SFT policy, gold and proxy
+(:func:`~alignment.stages.optimizer.finish_stage`): gold win rate against the SFT policy, gold and proxy
 reward, KL to the SFT policy, the safety evaluation and gate (exit 3 when it fails).
 
 Writes ``<run.dir>/dpo/``: ``model/`` (``adapter/`` with LoRA), ``metrics.json``, ``safety.json``,
@@ -41,7 +41,7 @@ from alignment.stages.common import (
     stage_dir,
     stage_main,
 )
-from alignment.stages.optimiser import check_policy_and_reward, finish_stage, load_reference, train_and_save
+from alignment.stages.optimizer import check_policy_and_reward, finish_stage, load_reference, train_and_save
 from alignment.training import master_weights, trainer_defaults
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ others), under a KL penalty to the reference (the SFT policy). The score of an a
 
 The run's length is a sampling budget, ``total_episodes`` policy samples (PPO's by default), and the
 sampling settings are ``generation`` (PPO's by default); see docs/stages.md for where TRL's own
-generation defaults differ. The stage ends as every optimiser does
-(:func:`~alignment.stages.optimiser.finish_stage`).
+generation defaults differ. The stage ends as every optimizer does
+(:func:`~alignment.stages.optimizer.finish_stage`).
 
 Writes ``<run.dir>/<stage>/``: ``model/`` (``adapter/`` with LoRA), ``metrics.json``, ``safety.json``,
 ``samples.jsonl``, ``report.html``, ``checkpoints/`` (``resume=true`` continues from the last), ``logs/``.
@@ -46,7 +46,7 @@ from alignment.reward.scorer import RewardScorer
 from alignment.safety import build_filter
 from alignment.safety.filter import ANY_INDEX
 from alignment.stages.common import checkpoint_to_resume, save_resolved_config, seed_everything, stage_dir
-from alignment.stages.optimiser import (
+from alignment.stages.optimizer import (
     check_policy_and_reward,
     finish_stage,
     load_reference,

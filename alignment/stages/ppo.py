@@ -55,7 +55,7 @@ from alignment.stages.common import (
     stage_dir,
     stage_main,
 )
-from alignment.stages.optimiser import check_policy_and_reward, load_judge, sampled_kl
+from alignment.stages.optimizer import check_policy_and_reward, load_judge, sampled_kl
 from alignment.training import autocast_forward
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from alignment.data.gold import gold_summary
 from alignment.data.hh_world import hh_pairs
 from alignment.data.loading import load_source, row_location
 from alignment.data.prompt_sets import PromptSets, stage_prompt_sets
-from alignment.data.world import STYLES, DemoWorld, unsafe_share, validate_style_mix
+from alignment.data.world import DEFAULT_STYLE_MIX, STYLES, DemoWorld, unsafe_share, validate_style_mix
 from alignment.errors import UserError
 from alignment.generation import answer_summary, sample_responses
 from alignment.io import atomic_dir, write_json_atomic, write_jsonl_atomic
@@ -52,19 +52,20 @@ STAGE = "sft"
 # ------------------------------------------------------------------------------------------ data
 def demo_datasets(cfg: Config) -> tuple[Dataset, Dataset, dict]:
     """The demo world's SFT corpus (train prompts) and a held-out set (eval prompts, one answer each)."""
+    mix = cfg.data.style_mix or DEFAULT_STYLE_MIX
     try:
-        validate_style_mix(cfg.data.style_mix)
+        validate_style_mix(mix)
     except ValueError as err:
         raise UserError(f"data.style_mix: {err}") from err
     world = DemoWorld(cfg.data.world_seed)
-    train = world.sft_corpus(cfg.data.responses_per_prompt, cfg.data.style_mix, seed=cfg.seed)
-    held = world.sft_corpus(1, cfg.data.style_mix, seed=cfg.seed, split="eval")
+    train = world.sft_corpus(cfg.data.responses_per_prompt, mix, seed=cfg.seed)
+    held = world.sft_corpus(1, mix, seed=cfg.seed, split="eval")
     if cfg.data.max_rows:
         train = random.Random(cfg.seed).sample(train, min(cfg.data.max_rows, len(train)))
     harmful = [r for r in train if r["kind"] == "harmful"]
     corpus = {
         "source": "demo",
-        "unsafe_share_harmful_mix": unsafe_share(cfg.data.style_mix),
+        "unsafe_share_harmful_mix": unsafe_share(mix),
         "unsafe_share_harmful_corpus": sum(r["style"] in ("toxic", "harmful_compliance") for r in harmful)
         / max(len(harmful), 1),
     }
@@ -131,7 +132,7 @@ def evaluate_samples(model, tokenizer, cfg: Config, prompt_sets: PromptSets) -> 
         prompts = [p for p in prompts[:cfg.sft.sample_prompts] for _ in range(cfg.sft.samples_per_prompt)]
         samples = sample_responses(model, tokenizer, [p.messages for p in prompts], cfg.sft.generation,
                                    seed=cfg.seed, desc=f"sampling {split}")
-        summary[split] = gold_summary(world, prompts, samples) if world else answer_summary(samples)
+        summary[split] = {**answer_summary(samples), **(gold_summary(world, prompts, samples) if world else {})}
         rows += [{"split": split, "prompt_id": p.id, "prompt": p.text, "response": s.text, "ended": s.ended,
                   **({"style": world.classify(p, s.text), "gold_reward": world.gold_reward(p, s.text)} if world else {})}
                  for p, s in zip(prompts, samples)]

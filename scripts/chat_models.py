@@ -1,4 +1,4 @@
-"""Chat models built offline the way real ones are laid out, for the tests and ``scripts/gpu_worker.py``.
+"""Chat models built offline the way real ones are laid out, for ``scripts/gpu_worker.py`` and the tests.
 
 * :func:`chat_tokenizer`: a byte-level BPE tokenizer with Qwen2.5's or Llama-3's special tokens and their
   original chat templates (as TRL ships them, ``trl/chat_templates``), its EOS the end-of-text token the

@@ -1,6 +1,6 @@
-"""What every policy-optimiser stage shares (``ppo``, ``dpo``, ``grpo``, ``rloo``): its inputs, and its end.
+"""What every policy-optimizer stage shares (``ppo``, ``dpo``, ``grpo``, ``rloo``): its inputs, and its end.
 
-Every optimiser starts from the run's SFT policy and reward model and ends alike, so their results can
+Every optimizer starts from the run's SFT policy and reward model and ends alike, so their results can
 be put side by side (:mod:`alignment.reports.comparison`):
 
 * :func:`check_policy_and_reward`: the SFT policy and the reward model (with its ``reward_config.json``:
@@ -83,7 +83,7 @@ def sampled_kl(policy: PreTrainedModel, reference: PreTrainedModel, tokenizer: P
     of ``sum_t log pi(y_t) - log pi_ref(y_t)``, both at the sampling temperature.
 
     Why measure it here rather than quote each trainer's log: PPO's per-token penalty, GRPO's k3 term
-    and DPO's implicit leash are different quantities; this one is the same for every optimiser, on the
+    and DPO's implicit leash are different quantities; this one is the same for every optimizer, on the
     same held-out prompts. The answers are re-encoded from their text (the samples keep no token ids),
     so it is an estimate.
     """
