@@ -319,10 +319,12 @@ def _ppo_round(s: dict) -> list[str]:
                      "judge reward model (eval.judge_path) to compare the proxy reward with.</p>")
     elif over:
         parts.append(f'<p class="warn overoptimisation">Over-optimisation warning at update(s) '
-                     f'{esc(", ".join(map(str, over)))}: the proxy reward rose while the {esc(reference)} reward fell.</p>')
+                     f'{esc(", ".join(map(str, over)))}: since the {esc(reference)} reward\'s best evaluation, the proxy '
+                     f"reward rose while the {esc(reference)} reward fell, both beyond their 95% intervals.</p>")
     else:
-        parts.append("<p>No over-optimisation warning fired (no evaluation where the proxy reward rose while the "
-                     f"{esc(reference)} reward fell beyond the tolerance).</p>")
+        parts.append("<p>No over-optimisation warning fired (no evaluation where, since the "
+                     f"{esc(reference)} reward's best evaluation so far, the proxy reward rose and the {esc(reference)} "
+                     "reward fell, both beyond their 95% intervals by prompt).</p>")
     if m.get("history"):
         parts.append(figure_html(ppo_run_figure(m), f"PPO training curves, {s['dir']}"))
     evals = m.get("evals") or []
