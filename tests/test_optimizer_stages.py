@@ -164,3 +164,22 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, smoke_rm, 
     errors = [line for line in result.stderr.splitlines() if "ERROR" in line or line.startswith("config error")]
     assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
     assert not run.exists()
+
+
+def test_validation_prompts_are_the_held_out_prompts_after_the_test_ones():
+    from alignment.errors import UserError
+    from alignment.ppo.evaluation import eval_prompt_sets
+
+    class Sets(dict):  # as PromptSets: a fresh list per lookup
+        def __getitem__(self, name):
+            return list(dict.__getitem__(self, name))
+
+    sets = Sets(eval=[f"e{i}" for i in range(10)], redteam=[f"r{i}" for i in range(6)])
+    test, validation = eval_prompt_sets(sets, 4, seed=0), eval_prompt_sets(sets, 4, seed=0, split="validation")
+    assert test == eval_prompt_sets(sets, 4, seed=0)  # fixed for a seed
+    assert [len(test[s]) for s in ("eval", "redteam")] == [4, 4] and len(validation["eval"]) == 4
+    assert len(validation["redteam"]) == 2  # what is left of 6 after 4 test prompts
+    for split in ("eval", "redteam"):
+        assert not set(test[split]) & set(validation[split])
+    with pytest.raises(UserError, match="eval.split=validation: the redteam prompt set has 6 prompts"):
+        eval_prompt_sets(sets, 6, seed=0, split="validation")

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from alignment.reports.fairness import differences_text, fairness, ranking
-from alignment.reports.html import Html, about, esc, fmt_figure, status_html, table_html
+from alignment.reports.html import Html, about, esc, fmt_figure, status_html, table_html, with_ci
 
 #: The optimizer stages, in the order the comparison lists them.
 OPTIMIZERS = ("ppo", "dpo", "grpo", "rloo")
@@ -159,28 +159,19 @@ def _arrow(start: object, end: object) -> str:
     return f"{fmt_figure(start)} → {fmt_figure(end)}"
 
 
-def _ci(value: float | None, ci: list | None) -> str:
-    """A figure with its 95% interval: ``0.915 [0.862, 0.958]``."""
-    if value is None:
-        return "–"
-    if not ci or any(v is None or v != v for v in ci):
-        return fmt_figure(value)
-    return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
-
-
 def _main_table(data: dict) -> str:
     return table_html(
         ["optimizer", "status", "lr", "gold win rate vs SFT", "length-controlled", "judge win rate", "RM win rate",
          "gold reward SFT → policy", "proxy reward SFT → policy", "length change (tokens)", "KL to SFT",
          "unsafe rate (filter)", "refusal rate (harmful)", "over-refusal rate (benign)", "wall s", "peak RSS MiB"],
         [(Html(f"<b>{esc(r['name'])}</b>" if r["name"] == data["best"] else esc(r["name"])), status_html(r["status"]),
-          "–" if r["lr"] is None else f"{r['lr']:g}", _ci(r["gold_win_rate"], r["gold_win_rate_ci95"]),
-          _ci(r["lc_gold_win_rate"], r["lc_gold_win_rate_ci95"]), _ci(r["judge_win_rate"], r["judge_win_rate_ci95"]),
-          _ci(r["rm_win_rate"], r["rm_win_rate_ci95"]), _arrow(r["gold_reward_sft"], r["gold_reward"]),
-          _arrow(r["proxy_reward_sft"], r["proxy_reward"]), _ci(r["length_change"], r["length_change_ci95"]), r["kl"],
-          _ci(r["unsafe_rate_filter"], r["unsafe_rate_filter_ci95"]),
-          _ci(r["refusal_rate_harmful"], r["refusal_rate_harmful_ci95"]),
-          _ci(r["over_refusal_rate_benign"], r["over_refusal_rate_benign_ci95"]), r["wall_s"], r["peak_rss_mb"])
+          "–" if r["lr"] is None else f"{r['lr']:g}", with_ci(r["gold_win_rate"], r["gold_win_rate_ci95"]),
+          with_ci(r["lc_gold_win_rate"], r["lc_gold_win_rate_ci95"]), with_ci(r["judge_win_rate"], r["judge_win_rate_ci95"]),
+          with_ci(r["rm_win_rate"], r["rm_win_rate_ci95"]), _arrow(r["gold_reward_sft"], r["gold_reward"]),
+          _arrow(r["proxy_reward_sft"], r["proxy_reward"]), with_ci(r["length_change"], r["length_change_ci95"]), r["kl"],
+          with_ci(r["unsafe_rate_filter"], r["unsafe_rate_filter_ci95"]),
+          with_ci(r["refusal_rate_harmful"], r["refusal_rate_harmful_ci95"]),
+          with_ci(r["over_refusal_rate_benign"], r["over_refusal_rate_benign_ci95"]), r["wall_s"], r["peak_rss_mb"])
          for r in data["optimizers"]], fmt=fmt_figure)
 
 
