@@ -87,14 +87,15 @@ def outcomes(after: np.ndarray, before: np.ndarray) -> np.ndarray:
 def win_rate_ci(after: np.ndarray, before: np.ndarray, seed: int = 0, ties_half: bool = False,
                 level: float = LEVEL) -> dict:
     """The win rate of ``after`` over ``before`` (paired: one pair per prompt) and its paired bootstrap
-    interval by prompt: wins / (wins + losses), or with ``ties_half`` (wins + ties / 2) / pairs."""
+    interval by prompt: wins / (wins + losses), or with ``ties_half`` (wins + ties / 2) / pairs; both
+    ``None`` where no comparison was decided."""
     o = outcomes(after, before)
     if ties_half:
         num, den = (o > 0) + 0.5 * (o == 0), np.ones_like(o)
     else:
         num, den = (o > 0).astype(float), (o != 0).astype(float)
     total = den.sum()
-    return {"rate": float(num.sum() / total) if total else float("nan"), "ci95": ratio_ci(num, den, seed, level),
+    return {"rate": float(num.sum() / total) if total else None, "ci95": ratio_ci(num, den, seed, level) if total else None,
             "wins": int((o > 0).sum()), "losses": int((o < 0).sum()), "ties": int((o == 0).sum())}
 
 
@@ -146,7 +147,16 @@ class LengthControl:
     length_explains_most: bool
 
     def as_dict(self) -> dict:
-        return dict(vars(self))
+        """The figures for JSON: an undefined one (no decided comparison) as ``None``."""
+        return {k: _defined(v) for k, v in vars(self).items()}
+
+
+def _defined(value: object) -> object:
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, tuple):
+        return value if all(np.isfinite(value)) else None
+    return value
 
 
 def length_controlled(after: np.ndarray, before: np.ndarray, len_after: np.ndarray, len_before: np.ndarray,
