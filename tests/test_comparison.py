@@ -146,7 +146,9 @@ def test_the_report_shows_the_optimizers_side_by_side(comparison_run, browser, a
     expect(section).to_contain_text("the same for every optimizer")
     expect(section).to_contain_text("Fair: every reward term and every budget is the same")
     expect(section.locator("h3", has_text="eval prompts")).to_have_count(1)
-    header = section.locator("table").nth(1).locator("th")
+    expect(section.locator("h3", has_text="Reward terms")).to_have_count(1)
+    expect(section.locator("h3", has_text="Which differences stand")).to_have_count(1)
+    header = section.locator("table").last.locator("th")  # the last split's answers side by side
     assert header.all_inner_texts() == ["prompt", "SFT", *OPTIMIZERS]
     assert page.locator(".section-error").count() == 0
     assert seen["errors"] == []
