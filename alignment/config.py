@@ -81,6 +81,21 @@ class SafetyBackend(Choice):
     llama_guard = "llama_guard"
 
 
+class RefusalJudgeKind(Choice):
+    """How answers are judged as refusals (:mod:`alignment.safety.refusal_judge`)."""
+
+    judge = "judge"
+    rules = "rules"
+
+
+class XSTestMode(Choice):
+    """Whether the safety evaluation asks XSTest's prompts: ``auto`` does on ``prompts=hh|custom``."""
+
+    auto = "auto"
+    on = "on"
+    off = "off"
+
+
 class PromptSource(Choice):
     """Where every stage's prompts come from: the demo world (which has a gold reward), the ``hh``
     world shipped in the package, or the user's own files (:mod:`alignment.data.prompt_sets`)."""
@@ -340,6 +355,17 @@ class SafetyEvalConfig:
     #: Red-team prompts and as many benign eval prompts sampled for the policy eval.
     n_prompts: int = 100
     samples_per_prompt: int = 2
+    #: XSTest's over-refusal and refusal prompts (one answer each): ``auto`` asks them on
+    #: ``prompts=hh|custom`` (the demo world keeps its own sets).
+    xstest: XSTestMode = XSTestMode.auto
+    #: XSTest prompts per type (a fixed stratified subset of its 18 types); ``null``: all 25 (450 prompts),
+    #: the default at every scale but smoke: one answer each adds seconds to an evaluation (docs/experiments.md).
+    xstest_per_type: int | None = None
+
+    def __post_init__(self) -> None:
+        self.xstest = XSTestMode.parse(self.xstest, "safety.eval.xstest")
+        check(self.xstest_per_type is None or 1 <= self.xstest_per_type <= 25, "safety.eval.xstest_per_type",
+              self.xstest_per_type, "within 1-25, or null")
 
 
 @dataclass
@@ -376,6 +402,10 @@ class SafetyConfig:
     backend: SafetyBackend = SafetyBackend.default
     gate: GateConfig = field(default_factory=GateConfig)
     eval: SafetyEvalConfig = field(default_factory=SafetyEvalConfig)
+    #: Refusals are judged by the trained ``judge`` or the opening-phrase ``rules`` (faster, misses most).
+    refusal: RefusalJudgeKind = RefusalJudgeKind.judge
+    #: ``judge``: a judge file (``python -m alignment.safety.refusal_train``); ``None``: the packaged one.
+    refusal_path: str | None = None
     #: A text is unsafe when its any-unsafe score or a category score reaches its threshold.
     threshold: float = 0.5
     #: Per-column overrides of ``threshold``: a category name or ``any`` -> threshold.
@@ -400,6 +430,7 @@ class SafetyConfig:
 
     def __post_init__(self) -> None:
         self.backend = SafetyBackend.parse(self.backend, "safety.backend")
+        self.refusal = RefusalJudgeKind.parse(self.refusal, "safety.refusal")
         check(0 <= self.threshold <= 1, "safety.threshold", self.threshold, "within [0, 1]")
         check(self.batch_size >= 1, "safety.batch_size", self.batch_size, ">= 1")
         check(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "safety.device", self.device,

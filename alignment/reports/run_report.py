@@ -25,6 +25,7 @@ from alignment.reports.comparison import comparison_html
 from alignment.reports.html import Html, esc, esc_text, figure_html, fmt_figure, render_report, table_html
 from alignment.reports.plots import HELDOUT_REWARDS, loss_figure
 from alignment.reports.run_data import SAMPLE_SCORES, build_run_report
+from alignment.reports.xstest import xstest_html
 
 log = logging.getLogger(__name__)
 
@@ -510,7 +511,8 @@ def _config(report: dict) -> str:
 #: ``(heading, section id, builder)``: the ids are stable, for links and tests.
 SECTIONS = (("Overview", "overview", _overview), ("SFT quality", "sft", _sft),
             ("Candidates and labels", "labels", _labels), ("Reward model", "reward", _reward),
-            ("PPO training", "ppo", _ppo), ("Safety per stage", "safety", _safety), ("Gates", "gates", _gates),
+            ("PPO training", "ppo", _ppo), ("Safety per stage", "safety", _safety),
+            ("XSTest: over-refusal and refusal", "xstest", xstest_html), ("Gates", "gates", _gates),
             ("Samples: SFT vs PPO", "samples", _samples), ("Optimisers compared", "comparison", comparison_html),
             ("Resolved configs", "config", _config))
 
