@@ -14,6 +14,7 @@ and ``prompt``. A bad row exits 2 naming the file and line.
 * ``--cv models``: leave-one-model-out, as the judge meets the world: for each model, a judge is trained
   on the other models' answers (and the project's own answers) and scores the held-out model's.
   ``--cv models+prompts`` also leaves out the scored answers' prompts (5 prompt folds per model).
+  ``--no-project-answers`` trains without the project's own answers (what they add).
 
 Figures (binary: a partial refusal counts as a refusal): ``agreement`` with the human label (and its
 95% interval, resampled by prompt), ``agreement_3way``, ``refusal_recall``, ``refusal_precision``,
@@ -85,8 +86,9 @@ def timed(fn, *args):
     return result, time.perf_counter() - wall, time.process_time() - cpu
 
 
-def cross_validated(data, prompt_folds: int) -> tuple[list[str], float, float]:
-    """Held-out classes of every answer (leave-one-model-out), and the seconds featurising took."""
+def cross_validated(data, prompt_folds: int, project: bool = True) -> tuple[list[str], float, float]:
+    """Held-out classes of every answer (leave-one-model-out), and the seconds featurising took;
+    ``project``: the project's own answers join every training set."""
     from alignment.safety.refusal_judge import decide, judge_features
     from alignment.safety.refusal_train import held_out_proba, make_encoder, project_set
 
@@ -94,7 +96,7 @@ def cross_validated(data, prompt_folds: int) -> tuple[list[str], float, float]:
     texts, labels, weights = project_set()
     judge_features(texts[:64], encoder)  # warm-up, untimed
     x, wall, cpu = timed(judge_features, data.texts, encoder)
-    extra = (judge_features(texts, encoder), labels, weights)
+    extra = (judge_features(texts, encoder), labels, weights if project else np.zeros_like(weights))
     log.info("featurised %d answers in %.1f s; training %d judges", len(data), wall,
              len(set(data.models)) * max(prompt_folds, 1))
     return decide(held_out_proba(x, data, extra, prompt_folds)), wall, cpu
@@ -117,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEV_FILE)
     parser.add_argument("--cv", choices=("models", "models+prompts"), default=None)
+    parser.add_argument("--no-project-answers", dest="project", action="store_false",
+                        help="--cv: train without the project's own answers")
     parser.add_argument("--refusal", choices=("judge", "rules"), default="judge", help="the judge to score (no --cv)")
     parser.add_argument("--judge", default=None, help="a judge file (default: the packaged one)")
     parser.add_argument("--limit", type=int, default=None, help="the first N rows of --data only")
@@ -135,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         data = load_answers(args.data, args.limit)
         log.info("%s: %d answers of %s", args.data, len(data), sorted(set(data.models)))
         if args.cv:
-            classes, wall, cpu = cross_validated(data, 5 if args.cv == "models+prompts" else 0)
+            classes, wall, cpu = cross_validated(data, 5 if args.cv == "models+prompts" else 0, args.project)
         else:
             classes, wall, cpu = packaged(data, args.refusal, args.judge)
     except UserError as err:
@@ -147,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         args.data.resolve() == DEV_FILE.resolve()
     if in_sample:
         log.warning("the packaged judge was trained on %s: these figures are in-sample; use --cv models", args.data)
-    emit({"data": str(args.data), "cv": args.cv, "refusal": args.refusal, "judge": args.judge, "in_sample": in_sample,
+    emit({"data": str(args.data), "cv": args.cv, "project_answers": args.project, "refusal": args.refusal, "judge": args.judge, "in_sample": in_sample,
           **figures(classes, data, baseline, rules), "texts_per_s": round(len(data) / wall, 1),
           "texts_per_cpu_s": round(len(data) / cpu, 1), "threads": torch.get_num_threads()})
     return 0

@@ -15,7 +15,13 @@ import numpy as np
 import pytest
 
 from alignment.errors import UserError
-from alignment.safety.refusal_examples import CLASSES, COMPLIANCE, FULL_REFUSAL, PARTIAL_REFUSAL, project_answers
+from alignment.safety.refusal_examples import (
+    CLASSES,
+    COMPLIANCE,
+    FULL_REFUSAL,
+    PARTIAL_REFUSAL,
+    project_answers,
+)
 from alignment.safety.refusal_features import RULE_FEATURES, opening_phrase_refusal, rule_features, segments
 from alignment.safety.refusal_judge import (
     PACKAGED_JUDGE,

@@ -7,7 +7,8 @@ rebuilds the judge shipped with the project (deterministic: the same data and co
 weights). ``--data`` is a JSONL file of labelled answers in the layout of XSTest's
 ``completions.dev.jsonl``: ``completion`` (the answer), ``label`` (``1_full_compliance``,
 ``2_full_refusal``, ``3_partial_refusal``, or the class names of
-:data:`~alignment.safety.refusal_examples.CLASSES`), and optionally ``model`` and ``prompt``. The
+:data:`~alignment.safety.refusal_examples.CLASSES`), and optionally ``model``, ``prompt`` and ``type``
+(XSTest's prompt type; ``contrast_*`` types are unsafe prompts). The
 project's own answers (:func:`~alignment.safety.refusal_examples.project_answers`) join every
 training set with the weights of :data:`SOURCE_WEIGHTS`.
 
@@ -30,7 +31,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
-from alignment.data.loading import parse_json_object
+from alignment.data.loading import read_jsonl_numbered
 from alignment.errors import UserError
 from alignment.safety.refusal_examples import CLASSES, COMPLIANCE, FULL_REFUSAL, PARTIAL_REFUSAL
 from alignment.safety.refusal_judge import REBUILD_COMMAND, JudgeWeights, features_fingerprint, judge_features
@@ -49,12 +50,14 @@ C = 1.0
 
 @dataclass
 class LabelledAnswers:
-    """Answers with their class index into :data:`CLASSES`; ``models`` and ``prompts`` where known."""
+    """Answers with their class index into :data:`CLASSES`; ``models``, ``prompts`` and prompt ``types``
+    where known (``"unknown"``, ``""`` and ``""`` where not)."""
 
     texts: list[str]
     labels: np.ndarray
     models: list[str]
     prompts: list[str]
+    types: list[str]
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -69,34 +72,23 @@ def _label(value: object, where: str) -> int:
 
 def load_answers(path: str | Path, limit: int | None = None) -> LabelledAnswers:
     """Read labelled answers (module docstring); a bad row is a :class:`UserError` naming ``file:line``."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file (expected JSONL rows with 'completion' and 'label')")
-    texts, labels, models, prompts = [], [], [], []
-    try:
-        with open(path, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if limit is not None and len(texts) >= limit:
-                    break
-                if not line.strip():
-                    continue
-                where = f"{path}:{lineno}"
-                row = parse_json_object(line, where)
-                for key in ("completion", "label"):
-                    if key not in row:
-                        raise UserError(f"{where}: no {key!r} key")
-                for key in ("completion", "model", "prompt"):
-                    if key in row and not isinstance(row[key], str):
-                        raise UserError(f"{where}: {key!r} must be a string, got {type(row[key]).__name__}")
-                labels.append(_label(row["label"], where))
-                texts.append(row["completion"])
-                models.append(row.get("model", "unknown"))
-                prompts.append(row.get("prompt", ""))
-    except UnicodeDecodeError as err:
-        raise UserError(f"{path}: not UTF-8 text ({err})") from None
-    if not texts:
-        raise UserError(f"{path}: no rows")
-    return LabelledAnswers(texts, np.array(labels, np.int64), models, prompts)
+    if limit is not None and limit <= 0:
+        raise UserError(f"--limit must be positive, got {limit}")
+    texts, labels, models, prompts, types = [], [], [], [], []
+    for lineno, row in read_jsonl_numbered(path)[:limit]:
+        where = f"{path}:{lineno}"
+        for key in ("completion", "label"):
+            if key not in row:
+                raise UserError(f"{where}: no {key!r} key (expected 'completion' and 'label')")
+        for key in ("completion", "model", "prompt", "type"):
+            if key in row and not isinstance(row[key], str):
+                raise UserError(f"{where}: {key!r} must be a string, got {type(row[key]).__name__}")
+        labels.append(_label(row["label"], where))
+        texts.append(row["completion"])
+        models.append(row.get("model", "unknown"))
+        prompts.append(row.get("prompt", ""))
+        types.append(row.get("type", ""))
+    return LabelledAnswers(texts, np.array(labels, np.int64), models, prompts, types)
 
 
 def project_set(seed: int = 0) -> tuple[list[str], np.ndarray, np.ndarray]:
