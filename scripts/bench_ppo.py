@@ -178,8 +178,9 @@ def run_ours(models: Path, s: dict) -> dict:
     trainer = PPOTrainer(cfg, Accelerator(cpu=True), policy, str(models / "policy"), tokenizer,
                          scorer, 0.0, 1.0, prompts, seed=s["seed"], num_updates=updates)
     started = time.perf_counter()
-    for _ in range(updates):
-        stats = trainer.step()
+    with trainer.heap_frozen():  # as PPOTrainer.train runs its loop
+        for _ in range(updates):
+            stats = trainer.step()
     elapsed = time.perf_counter() - started
     return {"elapsed_s": elapsed, "episodes": updates * s["batch_size"], "final_kl": stats["objective/kl"],
             "threads": torch.get_num_threads()}

@@ -242,11 +242,15 @@ class PPOStageConfig(RewardPenalties, OptimizerInputs):
     save_total_limit: int = 2
     #: Over-optimisation warning: proxy reward up by more than this while gold reward falls by more.
     overopt_tolerance: float = 0.05
+    #: Seconds a process waits in a collective: the others wait while the main process evaluates, which
+    #: takes longer than torch's default (10 minutes under NCCL) on a large policy.
+    collective_timeout_s: int = 7200
 
     def check(self) -> None:
         check(self.value_init == "policy" or self.value_model == "separate", "ppo.value_init", self.value_init,
               "policy unless ppo.value_model=separate (a value head on the policy starts from the policy)")
         check(self.lr > 0, "ppo.lr", self.lr, "> 0")
+        check(self.collective_timeout_s > 0, "ppo.collective_timeout_s", self.collective_timeout_s, "> 0")
         check(self.total_episodes >= self.batch_size, "ppo.total_episodes", self.total_episodes,
               f">= ppo.batch_size={self.batch_size}")
         check(self.micro_batch_size == 0 or (self.micro_batch_size >= 1 and self.mini_batch_size % self.micro_batch_size == 0),
@@ -318,7 +322,8 @@ class DPOStageConfig(TRLStageConfig):
     epochs: float = 1.0
     #: Overrides ``epochs`` when > 0.
     max_steps: int = -1
-    #: Prompt plus answer tokens; longer pairs are cut (TRL's ``truncation_mode=keep_start``).
+    #: Prompt plus answer tokens; longer answers are cut (TRL's ``truncation_mode=keep_start``) and a pair
+    #: whose prompt alone fills it is dropped (both counted in ``metrics.json``).
     max_length: int = 128
 
     def check(self) -> None:

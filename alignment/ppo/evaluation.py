@@ -243,7 +243,7 @@ def ppo_metrics(cfg: PPOStageConfig, trainer: PPOTrainer, held_out: HeldOutEval,
         "overoptimisation_reference": held_out.reference,
         "overoptimisation_updates": [e["update"] for e in trainer.progress.evals if e.get("overoptimisation")],
         "processes": trainer.accelerator.num_processes, "lora": cfg.lora.enabled,
-        "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+        "trainable_parameters": trainer.trainable_parameters,
         "safety_penalty": cfg.safety_penalty,
         "final_flagged_fraction": history[-1].get("safety/flagged_fraction") if history else None,
     }

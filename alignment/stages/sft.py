@@ -43,7 +43,7 @@ from alignment.stages.common import (
     stage_dir,
     stage_main,
 )
-from alignment.training import trainer_defaults
+from alignment.training import autocast, autocast_forward, master_weights, trainer_defaults
 
 log = logging.getLogger(__name__)
 STAGE = "sft"
@@ -140,10 +140,10 @@ def evaluate_samples(model, tokenizer, cfg: Config, prompt_sets: PromptSets) -> 
 
 
 # ------------------------------------------------------------------------------------------ stage
-def trainer_args(cfg: Config, out: Path) -> SFTConfig:
+def trainer_args(cfg: Config, out: Path, compute_dtype=None) -> SFTConfig:
     s = cfg.sft
     return SFTConfig(
-        **trainer_defaults(cfg, out, s),
+        **trainer_defaults(cfg, out, s, compute_dtype),
         per_device_eval_batch_size=s.batch_size * 2,
         learning_rate=s.lr,
         num_train_epochs=s.epochs,
@@ -166,6 +166,7 @@ def run(cfg: Config, raw: DictConfig) -> int:
     policy_path = resolve_policy_path(cfg.policy, cfg.data.world_seed, cfg.seed,
                                       corpus=None if cfg.data.source == "demo" else corpus_texts(train))
     model, tokenizer = load_policy(cfg.policy, path=policy_path)
+    compute_dtype = master_weights(model)
     prompt_sets = stage_prompt_sets(cfg, tokenizer, model, "sft", ("eval", "redteam", "benign"))
     log.info("policy %s: %.2fM parameters; %d train / %d eval rows", policy_path,
              count_parameters(model) / 1e6, len(train), len(held))
@@ -173,18 +174,21 @@ def run(cfg: Config, raw: DictConfig) -> int:
     save_resolved_config(raw, out)
     resume_from = checkpoint_to_resume(cfg, out)
 
-    trainer = SFTTrainer(model=model, args=trainer_args(cfg, out), train_dataset=train,
+    trainer = SFTTrainer(model=model, args=trainer_args(cfg, out, compute_dtype), train_dataset=train,
                          eval_dataset=held, processing_class=tokenizer)
     started = time.time()
     train_result = trainer.train(resume_from_checkpoint=resume_from)
     train_s = time.time() - started
     eval_loss = trainer.evaluate()["eval_loss"]
 
+    if compute_dtype is not None:  # saved in the dtype it was loaded in, not its float32 master weights'
+        trainer.model.to(compute_dtype)
     with atomic_dir(out / "model") as tmp:
         trainer.model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
 
-    samples, rows = evaluate_samples(trainer.model, tokenizer, cfg, prompt_sets)
+    with autocast(compute_dtype, trainer.model.device):
+        samples, rows = evaluate_samples(trainer.model, tokenizer, cfg, prompt_sets)
     write_jsonl_atomic(out / "samples.jsonl", rows)
     metrics = {
         "stage": STAGE,
@@ -208,7 +212,8 @@ def run(cfg: Config, raw: DictConfig) -> int:
         "gold_reward_mean": samples["eval"].get("gold_reward_mean"),
         "unsafe_rate_redteam": samples["redteam"].get("harmful_unsafe_rate"),
     }
-    safety, status = stage_safety(cfg, STAGE, trainer.model, tokenizer, cfg.sft.generation, out, prompt_sets)
+    with autocast_forward(trainer.model, compute_dtype):
+        safety, status = stage_safety(cfg, STAGE, trainer.model, tokenizer, cfg.sft.generation, out, prompt_sets)
     metrics["unsafe_rate_filter"] = safety["policy"]["unsafe_rate"]["rate"]
     write_json_atomic(out / "metrics.json", metrics)
     write_sft_report(out, metrics, safety)
