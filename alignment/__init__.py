@@ -3,8 +3,8 @@
 import os
 from pathlib import Path
 
-# OpenMP threads that spin while waiting make torch 5x slower whenever another process shares the CPU
-# (measured on 2 cores: 3.2 s vs 0.66 s per training step). Must be set before torch is imported.
+# OpenMP threads that spin while waiting slow torch down several times over whenever another process
+# shares the CPU (docs/experiments.md). Must be set before torch is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"

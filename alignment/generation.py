@@ -20,9 +20,11 @@ from alignment.data.preferences import conversation_text
 class Sample:
     prompt: str
     text: str
-    #: Whether the policy ended its answer with EOS within ``max_new_tokens``.
+    #: Whether the policy ended its answer with a stop id (:func:`stop_token_ids`) within ``max_new_tokens``.
     ended: bool
     n_tokens: int
+    #: The stop id that ended it (not part of ``text``), ``None`` when it did not end.
+    stop_id: int | None = None
 
 
 def device_for(model: torch.nn.Module) -> torch.device:
@@ -31,12 +33,38 @@ def device_for(model: torch.nn.Module) -> torch.device:
 
 def stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """Every id that ends an answer: the model's ``generation_config.eos_token_id`` (a list for Qwen2.5
-    and Llama-3, which stop on end-of-turn as well as end-of-text) and the tokenizer's EOS."""
+    and Llama-3 instruct models), the tokenizer's EOS, and the token its chat template closes an
+    assistant turn with (:func:`end_of_turn_ids`), which a checkpoint's generation config may not list."""
     ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
     if tokenizer.eos_token_id is not None:
         ids.append(tokenizer.eos_token_id)
-    return list(dict.fromkeys(ids))
+    return list(dict.fromkeys([*ids, *end_of_turn_ids(tokenizer)]))
+
+
+#: An assistant turn's content when rendering one to find what the template writes after it.
+_TURN_PROBE = "Probe"
+
+
+def end_of_turn_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The special token the chat template writes right after an assistant's answer (Qwen2.5's
+    ``<|im_end|>``, Llama-3's ``<|eot_id|>``, the tiny policy's ``<|end|>``), or ``[]`` when the template
+    writes none (or cannot render a user and an assistant turn).
+
+    A model trained on the template ends its answers with it, whatever its generation config says:
+    base checkpoints list only their end-of-text there, and sampling would run to the length limit.
+    """
+    if tokenizer.chat_template is None:
+        return []
+    chat = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": _TURN_PROBE}]
+    try:
+        text = tokenizer.apply_chat_template(chat, tokenize=False)
+    except Exception:  # a template that raises on this conversation (jinja's raise_exception): nothing to learn
+        return []
+    after = text[text.rfind(_TURN_PROBE) + len(_TURN_PROBE):]
+    ids = tokenizer(after, add_special_tokens=False)["input_ids"][:1]
+    special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
+    return [i for i in ids if i in special]
 
 
 @functools.cache
@@ -150,10 +178,11 @@ def sample_responses(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
             tokens = out[r].tolist()
             end = next((n for n, t in enumerate(tokens) if t in stop), None)
             ended = end is not None
+            stop_id = tokens[end] if ended else None
             tokens = tokens[:end] if ended else tokens
             prompt = prompts[i] if isinstance(prompts[i], str) else conversation_text(prompts[i])
             results[i] = Sample(prompt=prompt, text=tokenizer.decode(tokens, skip_special_tokens=True).strip(),
-                                ended=ended, n_tokens=len(tokens) + int(ended))
+                                ended=ended, n_tokens=len(tokens) + int(ended), stop_id=stop_id)
     model.train(was_training)
     return results  # type: ignore[return-value]
 

@@ -7,10 +7,10 @@ from round ``r - 1``'s PPO policy into ``<run.dir>/round-<r>/<stage>/`` (iterati
 label into one project of one database (``<run.dir>/labels/labels.db``), so each round's reward model
 trains on every label so far.
 
-``optimizers=[ppo,dpo,grpo,rloo]`` makes a round's ``ppo`` stage one step per optimiser, each from the
-same SFT policy, labels and reward model into ``<run.dir>/<optimiser>/`` (``round-<r>/<optimiser>/``);
-each chains its fingerprint on the reward step, so a change to one optimiser's config reruns only that
-one, and the first optimiser's policy starts the next round. ``pipeline.json`` also records each step's
+``optimizers=[ppo,dpo,grpo,rloo]`` makes a round's ``ppo`` stage one step per optimizer, each from the
+same SFT policy, labels and reward model into ``<run.dir>/<optimizer>/`` (``round-<r>/<optimizer>/``);
+each chains its fingerprint on the reward step, so a change to one optimizer's config reruns only that
+one, and the first optimizer's policy starts the next round. ``pipeline.json`` also records each step's
 peak resident memory (:mod:`alignment.memory`).
 
 ``<run.dir>/pipeline.json`` records each stage's status, wall time and a fingerprint of the config
@@ -79,14 +79,14 @@ class Step:
     #: Where the stage writes, relative to the run directory (``sft``, ``round-2/ppo``...).
     dir: str
     overrides: dict[str, object]
-    #: The step whose fingerprint this one's chains on (``""``: none): the optimisers of a round all
-    #: follow its reward step, so changing one optimiser's config reruns only that one.
+    #: The step whose fingerprint this one's chains on (``""``: none): the optimizers of a round all
+    #: follow its reward step, so changing one optimizer's config reruns only that one.
     after: str = ""
 
 
 def plan(cfg: PipelineConfig) -> list[Step]:
     """The stages of every round, each with the paths that wire it to the previous ones; the ``ppo``
-    stage is one step per optimiser of ``cfg.optimizers``."""
+    stage is one step per optimizer of ``cfg.optimizers``."""
     stages = [s for s in SECTIONS if s in cfg.pipeline.stages]  # always in data-flow order
     if "labels" in stages:
         check_annotators(cfg)

@@ -1,4 +1,4 @@
-"""``align-label``: sub-commands over one Hydra config (``conf/label.yaml``).
+"""``align-label``'s sub-commands over one config (``conf/label.yaml``).
 
     align-label SUB-COMMAND [options] [hydra.overrides ...]
 
@@ -27,6 +27,10 @@ label.command=serve`` works too).
 
 label.db is a SQLite file (a path or sqlite:///PATH) or a PostgreSQL database (postgresql://USER@HOST/DB):
 several ``serve`` processes on one PostgreSQL database serve one campaign (docs/labeling.md).
+
+This module runs the sub-commands on a config it is handed; composing that config (the pipeline's
+Hydra schema) and the Reports tab's renderer come from the ``align-label`` entry point,
+:mod:`alignment.labeling`.
 """
 
 from __future__ import annotations
@@ -37,14 +41,20 @@ import json
 import logging
 import os
 import sys
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from alignment.errors import UserError, config_error_line
+from alignment.errors import UserError
+
+if TYPE_CHECKING:       # the sub-commands other than serve never import the UI
+    from labeling_ui.tabs.reports import RunReports
 
 log = logging.getLogger("align-label")
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
+    """The sub-commands and their options (Hydra overrides are split off before this parses)."""
     parser = argparse.ArgumentParser(
         prog="align-label", description="The labeling app: serve, add-user, deactivate, reactivate, import, export, "
         "stats, bots, migrate. "
@@ -81,33 +91,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def compose(overrides: list[str]) -> Any:
-    """``conf/label.yaml`` with overrides, as the schema's dataclasses: a bad key, type or choice fails
-    naming the key, and so does a value out of range (the dataclasses' ``__post_init__``)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+@dataclass
+class Call:
+    """One sub-command's inputs: its parsed options, the composed config (``label`` and the run's
+    ``seed`` and ``data.world_seed``), and what makes the Reports tab's renderer (``serve``; ``None``: no
+    Reports tab)."""
 
-    from alignment import CONF_DIR
-    from alignment.config import register_configs
+    args: argparse.Namespace
+    cfg: Any
+    reports: Callable[[], RunReports] | None = None
 
-    register_configs()
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="align-label"):
-            cfg = hydra_compose(config_name="label", overrides=overrides)
-        return OmegaConf.to_object(cfg)
-    except (HydraException, OmegaConfBaseException) as e:
-        raise UserError(f"config error: {config_error_line(e)}") from None
+    def option(self, name: str, default: Any = None) -> Any:
+        """A command-line option when given, else ``default`` (the config's value)."""
+        return getattr(self.args, name, None) or default
 
 
-def _store(cfg: Any):
+def open_store(cfg: Any):
     from labeling_ui.store import LabelStore
     return LabelStore(cfg.label.db, synchronous=cfg.label.synchronous)
 
 
-def _queue(cfg: Any, store: Any, *, create: bool = False):
+def open_queue(cfg: Any, store: Any, *, create: bool = False):
     """The queue of ``label.project``; a project that does not exist is an error naming those that do
     (a typo must not serve an empty project), unless ``create``."""
     from labeling_ui.queue import LabelQueue
@@ -122,134 +126,153 @@ def _queue(cfg: Any, store: Any, *, create: bool = False):
                       lease_seconds=cfg.label.lease_seconds, seed=cfg.seed)
 
 
-def export_options(cfg: Any) -> dict[str, Any]:
-    e = cfg.label.export
-    return dict(keep_ties=e.keep_ties, keep_both_bad=e.keep_both_bad, min_labels=e.min_labels,
-                include_gold=e.include_gold, margins=list(e.margins))
+def serve(call: Call) -> int:
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from labeling_ui.app import launch
+    from labeling_ui.export import export_options, export_preferences
+    from labeling_ui.guidelines import read_guidelines
+
+    label = call.cfg.label
+    store = open_store(call.cfg)
+    queue = open_queue(call.cfg, store, create=call.option("create", False))
+    if not store.annotators():
+        log.warning("no accounts yet: add one with `align-label add-user NAME --role admin label.db=%s`", label.db)
+    host, port = call.option("host", label.host), call.option("port", label.port)
+    log.info("serving project %s from %s on http://%s:%d/", label.project, label.db, host, port)
+    launch(store, queue, host=host, port=port, guidelines=read_guidelines(label.guidelines, label.guidelines_file),
+           export_fn=lambda: export_preferences(store, label.project, label.export.dir, **export_options(label.export)),
+           concurrency_limit=label.concurrency_limit, max_threads=label.max_threads,
+           reports=call.reports() if call.reports is not None else None,
+           runs_dir=label.runs_dir, reports_for=str(label.reports_for), block=True)
+    return 0
 
 
-def run(command: str, args: argparse.Namespace, cfg: Any) -> int:
-    label = cfg.label
-    if command == "serve":
-        os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-        from labeling_ui.app import launch, read_guidelines
-        from labeling_ui.export import export_preferences
-        store = _store(cfg)
-        queue = _queue(cfg, store, create=getattr(args, "create", False))
-        if not store.annotators():
-            log.warning("no accounts yet: add one with `align-label add-user NAME --role admin label.db=%s`", label.db)
-        host = getattr(args, "host", None) or label.host
-        port = getattr(args, "port", None) or label.port
-        log.info("serving project %s from %s on http://%s:%d/", label.project, label.db, host, port)
-        launch(store, queue, host=host, port=port,
-               guidelines=read_guidelines(label.guidelines, label.guidelines_file),
-               export_fn=lambda: export_preferences(store, label.project, label.export.dir, **export_options(cfg)),
-               concurrency_limit=label.concurrency_limit, max_threads=label.max_threads, runs_dir=label.runs_dir,
-               reports_for=label.reports_for.value,
-               block=True)
-        return 0
-    if command == "add-user":
-        if not hasattr(args, "name"):
-            raise UserError("add-user needs a name: align-label add-user NAME --role annotator|reviewer|admin")
-        if args.password_stdin:
-            password = sys.stdin.readline().rstrip("\r\n")
-        else:
-            password = getpass.getpass(f"password for {args.name}: ")
-            if getpass.getpass("again: ") != password:
-                raise UserError("the two passwords differ")
-        store = _store(cfg)
-        a = store.add_annotator(args.name, password, args.role, update=args.update)
-        log.info("%s account %r ready in %s%s", a.role, a.name, label.db,
-                 "; its open sessions are revoked" if args.update else "")
-        return 0
-    if command in ("deactivate", "reactivate"):
-        if not hasattr(args, "name"):
+def add_user(call: Call) -> int:
+    args, label = call.args, call.cfg.label
+    if not hasattr(args, "name"):
+        raise UserError("add-user needs a name: align-label add-user NAME --role annotator|reviewer|admin")
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise UserError("the two passwords differ")
+    a = open_store(call.cfg).add_annotator(args.name, password, args.role, update=args.update)
+    log.info("%s account %r ready in %s%s", a.role, a.name, label.db,
+             "; its open sessions are revoked" if args.update else "")
+    return 0
+
+
+def set_active(active: bool) -> Callable[[Call], int]:
+    command = "reactivate" if active else "deactivate"
+
+    def handler(call: Call) -> int:
+        if not hasattr(call.args, "name"):
             raise UserError(f"{command} needs a name: align-label {command} NAME")
-        store = _store(cfg)
-        (store.deactivate_annotator if command == "deactivate" else store.reactivate_annotator)(args.name)
+        store = open_store(call.cfg)
+        (store.reactivate_annotator if active else store.deactivate_annotator)(call.args.name)
         return 0
-    if command == "import":
-        from labeling_ui.importer import import_file
-        path = getattr(args, "file", None) or label.input
-        if not path:
-            raise UserError("import: give a FILE (or label.input=PATH)")
-        skipped: list[str] = []
-        store = _store(cfg)
-        n = import_file(store, label.project, path, overlap=label.overlap,
-                        as_gold=getattr(args, "gold", False) or label.import_as_gold,
-                        skip_invalid=getattr(args, "skip_invalid", False) or label.skip_invalid, skipped=skipped,
-                        max_text_chars=label.max_text_chars)
-        for msg in skipped[:20]:
-            log.warning("skipped %s", msg)
-        if len(skipped) > 20:
-            log.warning("... and %d more skipped line(s)", len(skipped) - 20)
-        log.info("imported %d item(s) into project %s (%s)%s", n, label.project, label.db,
-                 f"; skipped {len(skipped)} bad line(s)" if skipped else "")
-        return 0
-    if command == "export":
-        from labeling_ui.export import export_preferences
-        out = getattr(args, "out", None) or label.export.dir
-        summary = export_preferences(_store(cfg), label.project, out, **export_options(cfg))
-        print(json.dumps(summary, indent=2))
-        return 0
-    if command == "stats":
-        from labeling_ui.agreement import project_stats
-        print(json.dumps(project_stats(_store(cfg), label.project), indent=2))
-        return 0
-    if command == "bots":
-        from labeling_ui.bots import run_bots
-        b = label.bots
-        n = getattr(args, "n", None) or b.n
-        url = getattr(args, "url", None) or b.url
-        max_labels = getattr(args, "max_labels", None) or b.max_labels
-        results = run_bots(_store(cfg), url, n=n, noise=b.noise, position_bias=b.position_bias,
-                           max_labels=max_labels, name_prefix=b.name_prefix, world_seed=cfg.data.world_seed,
-                           seed=cfg.seed)
-        print(json.dumps(results, indent=2))
-        failed = [r.get("name", "?") for r in results["bots"] if "error" in r]
-        if failed:
-            log.error("%d of %d bot(s) failed (%s): is the server up at %s?", len(failed), len(results["bots"]),
-                      ", ".join(failed), url)
-            return 1
-        return 0
-    if command == "migrate":
-        from labeling_ui.migrate import copy_campaign
-        from labeling_ui.store import LabelStore, database_url
-        target_url = getattr(args, "to", None)
-        if not target_url:
-            raise UserError("migrate needs a target: align-label migrate --to postgresql://USER@HOST/DB")
-        if database_url(target_url)[1] == database_url(label.db)[1]:
-            raise UserError(f"migrate: --to names the source database itself ({label.db})")
-        source = _store(cfg)
-        target = LabelStore(target_url)
-        try:
-            print(json.dumps(copy_campaign(source, target), indent=2))
-        finally:
-            source.close()
-            target.close()
-        return 0
-    raise AssertionError(f"align-label: sub-command {command!r} has no handler")
+    return handler
 
 
-def main(argv: list[str] | None = None) -> int:
+def import_pairs(call: Call) -> int:
+    from labeling_ui.importer import import_file
+
+    label = call.cfg.label
+    path = call.option("file", label.input)
+    if not path:
+        raise UserError("import: give a FILE (or label.input=PATH)")
+    skipped: list[str] = []
+    n = import_file(open_store(call.cfg), label.project, path, overlap=label.overlap,
+                    as_gold=call.option("gold", label.import_as_gold),
+                    skip_invalid=call.option("skip_invalid", label.skip_invalid), skipped=skipped,
+                    max_text_chars=label.max_text_chars)
+    for msg in skipped[:20]:
+        log.warning("skipped %s", msg)
+    if len(skipped) > 20:
+        log.warning("... and %d more skipped line(s)", len(skipped) - 20)
+    log.info("imported %d item(s) into project %s (%s)%s", n, label.project, label.db,
+             f"; skipped {len(skipped)} bad line(s)" if skipped else "")
+    return 0
+
+
+def export(call: Call) -> int:
+    from labeling_ui.export import export_options, export_preferences
+
+    label = call.cfg.label
+    summary = export_preferences(open_store(call.cfg), label.project, call.option("out", label.export.dir),
+                                 **export_options(label.export))
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def stats(call: Call) -> int:
+    from labeling_ui.agreement import project_stats
+
+    print(json.dumps(project_stats(open_store(call.cfg), call.cfg.label.project), indent=2))
+    return 0
+
+
+def bots(call: Call) -> int:
+    from labeling_ui.bots import run_bots
+
+    b = call.cfg.label.bots
+    url = call.option("url", b.url)
+    results = run_bots(open_store(call.cfg), url, n=call.option("n", b.n), noise=b.noise,
+                       position_bias=b.position_bias, max_labels=call.option("max_labels", b.max_labels),
+                       name_prefix=b.name_prefix, world_seed=call.cfg.data.world_seed, seed=call.cfg.seed)
+    print(json.dumps(results, indent=2))
+    failed = [r.get("name", "?") for r in results["bots"] if "error" in r]
+    if failed:
+        log.error("%d of %d bot(s) failed (%s): is the server up at %s?", len(failed), len(results["bots"]),
+                  ", ".join(failed), url)
+        return 1
+    return 0
+
+
+def migrate(call: Call) -> int:
+    from labeling_ui.migrate import copy_campaign
+    from labeling_ui.store import LabelStore, database_url
+
+    db = call.cfg.label.db
+    target_url = call.option("to")
+    if not target_url:
+        raise UserError("migrate needs a target: align-label migrate --to postgresql://USER@HOST/DB")
+    if database_url(target_url)[1] == database_url(db)[1]:
+        raise UserError(f"migrate: --to names the source database itself ({db})")
+    source = open_store(call.cfg)
+    target = LabelStore(target_url)
+    try:
+        print(json.dumps(copy_campaign(source, target), indent=2))
+    finally:
+        source.close()
+        target.close()
+    return 0
+
+
+#: Each sub-command's handler (``label.command`` names them too).
+COMMANDS: dict[str, Callable[[Call], int]] = {
+    "serve": serve, "add-user": add_user, "deactivate": set_active(False), "reactivate": set_active(True),
+    "import": import_pairs, "export": export, "stats": stats, "bots": bots, "migrate": migrate,
+}
+
+
+def main(argv: list[str] | None, compose: Callable[[list[str]], Any],
+         reports: Callable[[], RunReports] | None = None) -> int:
+    """Run ``argv`` (sub-command, options, then ``key=value`` overrides) on the config ``compose`` builds
+    from the overrides, ``serve`` with the Reports tab ``reports()`` draws; exit status 2 and one line for
+    bad input (:class:`UserError`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)      # one line per HTTP request otherwise
     # Split: argparse takes the sub-command and its options; key=value tokens are Hydra overrides.
     overrides = [a for a in argv if "=" in a and not a.startswith("-")]
-    rest = [a for a in argv if a not in overrides]
-    args = _parser().parse_args(rest)
+    args = parser().parse_args([a for a in argv if a not in overrides])
     try:
         cfg = compose(overrides)
-        command = args.command or cfg.label.command
-        code = run(command, args, cfg)
+        return COMMANDS[str(args.command or cfg.label.command)](Call(args, cfg, reports))
     except UserError as e:
         log.error("%s", e)
         return 2
     except KeyboardInterrupt:
         return 130
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -241,8 +241,26 @@ def check_replaceable(out_dir: Path) -> None:
                         "label.export.dir")
 
 
+def export_options(export: Any) -> dict[str, Any]:
+    """:func:`export_preferences`'s options from a ``label.export`` config section."""
+    return dict(keep_ties=export.keep_ties, keep_both_bad=export.keep_both_bad, min_labels=export.min_labels,
+                include_gold=export.include_gold, margins=list(export.margins))
+
+
+def _why_empty(summary: dict[str, Any], out_dir: Path) -> str:
+    """One line: why an export has no rows, in the terms of its options."""
+    items, dropped, options = summary["items"], summary["dropped"], summary["options"]
+    short = dropped.get("below_min_labels", 0)
+    others = ", ".join(f"{k}: {v}" for k, v in sorted(dropped.items()) if k != "below_min_labels") or "none"
+    return (f"export: no preference pairs in project {summary['project']!r} yet: {items['labeled']} of "
+            f"{items['total'] + items['gold']} items have labels, {short} of them fewer than "
+            f"label.export.min_labels={options['min_labels']}; dropped otherwise: {others}. Wrote an empty "
+            f"dataset to {out_dir}")
+
+
 def export_preferences(store: LabelStore, project: str, out_dir: str | Path, **options: Any) -> dict[str, Any]:
-    """Write the preferences dataset and ``summary.json`` into ``out_dir`` (atomically); returns the summary."""
+    """Write the preferences dataset and ``summary.json`` into ``out_dir`` (atomically); returns the summary.
+    An export with no rows (nothing labeled enough yet) is an empty dataset that loads, with a warning."""
     from datasets import Dataset
 
     rows, summary = aggregate(store, project, **options)
@@ -254,7 +272,8 @@ def export_preferences(store: LabelStore, project: str, out_dir: str | Path, **o
     features = _features()
     columns = {name: [r[name] for r in rows] for name in features}
     try:
-        Dataset.from_dict(columns, features=features).save_to_disk(str(tmp))
+        # save_to_disk writes no shard at all for no rows, and such a folder does not load: one empty shard does
+        Dataset.from_dict(columns, features=features).save_to_disk(str(tmp), num_shards=None if rows else 1)
         summary["path"] = str(out_dir)
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         (tmp / MARKER).write_text(json.dumps({"project": project, "rows": len(rows), "db": store.where}) + "\n")
@@ -265,5 +284,8 @@ def export_preferences(store: LabelStore, project: str, out_dir: str | Path, **o
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
-    log.info("exported %d row(s) of project %s to %s", len(rows), project, out_dir)
+    if rows:
+        log.info("exported %d row(s) of project %s to %s", len(rows), project, out_dir)
+    else:
+        log.warning("%s", _why_empty(summary, out_dir))
     return summary

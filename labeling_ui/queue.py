@@ -186,9 +186,9 @@ class LabelQueue:
         annotator has not seen, locked with ``FOR UPDATE SKIP LOCKED`` (a row another transaction is
         leasing is passed over, not waited for), its slot taken, the assignment inserted, and the item
         read back. The items this annotator has seen are excluded with ``NOT IN`` (one hashed subplan
-        over their assignments) rather than ``NOT EXISTS``: with statistics from when the table was
-        small, PostgreSQL ran the latter as a nested loop over all of them per item (35 ms after 400
-        labels, growing with the square of the annotator's count). A paused account gets no new lease: the
+        over their assignments) rather than ``NOT EXISTS``: with statistics gathered while the table
+        was small, PostgreSQL plans the latter as a nested loop over all of them per item, a cost that
+        grows with the square of the annotator's count. A paused account gets no new lease: the
         statement first takes a share lock on the account's row and finds it not paused, so a pause
         (which updates that row) either waits for this lease and then returns it, or this statement
         waits for the pause and then sees it."""

@@ -1,6 +1,6 @@
 """Benchmark the labeling app end to end: latency at human pace, throughput at saturation, durability.
 
-Starts the real app (``python -m labeling_ui serve``) on 127.0.0.1 with a fresh database in a
+Starts the real app (``python -m alignment.labeling serve``, i.e. ``align-label serve``) on 127.0.0.1 with a fresh database in a
 subprocess, and drives it with N concurrent bot annotators through its real HTTP API (login cookie,
 ``POST /gradio_api/run/submit_label``, which returns the next item: one round trip from "submit" to
 "next item shown") using one light asyncio ``httpx.AsyncClient`` per bot. Phases:
@@ -56,15 +56,18 @@ sys.path.insert(0, str(ROOT))
 
 from alignment.data.world import DemoWorld  # noqa: E402
 from labeling_ui.demo import demo_items  # noqa: E402
-from labeling_ui.pgserver import ThrowawayPostgres, create_database  # noqa: E402
+from labeling_ui.passwords import hash_password  # noqa: E402
 from labeling_ui.serving import free_port  # noqa: E402
-from labeling_ui.store import LabelStore, hash_password  # noqa: E402
+from labeling_ui.store import LabelStore  # noqa: E402
+from pgserver import ThrowawayPostgres, create_database  # noqa: E402
 
 log = logging.getLogger("bench_labeling")
 PROJECT = "bench"
 CHOICES = ("A", "B", "tie", "both_bad")
 #: The account the login flood guesses passwords for (not one of the bots: they must keep working).
 FLOOD_TARGET = "flood-target"
+#: Every bot account's password.
+PASSWORD = "bench-password"
 
 
 class Server:
@@ -80,7 +83,7 @@ class Server:
         t0 = time.monotonic()
         self.starts += 1
         logf = open(self.workdir / f"server-{self.port}-{self.starts}.log", "w")  # noqa: SIM115 - lives with the process
-        cmd = [sys.executable, "-m", "labeling_ui", "serve", f"label.db={self.db}", f"label.port={self.port}",
+        cmd = [sys.executable, "-m", "alignment.labeling", "serve", f"label.db={self.db}", f"label.port={self.port}",
                f"label.project={PROJECT}", f"run.dir={self.workdir}", *self.extra]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT,
                                      env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
@@ -305,14 +308,13 @@ async def main_async(args: argparse.Namespace) -> dict:
             postgres.stop()
 
 
-async def run_bench(args: argparse.Namespace, workdir: Path, db: str) -> dict:
+def prepare_database(args: argparse.Namespace, db: str) -> str:
+    """Queue ``args.items`` demo pairs and make the bots' accounts; returns the engine's name."""
     store = LabelStore(db)
     engine = "postgresql" if store.postgres else "sqlite"
-    world = DemoWorld(0)
-    store.add_items(PROJECT, demo_items(world, args.items, seed=1), overlap=args.overlap)
+    store.add_items(PROJECT, demo_items(DemoWorld(0), args.items, seed=1), overlap=args.overlap)
     # Bot accounts: one salted scrypt hash, written directly (hashing 50 passwords is not what we measure).
-    password = "bench-password"
-    shared_hash = hash_password(password)
+    shared_hash = hash_password(PASSWORD)
     with store.write() as c:
         for i in range(args.bots):
             c.execute("INSERT INTO annotators (name, role, pw_hash, created_at) VALUES (?, 'annotator', ?, ?)",
@@ -320,67 +322,71 @@ async def run_bench(args: argparse.Namespace, workdir: Path, db: str) -> dict:
         c.execute("INSERT INTO annotators (name, role, pw_hash, created_at) VALUES (?, 'admin', ?, ?)",
                   (FLOOD_TARGET, shared_hash, time.time()))
     store.close()
-    log.info("workdir %s: %s database, %d items (overlap %d), %d bots, %d server(s)", workdir, engine, args.items,
-             args.overlap, args.bots, args.servers)
+    return engine
 
-    servers = [Server(db, (args.port + i if args.port else free_port()), workdir,
-                      [f"label.synchronous={args.synchronous}", "label.gold_rate=0.0"]) for i in range(args.servers)]
-    for server in servers:
-        log.info("server up in %.1f s at %s", server.start(), server.url)
-    server = servers[0]
-    urls = [s.url for s in servers]
-    rng = random.Random(args.seed)
-    bots = [Bot(urls[i % len(urls):] + urls[:i % len(urls)], f"bench{i:03d}", password, random.Random(rng.random()))
-            for i in range(args.bots)]
-    try:
-        await asyncio.gather(*(b.login() for b in bots))
-        await asyncio.gather(*(b.call("next_item") for b in bots))
 
-        for b in bots:
-            b.phase = "human"
-        log.info("phase 1: human pace, one label per bot every %.1f s for %.0f s", args.interval, args.human_seconds)
-        latencies = await human_pace(bots, args.human_seconds, args.interval)
-        log.info("human pace: %d labels, latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms", len(latencies),
-                 pct(latencies, 50) or 0, pct(latencies, 95) or 0, pct(latencies, 99) or 0)
+async def run_phases(args: argparse.Namespace, servers: list[Server], bots: list[Bot], rng: random.Random) -> dict:
+    """Human pace, the login flood, saturation and the kills; what each measured."""
+    await asyncio.gather(*(b.login() for b in bots))
+    await asyncio.gather(*(b.call("next_item") for b in bots))
 
-        flood: dict[str, int] = {}
-        flood_latencies: list[float] = []
-        if args.flood_seconds > 0:
-            log.info("phase 1b: human pace for %.0f s while one client floods wrong logins for %r (%d connections)",
-                     args.flood_seconds, FLOOD_TARGET, args.flood_concurrency)
-            flood_latencies, flood = await asyncio.gather(
-                human_pace(bots, args.flood_seconds, args.interval),
-                login_flood(server.url, FLOOD_TARGET, args.flood_seconds, args.flood_concurrency))
-            log.info("under the login flood: %d labels, latency p50 %.1f ms, p95 %.1f ms; flood answers %s",
-                     len(flood_latencies), pct(flood_latencies, 50) or 0, pct(flood_latencies, 95) or 0, flood)
+    for b in bots:
+        b.phase = "human"
+    log.info("phase 1: human pace, one label per bot every %.1f s for %.0f s", args.interval, args.human_seconds)
+    latencies = await human_pace(bots, args.human_seconds, args.interval)
+    log.info("human pace: %d labels, latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms", len(latencies),
+             pct(latencies, 50) or 0, pct(latencies, 95) or 0, pct(latencies, 99) or 0)
 
-        for b in bots:
-            b.phase = "saturation"
-        log.info("phase 2: saturation for %.0f s", args.saturation_seconds)
-        cpu0, client0 = sum(s.cpu_seconds() for s in servers), time.process_time()
-        n_sat, elapsed = await saturate(bots, args.saturation_seconds)
-        cpu_ms = (sum(s.cpu_seconds() for s in servers) - cpu0) * 1000 / max(1, n_sat)
-        client_ms = (time.process_time() - client0) * 1000 / max(1, n_sat)
-        log.info("saturation: %d labels in %.1f s = %.1f labels/s; CPU per label: server %.2f ms (%.0f%% of a core), "
-                 "bench client %.2f ms", n_sat, elapsed, n_sat / elapsed, cpu_ms, cpu_ms * n_sat / elapsed / 10, client_ms)
+    flood: dict[str, int] = {}
+    flood_latencies: list[float] = []
+    if args.flood_seconds > 0:
+        log.info("phase 1b: human pace for %.0f s while one client floods wrong logins for %r (%d connections)",
+                 args.flood_seconds, FLOOD_TARGET, args.flood_concurrency)
+        flood_latencies, flood = await asyncio.gather(
+            human_pace(bots, args.flood_seconds, args.interval),
+            login_flood(servers[0].url, FLOOD_TARGET, args.flood_seconds, args.flood_concurrency))
+        log.info("under the login flood: %d labels, latency p50 %.1f ms, p95 %.1f ms; flood answers %s",
+                 len(flood_latencies), pct(flood_latencies, 50) or 0, pct(flood_latencies, 95) or 0, flood)
 
-        for b in bots:
-            b.phase = "kill"
-        restarts: list[float] = []
-        if args.kill_trials:
-            log.info("phase 3: %d SIGKILLs of the server under load", args.kill_trials)
-            restarts = await kill_phase(bots, server, args.kill_trials, rng)
-    finally:
-        await asyncio.gather(*(b.http.aclose() for b in bots))
-        for s in servers:
-            s.stop()
+    for b in bots:
+        b.phase = "saturation"
+    log.info("phase 2: saturation for %.0f s", args.saturation_seconds)
+    cpu0, client0 = sum(s.cpu_seconds() for s in servers), time.process_time()
+    n_sat, elapsed = await saturate(bots, args.saturation_seconds)
+    cpu_ms = (sum(s.cpu_seconds() for s in servers) - cpu0) * 1000 / max(1, n_sat)
+    client_ms = (time.process_time() - client0) * 1000 / max(1, n_sat)
+    log.info("saturation: %d labels in %.1f s = %.1f labels/s; CPU per label: server %.2f ms (%.0f%% of a core), "
+             "bench client %.2f ms", n_sat, elapsed, n_sat / elapsed, cpu_ms, cpu_ms * n_sat / elapsed / 10, client_ms)
 
+    for b in bots:
+        b.phase = "kill"
+    restarts: list[float] = []
+    if args.kill_trials:
+        log.info("phase 3: %d SIGKILLs of the server under load", args.kill_trials)
+        restarts = await kill_phase(bots, servers[0], args.kill_trials, rng)
+    return {
+        "p50_ms_human_pace": round(pct(latencies, 50) or 0, 1),
+        "p95_ms_human_pace": round(pct(latencies, 95) or 0, 1),
+        "p99_ms_human_pace": round(pct(latencies, 99) or 0, 1),
+        "labels_human_pace": len(latencies),
+        "login_flood_p95_ms": round(pct(flood_latencies, 95) or 0, 1) if flood_latencies else None,
+        "login_flood_attempts": sum(flood.values()),
+        "login_flood_refused_429": flood.get("429", 0),
+        "labels_per_s_saturation": round(n_sat / elapsed, 1),
+        "server_cpu_ms_per_label": round(cpu_ms, 2),
+        "client_cpu_ms_per_label": round(client_ms, 2),
+        "restarts": restarts,
+    }
+
+
+def audit(db: str, bots: list[Bot], overlap: int) -> dict:
+    """The database read directly afterwards: acknowledged labels lost, over-assigned items, invariants."""
     check = LabelStore(db)
     with check.read() as c:
         stored = {r[0] for r in c.execute("SELECT id FROM labels WHERE withdrawn_at IS NULL")}
         over = c.execute("""SELECT COUNT(*) FROM (SELECT l.item_id FROM labels l JOIN items i ON i.id = l.item_id
                             WHERE i.is_gold = 0 AND l.withdrawn_at IS NULL GROUP BY l.item_id HAVING COUNT(*) > ?) o""",
-                         (args.overlap,)).fetchone()[0]
+                         (overlap,)).fetchone()[0]
         twice = c.execute("""SELECT COUNT(*) FROM (SELECT 1 FROM labels WHERE withdrawn_at IS NULL
                              GROUP BY item_id, annotator_id
                              HAVING COUNT(*) > 1) t""").fetchone()[0]
@@ -393,27 +399,39 @@ async def run_bench(args: argparse.Namespace, workdir: Path, db: str) -> dict:
              len(acked), len(stored), len(lost), sum(acked[lid] == "kill" for lid in lost), over, twice, len(problems))
     for p in problems[:10]:
         log.warning("invariant: %s", p)
+    return {"lost": len(lost), "over_assigned": over,
+            "lost_after_kill": sum(acked[lid] == "kill" for lid in lost),
+            "acked_in_kill_phase": sum(p == "kill" for p in acked.values()), "invariant_problems": len(problems)}
+
+
+async def run_bench(args: argparse.Namespace, workdir: Path, db: str) -> dict:
+    engine = prepare_database(args, db)
+    log.info("workdir %s: %s database, %d items (overlap %d), %d bots, %d server(s)", workdir, engine, args.items,
+             args.overlap, args.bots, args.servers)
+    servers = [Server(db, (args.port + i if args.port else free_port()), workdir,
+                      [f"label.synchronous={args.synchronous}", "label.gold_rate=0.0"]) for i in range(args.servers)]
+    for server in servers:
+        log.info("server up in %.1f s at %s", server.start(), server.url)
+    urls = [s.url for s in servers]
+    rng = random.Random(args.seed)
+    bots = [Bot(urls[i % len(urls):] + urls[:i % len(urls)], f"bench{i:03d}", PASSWORD, random.Random(rng.random()))
+            for i in range(args.bots)]
+    try:
+        phases = await run_phases(args, servers, bots, rng)
+    finally:
+        await asyncio.gather(*(b.http.aclose() for b in bots))
+        for s in servers:
+            s.stop()
+    checked = audit(db, bots, args.overlap)
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
+    restarts = phases.pop("restarts")
     return {
-        "bots": args.bots,
-        "p50_ms_human_pace": round(pct(latencies, 50) or 0, 1),
-        "p95_ms_human_pace": round(pct(latencies, 95) or 0, 1),
-        "p99_ms_human_pace": round(pct(latencies, 99) or 0, 1),
-        "labels_human_pace": len(latencies),
-        "login_flood_p95_ms": round(pct(flood_latencies, 95) or 0, 1) if flood_latencies else None,
-        "login_flood_attempts": sum(flood.values()),
-        "login_flood_refused_429": flood.get("429", 0),
-        "labels_per_s_saturation": round(n_sat / elapsed, 1),
-        "server_cpu_ms_per_label": round(cpu_ms, 2),
-        "client_cpu_ms_per_label": round(client_ms, 2),
-        "lost": len(lost),
-        "over_assigned": over,
-        "kill_trials": len(restarts),
-        "lost_after_kill": sum(acked[lid] == "kill" for lid in lost),
-        "acked_in_kill_phase": sum(p == "kill" for p in acked.values()),
+        "bots": args.bots, **phases,
+        "lost": checked["lost"], "over_assigned": checked["over_assigned"], "kill_trials": len(restarts),
+        "lost_after_kill": checked["lost_after_kill"], "acked_in_kill_phase": checked["acked_in_kill_phase"],
         "restart_s_mean": round(statistics.mean(restarts), 1) if restarts else None,
-        "invariant_problems": len(problems),
+        "invariant_problems": checked["invariant_problems"],
         "synchronous": args.synchronous if engine == "sqlite" else None,
         "client_retries": sum(b.errors for b in bots),
         "client_failovers": sum(b.failovers for b in bots),

@@ -17,11 +17,11 @@ held-out prompts, with ``*_ci95``), ``over_refusal_sft``/``over_refusal_ppo`` (b
 ``kl_within_target`` (final KL <= 1.5x the target). Targets on 2 cores: exit 0, <= 900 s, the reward model's
 held-out score higher after PPO, KL within 1.5x its target, the filter's red-team unsafe rate not higher.
 
-With ``--optimizers ppo,dpo,grpo,rloo`` the pipeline runs each optimiser from the same SFT policy, labels
-and reward model (``optimizers=[...]``), and the JSON line also holds ``optimizers``: per optimiser its
+With ``--optimizers ppo,dpo,grpo,rloo`` the pipeline runs each optimizer from the same SFT policy, labels
+and reward model (``optimizers=[...]``), and the JSON line also holds ``optimizers``: per optimizer its
 ``gold_win_rate``, ``gold_reward`` (and ``gold_reward_sft``), ``kl`` (to the SFT policy),
 ``unsafe_rate_filter``, ``wall_s`` and ``peak_rss_mb``, read from the run report's comparison. Targets on
-2 cores: the whole comparison within 25 minutes, every optimiser above the SFT policy on gold reward,
+2 cores: the whole comparison within 25 minutes, every optimizer above the SFT policy on gold reward,
 the best one at a gold win rate >= 0.9.
 """
 
@@ -35,8 +35,8 @@ from pathlib import Path
 from benchlib import arg_parser, emit, read_json, run_module, setup
 
 
-def optimiser_figures(run_dir: Path, state: dict) -> dict:
-    """Each optimiser's headline figures, as the run report's comparison section shows them."""
+def optimizer_figures(run_dir: Path, state: dict) -> dict:
+    """Each optimizer's headline figures, as the run report's comparison section shows them."""
     from alignment.reports.comparison import comparison_data
 
     data = comparison_data(run_dir, state) or {"optimizers": []}
@@ -50,7 +50,7 @@ def main() -> None:
     parser = arg_parser(__doc__, "align-pipeline", run_dir=True)
     parser.add_argument("--prompts", choices=("demo", "hh"), default="demo",
                         help="the demo world (gold reward) or the hh world shipped in the package (no gold)")
-    parser.add_argument("--optimizers", default=None, help="comma-separated optimisers to compare (default: ppo alone)")
+    parser.add_argument("--optimizers", default=None, help="comma-separated optimizers to compare (default: ppo alone)")
     args = parser.parse_args()
     overrides = [*(["world=hh"] if args.prompts == "hh" else []), *args.overrides,
                  *([f"optimizers=[{args.optimizers}]"] if args.optimizers else [])]
@@ -87,7 +87,7 @@ def main() -> None:
             "report": str(run_dir / "report.html") if tmp is None else None,
         }
         if args.optimizers:
-            figures["optimizers"] = optimiser_figures(run_dir, state)
+            figures["optimizers"] = optimizer_figures(run_dir, state)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

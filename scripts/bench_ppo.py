@@ -132,7 +132,7 @@ def reward_scorer(path: Path, batch_size: int):
     """``(prompts, responses) -> scores`` as ``alignment.reward.scorer.RewardScorer.score`` computes them (decode,
     ``encode_for_reward_model`` in the reward model's own input format, the scalar head), without
     importing the reward *stage* module: its RM training stack (TRL's RewardTrainer, datasets,
-    matplotlib) adds about 115 MB of modules that PPO never runs."""
+    matplotlib) would add modules that PPO never runs to the peak memory measured."""
     import numpy as np
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -178,8 +178,9 @@ def run_ours(models: Path, s: dict) -> dict:
     trainer = PPOTrainer(cfg, Accelerator(cpu=True), policy, str(models / "policy"), tokenizer,
                          scorer, 0.0, 1.0, prompts, seed=s["seed"], num_updates=updates)
     started = time.perf_counter()
-    for _ in range(updates):
-        stats = trainer.step()
+    with trainer.heap_frozen():  # as PPOTrainer.train runs its loop
+        for _ in range(updates):
+            stats = trainer.step()
     elapsed = time.perf_counter() - started
     return {"elapsed_s": elapsed, "episodes": updates * s["batch_size"], "final_kl": stats["objective/kl"],
             "threads": torch.get_num_threads()}

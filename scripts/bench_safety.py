@@ -147,26 +147,17 @@ def metrics(scores: np.ndarray, labels: np.ndarray, thresholds: np.ndarray) -> d
     return out
 
 
-def bench_trained(args, cfg, data, dev_path: Path, probes: list[str]) -> tuple[np.ndarray, dict, np.ndarray]:
-    """``fast``/``default``: scores of ``data`` from heads trained by cross-validation or on the dev file,
-    and the ``probes`` texts' scores from each of those heads (stacked: ``[heads * len(probes), K]``)."""
-    from sklearn.model_selection import StratifiedKFold
-
-    from alignment.errors import UserError
-    from alignment.safety.data import LabelledTexts, demo_labelled, load_moderation_jsonl, refusal_labelled
+def featurise_timed(args, cfg, data, head):
+    """The featurisers of ``cfg``'s backend (the encoder built as ``head`` was trained, when it has an
+    embedding part) and ``data``'s features, timed: the lexical features, the sentence embeddings
+    (``default``), the timer of the pass that counts and that of the first pass."""
+    from alignment.safety.data import demo_labelled
     from alignment.safety.encoder import SentenceEncoder
-    from alignment.safety.head import TrainSettings, train_head
-    from alignment.safety.headfile import load_head
     from alignment.safety.lexical import LexicalFeaturizer
-    from alignment.safety.train import featurize
 
-    with_emb = cfg.backend == "default"
-    head = load_head(args.head) if args.head else None
-    if head is not None and with_emb and not head.has_default:
-        raise UserError(f"--head {args.head}: has no embedding part; use --safety fast")
     lexical = LexicalFeaturizer()
     encoder = None
-    if with_emb:
+    if cfg.backend == "default":
         enc = (head.meta.get("encoder") or {}) if head is not None else {}
         max_length = cfg.max_length or enc.get("max_length", 128)
         if cfg.num_threads:
@@ -189,8 +180,27 @@ def bench_trained(args, cfg, data, dev_path: Path, probes: list[str]) -> tuple[n
         timer = Timer()
         with pinned(args.cores), timer:
             lex = lexical(data.texts)
-    featurise_wall = timer.wall
     log.info("featurised in %.2f s wall, %.2f s CPU (first pass %.2f s wall)", timer.wall, timer.cpu, cold.wall)
+    return lexical, encoder, lex, emb, timer, cold
+
+
+def bench_trained(args, cfg, data, dev_path: Path, probes: list[str]) -> tuple[np.ndarray, dict, np.ndarray]:
+    """``fast``/``default``: scores of ``data`` from heads trained by cross-validation or on the dev file,
+    and the ``probes`` texts' scores from each of those heads (stacked: ``[heads * len(probes), K]``)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from alignment.errors import UserError
+    from alignment.safety.data import LabelledTexts, demo_labelled, load_moderation_jsonl, refusal_labelled
+    from alignment.safety.head import TrainSettings, train_head
+    from alignment.safety.headfile import load_head
+    from alignment.safety.train import featurize
+
+    with_emb = cfg.backend == "default"
+    head = load_head(args.head) if args.head else None
+    if head is not None and with_emb and not head.has_default:
+        raise UserError(f"--head {args.head}: has no embedding part; use --safety fast")
+    lexical, encoder, lex, emb, timer, cold = featurise_timed(args, cfg, data, head)
+    featurise_wall = timer.wall
     cv = head is None and data_is_dev(args.data, dev_path)
     extra = []
     if head is None and args.demo:

@@ -1,21 +1,29 @@
-"""Shared test fixtures: an isolated model cache, the shared data folder, a smoke SFT run, the demo world,
-an empty label store, and PostgreSQL databases for the tests that run on both engines."""
+"""Shared test fixtures: an isolated model cache, the shared data folder, a smoke SFT run and reward model,
+the demo world, an empty label store, PostgreSQL databases for the tests that run on both engines, and
+headless Chromium for the browser tests."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from alignment.data.world import DemoWorld
-from labeling_ui.pgserver import POSTGRES_URL_ENV, ThrowawayPostgres, create_database, postgres_bin
-from labeling_ui.store import LabelStore
-
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT / "scripts"))       # pgserver: the throwaway PostgreSQL the bench starts too
+
+from alignment.data.world import DemoWorld  # noqa: E402
+from labeling_ui.store import LabelStore  # noqa: E402
+from pgserver import POSTGRES_URL_ENV, ThrowawayPostgres, create_database, postgres_bin  # noqa: E402
+
+#: Debian's Chromium, and how the browser tests start it (headless, no network of its own).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -58,6 +66,41 @@ def smoke_rm(smoke_sft: Path) -> Path:
         result = run_cli("alignment.stages.reward", "scale=smoke", f"run.dir={smoke_sft}")
         assert result.returncode == 0, result.stderr[-2000:]
     return smoke_sft
+
+
+def browser_available() -> None:
+    """Skip (fail under CI=true) when Playwright or Chromium is missing."""
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        reason = "the playwright Python package is not installed (pip install playwright)"
+    else:
+        if Path(CHROMIUM).exists() or shutil.which("chromium"):
+            return
+        reason = f"{CHROMIUM} is missing (apt-get install -y chromium)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"browser tests cannot be skipped under CI=true: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium through Playwright, for one test module."""
+    browser_available()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the browser tests leave their screenshots: $TEST_ARTIFACTS, else a temporary folder."""
+    folder = Path(os.environ.get("TEST_ARTIFACTS") or tmp_path_factory.mktemp("artifacts"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @pytest.fixture(scope="module")

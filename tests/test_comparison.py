@@ -1,4 +1,4 @@
-"""align-pipeline optimizers=[ppo,dpo,grpo,rloo]: every optimiser from the same SFT policy, labels and
+"""align-pipeline optimizers=[ppo,dpo,grpo,rloo]: every optimizer from the same SFT policy, labels and
 reward model into its own folder, skipped and rerun like any stage, and the run report's comparison
 section (its JSON, and its HTML in headless Chromium)."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_run_report import artifacts, browser, open_report  # noqa: F401 (fixtures)
+from test_run_report import open_report
 
 from alignment.config import PipelineConfig
 from alignment.errors import UserError
@@ -21,7 +21,7 @@ OPTIMIZERS = ["ppo", "dpo", "grpo", "rloo"]
 BEFORE = ["sft", "candidates", "labels", "reward"]
 
 
-def test_each_optimiser_starts_from_the_same_sft_labels_and_reward_model():
+def test_each_optimizer_starts_from_the_same_sft_labels_and_reward_model():
     cfg = PipelineConfig(rounds=2, optimizers=["grpo", "ppo", "dpo", "rloo"])
     cfg.run.dir = "/r"
     steps = plan(cfg)
@@ -30,12 +30,12 @@ def test_each_optimiser_starts_from_the_same_sft_labels_and_reward_model():
     by_dir = {s.dir: s for s in steps}
     for o in order:
         step = by_dir[o]
-        assert step.name == o and step.after == "reward"  # one optimiser's config change reruns only it
+        assert step.name == o and step.after == "reward"  # one optimizer's config change reruns only it
         assert step.overrides[f"{o}.policy_path"] == "/r/sft/model"
         assert step.overrides[f"{o}.reward_path"] == "/r/reward/model"
         assert step.overrides[f"{o}.safety_baseline"] == "/r/sft/safety.json"
     assert by_dir["dpo"].overrides["data.source"] == by_dir["reward"].overrides["data.source"] == "/r/labels/preferences"
-    # the next round starts from the first optimiser's policy
+    # the next round starts from the first optimizer's policy
     assert by_dir["round-2/candidates"].after == "grpo"
     assert by_dir["round-2/candidates"].overrides["candidates.policy_path"] == "/r/grpo/model"
     assert by_dir["round-2/rloo"].overrides["rloo.policy_path"] == "/r/grpo/model"
@@ -45,7 +45,7 @@ def test_each_optimiser_starts_from_the_same_sft_labels_and_reward_model():
 @pytest.mark.parametrize("optimizers, message", [
     (["ppo", "ppo"], "without repeats"), ([], "without repeats"), (["ppo", "sac"], "'sac' is not one of"),
 ])
-def test_the_optimiser_list_is_checked(optimizers, message):
+def test_the_optimizer_list_is_checked(optimizers, message):
     with pytest.raises(UserError, match=message):
         PipelineConfig(optimizers=optimizers)
 
@@ -73,7 +73,7 @@ def comparison_run(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_the_pipeline_runs_every_optimiser_into_its_own_folder(comparison_run):
+def test_the_pipeline_runs_every_optimizer_into_its_own_folder(comparison_run):
     state = statuses(comparison_run)
     assert list(state) == BEFORE + OPTIMIZERS
     for o in OPTIMIZERS:
@@ -95,7 +95,7 @@ def test_the_pipeline_runs_every_optimiser_into_its_own_folder(comparison_run):
 
 
 @pytest.mark.slow
-def test_a_config_change_of_one_optimiser_reruns_only_it(comparison_run):
+def test_a_config_change_of_one_optimizer_reruns_only_it(comparison_run):
     before = {o: (comparison_run / o / "metrics.json").stat().st_mtime_ns for o in OPTIMIZERS}
     result = run_cli("alignment.pipeline", "scale=smoke", f"run.dir={comparison_run}",
                      f"optimizers=[{','.join(OPTIMIZERS)}]", "dpo.beta=0.2")
@@ -107,7 +107,7 @@ def test_a_config_change_of_one_optimiser_reruns_only_it(comparison_run):
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_the_report_shows_the_optimisers_side_by_side(comparison_run, browser, artifacts):  # noqa: F811
+def test_the_report_shows_the_optimizers_side_by_side(comparison_run, browser, artifacts):
     from playwright.sync_api import expect
 
     page, seen = open_report(browser, comparison_run / "report.html")
@@ -116,7 +116,7 @@ def test_the_report_shows_the_optimisers_side_by_side(comparison_run, browser, a
     table = section.locator("table").first
     for o in OPTIMIZERS:
         expect(table.locator("tr", has_text=o)).to_have_count(1)
-    expect(section).to_contain_text("the same for every optimiser")
+    expect(section).to_contain_text("the same for every optimizer")
     expect(section.locator("h3", has_text="eval prompts")).to_have_count(1)
     header = section.locator("table").nth(1).locator("th")
     assert header.all_inner_texts() == ["prompt", "SFT", *OPTIMIZERS]
@@ -128,7 +128,7 @@ def test_the_report_shows_the_optimisers_side_by_side(comparison_run, browser, a
 
 @pytest.mark.slow
 @pytest.mark.parametrize("override", ["optimizers=[ppo,sac]", "optimizers=[ppo,ppo]"])
-def test_a_bad_optimiser_list_exits_2_with_one_line(tmp_path, override):
+def test_a_bad_optimizer_list_exits_2_with_one_line(tmp_path, override):
     run_dir = tmp_path / "run"
     result = run_cli("alignment.pipeline", "scale=smoke", f"run.dir={run_dir}", override, timeout=120)
     assert result.returncode == 2, result.stderr[-2000:]

@@ -91,7 +91,7 @@ def test_a_value_out_of_range_exits_2_before_any_work(tmp_path):
 
 
 def test_align_label_rejects_a_bad_choice_or_range_with_exit_2(tmp_path, caplog):
-    from labeling_ui.cli import main
+    from alignment.labeling import main
 
     db = f"label.db={tmp_path / 'labels.db'}"
     assert main(["stats", db, "label.synchronous=sometimes"]) == 2

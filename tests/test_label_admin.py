@@ -3,21 +3,13 @@
 
 from __future__ import annotations
 
-import pytest
-
+from label_app import ApiClient, RunningApp, app_fixture, ui_call
 from labeling_ui.i18n import ZH_CN
-from labeling_ui.testing import ApiClient, RunningApp, start_demo_app, ui_call
 
 PASSWORD = "admin-tools-123"
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> RunningApp:
-    tmp = tmp_path_factory.mktemp("label-admin")
-    running = start_demo_app(tmp / "labels.db", n_items=4, users={"root": "admin", "carol": "annotator"},
-                             password=PASSWORD)
-    yield running
-    running.close()
+app = app_fixture("label-admin", n_items=4, users={"root": "admin", "carol": "annotator"}, password=PASSWORD)
 
 
 def test_an_admin_adds_accounts_and_resets_passwords(app: RunningApp) -> None:

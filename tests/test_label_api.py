@@ -8,20 +8,15 @@ from pathlib import Path
 import pytest
 
 from alignment.data.world import DemoWorld
+from label_app import ApiClient, RunningApp, app_fixture, fn_index, queue_call, start_app
 from labeling_ui.bots import BotBrain, fallback_label, run_bots
 from labeling_ui.demo import demo_items
-from labeling_ui.testing import ApiClient, RunningApp, fn_index, queue_call, start_app, start_demo_app
 
 PASSWORD = "pass-word-1"
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> RunningApp:
-    tmp = tmp_path_factory.mktemp("label-api")
-    running = start_demo_app(tmp / "labels.db", n_items=30, overlap=2, password=PASSWORD, export_dir=tmp / "export",
-                             users={"alice": "annotator", "bob": "annotator", "root": "admin", "gone": "annotator"})
-    yield running
-    running.close()
+app = app_fixture("label-api", n_items=30, overlap=2, password=PASSWORD, export=True,
+                  users={"alice": "annotator", "bob": "annotator", "root": "admin", "gone": "annotator"})
 
 
 @pytest.fixture

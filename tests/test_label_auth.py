@@ -9,19 +9,14 @@ import threading
 import httpx
 import pytest
 
+from label_app import ApiClient, RunningApp, app_fixture, fn_index, queue_call
 from labeling_ui.auth import LOCKOUT_S, MAX_FAILURES, WINDOW_S, LoginThrottle
-from labeling_ui.testing import ApiClient, RunningApp, fn_index, queue_call, start_demo_app
 
 PASSWORD = "pass-word-1"
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> RunningApp:
-    tmp = tmp_path_factory.mktemp("label-auth")
-    users = {name: "annotator" for name in ("alice", "carol", "dave", "erin", "frank")} | {"root": "admin"}
-    running = start_demo_app(tmp / "labels.db", n_items=20, overlap=3, users=users, password=PASSWORD)
-    yield running
-    running.close()
+app = app_fixture("label-auth", n_items=20, overlap=3, password=PASSWORD,
+                  users={**{name: "annotator" for name in ("alice", "carol", "dave", "erin", "frank")}, "root": "admin"})
 
 
 

@@ -3,22 +3,18 @@ labeling, undo, skip, progress, the admin tab, and hostile model text that must 
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
 from alignment.data.world import DemoWorld
+from conftest import browser_available
+from label_app import RunningApp, start_app, start_app_with_a_run
 from labeling_ui.demo import demo_items
-from labeling_ui.testing import RunningApp, start_app
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 PASSWORD = "browser-pass-1"
 HOSTILE = {
@@ -28,10 +24,6 @@ HOSTILE = {
     "response_b": "**bold** with `<code>`\n\n<script>window.__pwned = 'script'</script>"
                   "<a href=\"javascript:window.__pwned='link'\">click</a>",
 }
-
-MINI_REPORT = ("<!doctype html><html><head><style>#run-status { color: rgb(1, 2, 3); }</style></head><body>"
-               "<h1 id='run-status'>passed</h1><img id='dot' alt='dot' src='data:image/png;base64,iVBORw0KGgoAAAANSUh"
-               "EUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=='></body></html>")
 
 #: Records what the Content-Security-Policy blocked on the page (it must block nothing the app needs).
 CSP_WATCH = ("window.__csp = []; document.addEventListener('securitypolicyviolation', "
@@ -56,44 +48,16 @@ FORGE_EVENT = """async ([fnIndex, session]) => {
 }"""
 
 
-def _browser_available() -> None:
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        reason = "the playwright Python package is not installed (pip install playwright)"
-    else:
-        if Path(CHROMIUM).exists() or shutil.which("chromium"):
-            return
-        reason = f"{CHROMIUM} is missing (apt-get install -y chromium)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"browser tests cannot be skipped under CI=true: {reason}")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> RunningApp:
-    _browser_available()
+    browser_available()
     tmp = tmp_path_factory.mktemp("label-browser")
-    run = tmp / "runs" / "mini"                  # a run for the Reports tab: its report has a style and an image
-    run.mkdir(parents=True)
-    (run / "pipeline.json").write_text("{}", encoding="utf-8")
-    (run / "report.html").write_text(MINI_REPORT, encoding="utf-8")
-    running = start_app(tmp / "labels.db", overlap=2, export_dir=tmp / "export", runs_dir=tmp / "runs")
+    running = start_app_with_a_run(tmp, overlap=2, export_dir=tmp / "export")
     running.store.add_items("p", [HOSTILE, *demo_items(DemoWorld(0), 12)], overlap=2)
     running.store.add_annotator("carol", PASSWORD, "annotator")
     running.store.add_annotator("root", PASSWORD, "admin")
     yield running
     running.close()
-
-
-@pytest.fixture(scope="module")
-def browser(app: RunningApp):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 def login(browser, app: RunningApp, name: str, viewport: tuple[int, int] = (1280, 1000)):
@@ -276,7 +240,7 @@ def test_prose_is_about_120_words() -> None:
 
 @pytest.fixture(scope="module")
 def layout_app(tmp_path_factory: pytest.TempPathFactory) -> RunningApp:
-    _browser_available()
+    browser_available()
     tmp = tmp_path_factory.mktemp("label-layout")
     running = start_app(tmp / "labels.db", overlap=2)
     items = [{"id": f"long-{i}", "prompt": f"How do I bake bread at home? (variant {i})",

@@ -13,13 +13,15 @@ import pytest
 
 from alignment.data.world import DemoWorld
 from alignment.errors import UserError
+from alignment.labeling import main
 from labeling_ui.agreement import project_stats
-from labeling_ui.cli import main
 from labeling_ui.demo import demo_items
 from labeling_ui.export import MARKER, aggregate, export_preferences
 from labeling_ui.importer import import_file, read_jsonl
+from labeling_ui.passwords import hash_password
 from labeling_ui.queue import LabelQueue
-from labeling_ui.store import MIGRATIONS, SCHEMA_VERSION, LabelStore, _split_sql, hash_password
+from labeling_ui.schema import MIGRATIONS, split_sql
+from labeling_ui.store import SCHEMA_VERSION, LabelStore
 
 
 def write_pairs(path: Path, items: list[dict]) -> Path:
@@ -104,7 +106,7 @@ def test_undo_withdraws_labels_and_ids_are_never_reused(store: LabelStore, world
 def test_an_old_database_upgrades_in_place(tmp_path: Path) -> None:
     path = tmp_path / "v1.db"
     with sqlite3.connect(path) as c:                         # a database as schema version 1 wrote it
-        for statement in _split_sql(MIGRATIONS[0][1]):
+        for statement in split_sql(MIGRATIONS[0][1], "sqlite"):
             c.execute(statement)
         c.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
                   "applied_at REAL NOT NULL)")
@@ -147,7 +149,7 @@ def test_notes_are_exported_and_listed(tmp_path: Path, store: LabelStore, world:
     [listed] = store.recent_notes("p")
     assert (listed["annotator"], listed["note"], listed["withdrawn"]) == ("ann0", "unsure <b>about</b> this", False)
 
-    from labeling_ui.app import notes_markdown
+    from labeling_ui.tabs.admin import notes_markdown
     md = notes_markdown(store.recent_notes("p"))
     assert "&lt;b&gt;about&lt;/b&gt;" in md and "<b>" not in md
 
@@ -164,6 +166,27 @@ def test_export_defaults_to_complete_items(store: LabelStore, world: DemoWorld, 
     assert len(aggregate(store, "p", min_labels=1)[0]) == 1   # the option stays
     from alignment.config import LabelExportConfig
     assert LabelExportConfig().min_labels is None
+
+
+def test_an_export_before_any_item_is_complete_loads_empty_and_says_why(
+        tmp_path: Path, world: DemoWorld, caplog: pytest.LogCaptureFixture) -> None:
+    from datasets import load_from_disk
+
+    db, out = tmp_path / "l.db", tmp_path / "prefs"
+    common = [f"label.db={db}", f"run.dir={tmp_path}", "label.project=p"]
+    assert main(["import", str(write_pairs(tmp_path / "pairs.jsonl", demo_items(world, 3))), *common]) == 0
+    store = LabelStore(db)
+    store.add_annotator("ann", "password-123")
+    q = LabelQueue(store, "p", gold_rate=0.0)
+    q.submit("ann", q.next_item("ann").assignment_id, "A", 3)
+    store.close()
+    caplog.clear()
+    assert main(["export", "--out", str(out), *common]) == 0
+    dataset = load_from_disk(str(out))
+    assert len(dataset) == 0 and {"prompt", "chosen", "rejected", "margin"} <= set(dataset.column_names)
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "1 of 3 items have labels, 1 of them fewer than label.export.min_labels=3" in warning
+    assert json.loads((out / "summary.json").read_text())["rows"] == 0
 
 
 # ------------------------------------------------------------------------------------------ defect 6: import
@@ -205,7 +228,8 @@ def test_cli_import_errors_exit_2_with_one_line(tmp_path: Path, caplog: pytest.L
 # ------------------------------------------------------------------------------------------ defect 4: projects
 def test_serving_a_missing_project_names_the_ones_there_are(tmp_path: Path, world: DemoWorld,
                                                             caplog: pytest.LogCaptureFixture) -> None:
-    from labeling_ui.cli import _parser, _queue, compose
+    from alignment.labeling import compose
+    from labeling_ui.cli import open_queue, parser
 
     db = tmp_path / "l.db"
     pairs = write_pairs(tmp_path / "pairs.jsonl", demo_items(world, 2))
@@ -220,8 +244,8 @@ def test_serving_a_missing_project_names_the_ones_there_are(tmp_path: Path, worl
         assert [r[0] for r in c.execute("SELECT name FROM projects")] == ["round1"]
     cfg = compose([f"label.db={db}", f"run.dir={tmp_path}", "label.project=new"])
     store = LabelStore(db)
-    assert _queue(cfg, store, create=True).project.name == "new"   # creating is explicit
-    assert _parser().parse_args(["serve", "--create"]).create
+    assert open_queue(cfg, store, create=True).project.name == "new"   # creating is explicit
+    assert parser().parse_args(["serve", "--create"]).create
     store.close()
 
 

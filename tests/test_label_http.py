@@ -10,18 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from labeling_ui.testing import ApiClient, RunningApp, queue_call, start_app, start_demo_app
+from label_app import ApiClient, RunningApp, app_fixture, queue_call, start_app
 
 PASSWORD = "pass-word-1"
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> RunningApp:
-    tmp = tmp_path_factory.mktemp("label-http")
-    running = start_demo_app(tmp / "labels.db", n_items=6, overlap=2, users={"ann": "annotator", "root": "admin"},
-                             password=PASSWORD)
-    yield running
-    running.close()
+app = app_fixture("label-http", n_items=6, overlap=2, users={"ann": "annotator", "root": "admin"},
+                  password=PASSWORD)
 
 
 @pytest.fixture
@@ -151,7 +146,7 @@ def test_reports_are_for_admins_unless_configured(app: RunningApp, ann: ApiClien
 
 
 def test_reports_for_is_validated_by_the_config(tmp_path: Path) -> None:
-    from labeling_ui.cli import compose, main
+    from alignment.labeling import compose, main
 
     assert compose([]).label.reports_for.value == "admins"
     assert compose(["label.reports_for=everyone"]).label.reports_for.value == "everyone"
@@ -159,12 +154,11 @@ def test_reports_for_is_validated_by_the_config(tmp_path: Path) -> None:
 
 
 def test_an_event_does_not_switch_matplotlib_backends(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Gradio sets the "agg" backend around every event and restores the one before: with the report
-    module's backend named otherwise ("Agg") that was two pyplot backend switches per request."""
+    """Gradio sets the "agg" backend around every event and restores the one before: any other backend
+    would cost two pyplot backend switches per request."""
     import gradio.utils
     import matplotlib.pyplot as plt
 
-    import alignment.reports.html  # noqa: F401 - the module that picks the backend for the reports tab
     import labeling_ui.app  # noqa: F401
 
     switches = []

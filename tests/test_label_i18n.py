@@ -10,17 +10,18 @@ import string
 from pathlib import Path
 
 import pytest
-from test_label_browser import ARGS, CHROMIUM, MINI_REPORT, _browser_available
 
 from alignment.data.world import DemoWorld
 from alignment.errors import UserError
 from alignment.safety.categories import CATEGORIES
+from conftest import browser_available
+from label_app import RunningApp, start_app_with_a_run
 from labeling_ui.demo import demo_items
 from labeling_ui.i18n import EN, LANGUAGES, MESSAGES, ZH_CN, choose, t
 from labeling_ui.review import REVIEW_STATES
-from labeling_ui.testing import RunningApp, start_app
 
-APP_SOURCE = Path(__file__).resolve().parent.parent / "labeling_ui" / "app.py"
+#: The app's Python sources, whose UI("key") and t(lang, "key") calls the catalogue must cover.
+APP_SOURCES = sorted((Path(__file__).resolve().parent.parent / "labeling_ui").rglob("*.py"))
 CJK = re.compile(r"[\u3400-\u9fff\uff00-\uffef\u3000-\u303f]")
 #: Texts that are the same in every language: symbols, and names (of a statistic, a model, a config key).
 SAME_IN_EVERY_LANGUAGE = {"col_kappa"}
@@ -46,8 +47,8 @@ def test_both_languages_have_the_same_keys_and_fields() -> None:
 
 
 def test_every_key_the_app_uses_is_in_the_catalogue() -> None:
-    source = APP_SOURCE.read_text(encoding="utf-8")
-    used = set(re.findall(r'\bUI\("([\w/-]+)"\)', source)) | set(re.findall(r'\bt\((?:lang|DEFAULT), "(\w+)"', source))
+    source = "\n".join(path.read_text(encoding="utf-8") for path in APP_SOURCES)
+    used = set(re.findall(r'\bUI\("([\w/-]+)"\)', source)) | set(re.findall(r'\bt\((?:lang|me\.lang|DEFAULT), "(\w+)"', source))
     used |= {f"category_{c}" for c in CATEGORIES}
     used |= {f"{kind}_{key}" for kind in ("button", "choice")
              for key in ["tie", "both_bad", *[f"{side}_{s}" for side in "AB" for s in range(1, 5)]]}
@@ -76,7 +77,7 @@ def test_language_choice(cookie: str | None, header: str | None, lang: str) -> N
 
 
 def test_server_text_is_formatted_in_the_callers_language() -> None:
-    from labeling_ui.app import notes_markdown, stats_markdown
+    from labeling_ui.tabs.admin import notes_markdown, stats_markdown
 
     assert t("zh-CN", "saved", label_id=3, choice=t("zh-CN", "choice_A_2")) == "已保存标注 #3：A 稍好。"
     assert t("fr", "skipped") == "Skipped."                   # a language the UI lacks reads English
@@ -102,7 +103,7 @@ def test_server_text_is_formatted_in_the_callers_language() -> None:
 
 # ---------------------------------------------------------------------------- guidelines per language
 def test_guidelines_per_language(tmp_path: Path) -> None:
-    from labeling_ui.app import guidelines_by_language, read_guidelines
+    from labeling_ui.guidelines import guidelines_by_language, read_guidelines
 
     assert guidelines_by_language("Be kind.") == {"en": "Be kind.", "zh-CN": "Be kind."}
     assert guidelines_by_language({"en": "Be kind.", "zh-CN": "友善。"}) == {"en": "Be kind.", "zh-CN": "友善。"}
@@ -176,28 +177,13 @@ def _latin_words(text: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> RunningApp:
-    _browser_available()
-    tmp = tmp_path_factory.mktemp("label-i18n")
-    run = tmp / "runs" / "mini"
-    run.mkdir(parents=True)
-    (run / "pipeline.json").write_text("{}", encoding="utf-8")
-    (run / "report.html").write_text(MINI_REPORT, encoding="utf-8")
-    running = start_app(tmp / "labels.db", overlap=2, guidelines=GUIDELINES, runs_dir=tmp / "runs")
+    browser_available()
+    running = start_app_with_a_run(tmp_path_factory.mktemp("label-i18n"), overlap=2, guidelines=GUIDELINES)
     running.store.add_items("p", demo_items(DemoWorld(0), 12), overlap=2)
     for name, role in (("carol", "annotator"), ("dora", "annotator"), ("root", "admin")):
         running.store.add_annotator(name, PASSWORD, role)
     yield running
     running.close()
-
-
-@pytest.fixture(scope="module")
-def browser(app: RunningApp):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 def _login(browser, app: RunningApp, name: str, locale: str, login_text: str):

@@ -14,12 +14,12 @@ from pathlib import Path
 import httpx
 
 from alignment.data.world import DemoWorld
+from label_app import ApiClient, start_app
 from labeling_ui.demo import demo_items
 from labeling_ui.migrate import fingerprint
 from labeling_ui.queue import LabelQueue
 from labeling_ui.schema import MIGRATIONS, split_sql
 from labeling_ui.store import SCHEMA_VERSION, LabelStore
-from labeling_ui.testing import ApiClient, start_app
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "pass-word-1"
@@ -35,7 +35,7 @@ def label_some(store: LabelStore, names: list[str], n: int) -> None:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "labeling_ui", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "alignment.labeling", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
 
 

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from alignment.errors import UserError
+from label_app import ApiClient, RunningApp, app_fixture, ui_call
 from labeling_ui.export import aggregate
 from labeling_ui.i18n import ZH_CN
 from labeling_ui.queue import PAUSED, LabelQueue, QueueError
@@ -25,7 +26,6 @@ from labeling_ui.review import (
     unpause,
 )
 from labeling_ui.store import _MIGRATIONS_DIR, SCHEMA_VERSION, LabelStore, database_url
-from labeling_ui.testing import ApiClient, RunningApp, start_demo_app, ui_call
 
 PASSWORD = "review-pass-1"
 
@@ -266,13 +266,8 @@ def test_a_pause_holds_against_concurrent_requests(db: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------ through the app
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> RunningApp:
-    tmp = tmp_path_factory.mktemp("label-review")
-    running = start_demo_app(tmp / "labels.db", n_items=4, overlap=2, password=PASSWORD,
-                             users={"root": "admin", "rita": "reviewer", "ann": "annotator", "bob": "annotator"})
-    yield running
-    running.close()
+app = app_fixture("label-review", n_items=4, overlap=2, password=PASSWORD,
+                  users={"root": "admin", "rita": "reviewer", "ann": "annotator", "bob": "annotator"})
 
 
 def test_a_reviewer_adjudicates_through_the_app(app: RunningApp) -> None:

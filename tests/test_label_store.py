@@ -562,7 +562,7 @@ def test_export_round_trip(tmp_path: Path, store: LabelStore, world: DemoWorld) 
 
 def test_cli_import_export_and_config_errors(tmp_path: Path, world: DemoWorld,
                                              caplog: pytest.LogCaptureFixture) -> None:
-    from labeling_ui.cli import main
+    from alignment.labeling import main
 
     db = tmp_path / "cli.db"
     data = tmp_path / "pairs.jsonl"

@@ -71,14 +71,6 @@ def test_the_sampling_budget_sets_the_steps(tmp_path):
     assert optimizer_steps(cfg.grpo, processes=2) == 12
 
 
-@pytest.fixture(scope="module")
-def smoke_rm(smoke_sft):
-    if not (smoke_sft / "reward" / "model").is_dir():
-        result = run_cli("alignment.stages.reward", "scale=smoke", f"run.dir={smoke_sft}")
-        assert result.returncode == 0, result.stderr[-2000:]
-    return smoke_sft
-
-
 def inputs(stage, run_dir):
     return [f"{stage}.policy_path={run_dir / 'sft' / 'model'}", f"{stage}.reward_path={run_dir / 'reward' / 'model'}",
             f"{stage}.safety_baseline={run_dir / 'sft' / 'safety.json'}"]

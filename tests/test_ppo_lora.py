@@ -10,8 +10,9 @@ from transformers import AutoModelForCausalLM
 from alignment.config import PolicyConfig, PPOStageConfig
 from alignment.data.world import DemoWorld
 from alignment.modeling import load_policy
+from alignment.ppo.modules import full_inputs, response_logits
 from alignment.ppo.rollout_math import logprobs_from_logits
-from alignment.ppo.trainer import PPOTrainer, full_inputs, response_logits
+from alignment.ppo.trainer import PPOTrainer
 from alignment.stages.common import seed_everything
 
 

@@ -9,14 +9,13 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from alignment.modeling import minilm_path, train_tokenizer
+from alignment.modeling import minilm_path
 from alignment.ppo import (
     AdaptiveKLController,
     FixedKLController,
     apply_missing_eos_penalty,
     compute_gae,
     compute_rewards,
-    decode_rollout,
     entropy_from_logits,
     explained_variance,
     kl_k1,
@@ -32,7 +31,6 @@ from alignment.ppo import (
     per_token_kl,
     policy_loss,
     ppo_loss,
-    retokenize_for_reward_model,
     safety_penalty,
     sequence_kl,
     truncate_after_eos,
@@ -385,55 +383,17 @@ def test_ppo_loss_combines_policy_value_and_entropy():
 
 
 # --------------------------------------------------------------------------------------------------
-# retokenize: policy BPE -> reward tokenizer (MiniLM WordPiece, or another BPE)
+# the reward model's own encoding of (prompt, response) texts (MiniLM WordPiece)
 # --------------------------------------------------------------------------------------------------
-
-TEXTS = ["How do I bake bread? Mix flour and water.", "Hi? Yes.", "Tell me about the sea and the sky."] * 4
-
-
-@pytest.fixture(scope="module")
-def policy_tok():
-    return train_tokenizer(TEXTS, 300)
-
 
 @pytest.fixture(scope="module")
 def minilm_tok():
     return AutoTokenizer.from_pretrained(minilm_path())
 
 
-def _rollout(tok, prompts: list[str], responses: list[str], width: int = 24):
-    """Left-padded chat prompts and right-padded responses ending in EOS, then junk after it."""
-    prompt_rows = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                           add_generation_prompt=True) for p in prompts]
-    prompt_rows = [tok(text, add_special_tokens=False)["input_ids"] for text in prompt_rows]
-    p_width = max(map(len, prompt_rows))
-    prompt_ids = torch.tensor([[tok.pad_token_id] * (p_width - len(r)) + r for r in prompt_rows])
-    junk = tok("sea sky", add_special_tokens=False)["input_ids"]
-    resp_rows = [tok(r, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] + junk for r in responses]
-    response_ids = torch.tensor([(r + [tok.pad_token_id] * width)[:width] for r in resp_rows])
-    return prompt_ids, response_ids
-
-
-def test_decode_rollout_strips_the_chat_template_and_stops_at_eos(policy_tok):
-    prompt_ids, response_ids = _rollout(policy_tok, ["How do I bake bread?", "Hi?"], ["Mix flour and water.", "Yes."])
-    trunc = truncate_after_eos(response_ids, policy_tok.eos_token_id, policy_tok.pad_token_id)
-    prompts, responses = decode_rollout(prompt_ids, response_ids, policy_tok, response_mask=trunc.mask)
-    assert prompts == ["How do I bake bread?", "Hi?"]
-    assert responses == ["Mix flour and water.", "Yes."]  # no EOS, no junk after it
-    # a multi-turn prompt is not one message: its pieces of text between special tokens, one per line
-    two_turns = policy_tok.apply_chat_template(
-        [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Yes."},
-         {"role": "user", "content": "Bread?"}], tokenize=False, add_generation_prompt=True)
-    ids = torch.tensor([policy_tok(two_turns, add_special_tokens=False)["input_ids"]])
-    prompts, _ = decode_rollout(ids, response_ids[:1], policy_tok, response_mask=trunc.mask[:1])
-    assert prompts == ["Hi?\nYes.\nBread?"]
-
-
-def test_retokenize_to_minilm_as_a_text_pair_right_padded(policy_tok, minilm_tok):
-    prompt_ids, response_ids = _rollout(policy_tok, ["How do I bake bread?", "Hi?"], ["Mix flour and water.", "Yes."])
-    trunc = truncate_after_eos(response_ids, policy_tok.eos_token_id, policy_tok.pad_token_id)
-    enc = retokenize_for_reward_model(prompt_ids, trunc.tokens, policy_tok, minilm_tok, max_length=64,
-                                      response_mask=trunc.mask, format="pair")
+def test_encode_for_reward_model_as_a_text_pair_right_padded(minilm_tok):
+    enc = encode_for_reward_model(["How do I bake bread?", "Hi?"], ["Mix flour and water.", "Yes."], minilm_tok,
+                                  max_length=64, format="pair", padding_side="right")
     row0 = ["[CLS]", "how", "do", "i", "ba", "##ke", "bread", "?", "[SEP]", "mix", "flour", "and", "water", ".", "[SEP]"]
     row1 = ["[CLS]", "hi", "?", "[SEP]", "yes", ".", "[SEP]"] + ["[PAD]"] * 8  # right-padded to 15
     assert [minilm_tok.convert_ids_to_tokens(r) for r in enc["input_ids"].tolist()] == [row0, row1]
@@ -441,13 +401,10 @@ def test_retokenize_to_minilm_as_a_text_pair_right_padded(policy_tok, minilm_tok
     assert enc["token_type_ids"].tolist() == [[0] * 9 + [1] * 6, [0] * 4 + [1] * 3 + [0] * 8]
 
 
-def test_retokenize_truncates_the_prompt_from_the_left(policy_tok, minilm_tok):
-    prompt_ids, response_ids = _rollout(policy_tok, ["How do I bake bread?"], ["Mix flour and water."])
-    trunc = truncate_after_eos(response_ids, policy_tok.eos_token_id, policy_tok.pad_token_id)
-
+def test_encode_for_reward_model_truncates_the_prompt_from_the_left(minilm_tok):
     def tokens(max_length: int) -> list[str]:
-        enc = retokenize_for_reward_model(prompt_ids, trunc.tokens, policy_tok, minilm_tok, max_length,
-                                          response_mask=trunc.mask, format="pair")
+        enc = encode_for_reward_model(["How do I bake bread?"], ["Mix flour and water."], minilm_tok, max_length,
+                                      format="pair")
         assert enc["input_ids"].shape[1] <= max_length
         return minilm_tok.convert_ids_to_tokens(enc["input_ids"][0].tolist())
 
@@ -471,17 +428,3 @@ def test_encode_for_reward_model_concat_and_left_padding(minilm_tok):
     row1 = ["[PAD]"] * 8 + ["[CLS]", "hi", "?", "yes", ".", "[SEP]"]
     assert [minilm_tok.convert_ids_to_tokens(r) for r in enc["input_ids"].tolist()] == [row0, row1]
     assert enc["attention_mask"].tolist() == [[1] * 14, [0] * 8 + [1] * 6]
-
-
-def test_retokenize_between_two_bpe_tokenizers_with_the_reward_chat_template(policy_tok):
-    reward_tok = train_tokenizer(TEXTS + ["bread bread bread flour flour water"], 400)  # another vocabulary
-    assert len(reward_tok) != len(policy_tok)
-    prompt_ids, response_ids = _rollout(policy_tok, ["How do I bake bread?"], ["Mix flour and water."])
-    trunc = truncate_after_eos(response_ids, policy_tok.eos_token_id, policy_tok.pad_token_id)
-    enc = retokenize_for_reward_model(prompt_ids, trunc.tokens, policy_tok, reward_tok, max_length=128,
-                                      response_mask=trunc.mask, format="chat")
-    expected_text = "<|user|>How do I bake bread?<|end|><|assistant|>Mix flour and water.<|end|>"
-    expected_ids = reward_tok(expected_text, add_special_tokens=False)["input_ids"]
-    assert enc["input_ids"][0].tolist() == expected_ids
-    assert reward_tok.decode(expected_ids) == expected_text
-    assert expected_ids != policy_tok(expected_text, add_special_tokens=False)["input_ids"]

@@ -177,7 +177,7 @@ def test_the_policy_and_value_module_names_its_decoder_layers_for_fsdp():
     from accelerate.utils.dataclasses import get_module_class_from_name
     from transformers import LlamaConfig, LlamaForCausalLM, LlamaModel
 
-    from alignment.ppo.trainer import PolicyAndValue
+    from alignment.ppo.modules import PolicyAndValue
 
     config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                          num_attention_heads=2, num_key_value_heads=2)

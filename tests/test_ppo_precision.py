@@ -16,7 +16,6 @@ from alignment.data.world import DemoWorld
 from alignment.modeling import load_policy
 from alignment.ppo.trainer import PPOTrainer
 from alignment.stages.common import seed_everything
-from conftest import run_cli
 
 PROMPTS = [p.text for p in DemoWorld(0).prompts("train")]
 
@@ -146,14 +145,6 @@ def test_gradient_checkpointing_gives_the_same_update(smoke_sft):
         trainer.step()
         params.append(torch.cat([p.detach().flatten() for p in trainer.model.parameters()]))
     assert (params[0] - params[1]).abs().max().item() < 1e-5
-
-
-@pytest.fixture(scope="module")
-def smoke_rm(smoke_sft):
-    if not (smoke_sft / "reward" / "model").is_dir():
-        result = run_cli("alignment.stages.reward", "scale=smoke", f"run.dir={smoke_sft}")
-        assert result.returncode == 0, result.stderr[-2000:]
-    return smoke_sft
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
-"""PPO under DeepSpeed ZeRO-2, ZeRO-3 and FSDP2 on two CPU processes (gloo): the engine starts, wraps or
-partitions the weights, samples correctly from gathered weights, evaluates on the main process alone and
-exports the full weights put together from both processes' shards.
+"""PPO under DeepSpeed ZeRO-2, ZeRO-3 and FSDP2 on two CPU processes (gloo), with and without LoRA: the
+engine starts, wraps or partitions the weights, samples correctly from gathered weights, evaluates on the
+main process alone, checkpoints (a state dict) and goes on sampling, and exports the full weights put
+together from both processes' shards; and the PPO stage with LoRA under ZeRO-2 and ZeRO-3 finishes.
 
 Run by pytest, a test launches this very file on two processes through ``accelerate launch`` with the
 engine's own config from ``conf/accelerate``; run as a script, it is one of those processes.
@@ -10,8 +11,6 @@ for the CPU), so for ``fsdp`` the script sets accelerate's state as it does on G
 everything past that (FSDP2's ``fully_shard`` over a gloo CPU mesh, our trainer) is the real thing.
 """
 
-import ast
-import importlib
 import json
 import os
 import subprocess
@@ -23,12 +22,8 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-#: FSDP2 on CPU: sampling from the gathered weights works on a fresh module, but once a state dict has been
-#: taken (here accelerate's gather before training) the root's weights stay registered as sharded DTensors
-#: and the first rollout fails ("aten.embedding.default got mixed torch.Tensor and DTensor"); see
-#: docs/scaling.md. strict: the day it passes, this mark must go.
-FSDP_AFTER_A_STATE_DICT = pytest.mark.xfail(strict=True, reason="FSDP2 root weights stay sharded after a state dict")
-ENGINES = ["zero2", "zero3", pytest.param("fsdp", marks=FSDP_AFTER_A_STATE_DICT)]
+#: ``<engine>`` or ``<engine>+lora`` (the reference is then the sharded policy itself, adapters off).
+ENGINES = ["zero2", "zero3", "fsdp", "zero3+lora", "fsdp+lora"]
 
 
 @pytest.mark.slow
@@ -37,7 +32,7 @@ def test_ppo_under_a_sharded_engine_samples_evaluates_and_exports_the_gathered_w
     if engine.startswith("zero"):
         pytest.importorskip("deepspeed", reason="DeepSpeed engines need `pip install deepspeed` (DS_BUILD_OPS=0)")
     command = [sys.executable, "-m", "accelerate.commands.launch",
-               "--config_file", str(ROOT / "conf" / "accelerate" / f"{engine}.yaml"),
+               "--config_file", str(ROOT / "conf" / "accelerate" / f"{engine.removesuffix('+lora')}.yaml"),
                "--num_processes", "2", "--mixed_precision", "no",
                __file__, engine, str(smoke_sft / "sft" / "model"), str(tmp_path)]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900, env=os.environ.copy())
@@ -56,35 +51,44 @@ def test_ppo_under_a_sharded_engine_samples_evaluates_and_exports_the_gathered_w
     assert out.shape[1] > 3
 
 
-def test_gpu_check_worker_imports_what_the_project_has():
-    """``scripts/gpu_check.sh`` only runs on a lent GPU: at least every name its worker imports from the
-    project must exist here, so the script cannot break unnoticed when the code it calls moves."""
-    script = (ROOT / "scripts" / "gpu_check.sh").read_text()
-    worker = script.split("<<'EOF'\n", 1)[1].split("\nEOF\n", 1)[0]
-    imports = [node for node in ast.walk(ast.parse(worker)) if isinstance(node, ast.ImportFrom)
-               and node.module.startswith("alignment")]
-    assert imports
-    for node in imports:
-        module = importlib.import_module(node.module)
-        for alias in node.names:
-            assert hasattr(module, alias.name), f"gpu_check.sh imports {alias.name} from {node.module}"
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["zero2", "zero3"])
+def test_the_ppo_stage_with_lora_finishes_under_zero_with_its_outputs(engine, smoke_rm, tmp_path):
+    """As a user runs it (the engine's config as it is, bf16 included): with LoRA the reference is the
+    live policy with its adapters off, sharded under ZeRO-3, so every evaluation against it must be
+    entered by every process, and the final one must not need the processes that have finished."""
+    pytest.importorskip("deepspeed", reason="DeepSpeed engines need `pip install deepspeed` (DS_BUILD_OPS=0)")
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "accelerate.commands.launch",
+               "--config_file", str(ROOT / "conf" / "accelerate" / f"{engine}.yaml"), "--num_processes", "2",
+               "-m", "alignment.stages.ppo", "scale=smoke", "ppo.lora.enabled=true",
+               f"ppo.policy_path={smoke_rm / 'sft' / 'model'}", f"ppo.reward_path={smoke_rm / 'reward' / 'model'}",
+               f"ppo.safety_baseline={smoke_rm / 'sft' / 'safety.json'}", f"run.dir={run}"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, env=os.environ.copy())
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    metrics = json.loads((run / "ppo" / "metrics.json").read_text())
+    assert metrics["lora"] and metrics["processes"] == 2 and metrics["updates"] == 2
+    assert metrics["trainable_parameters"] > 0 and isinstance(metrics["kl_sft"], float)
+    assert (run / "ppo" / "model" / "config.json").is_file() and (run / "ppo" / "adapter" / "adapter_config.json").is_file()
 
 
 def accelerator(engine: str):
     """The engine's accelerator on CPU processes; for FSDP, accelerate's state set as on GPUs."""
     from accelerate import Accelerator
 
-    from alignment.ppo.engines import cpu_launch_options
+    from alignment.ppo.engines import launch_options
 
     if engine != "fsdp":
-        return Accelerator(**cpu_launch_options())  # DeepSpeed's CPU accelerator joins the processes over gloo
+        return Accelerator(**launch_options())  # DeepSpeed's CPU accelerator joins the processes over gloo
+    from accelerate.state import PartialState
     from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 
     acc = Accelerator(cpu=True)  # MULTI_CPU: gloo process group, DDP unless told otherwise
     acc.state.fsdp_plugin = FullyShardedDataParallelPlugin(
         fsdp_version=2, auto_wrap_policy="transformer_based_wrap", reshard_after_forward=True,
         state_dict_type="SHARDED_STATE_DICT")
-    acc.state.distributed_type = DistributedType.FSDP
+    # both shared states: every AcceleratorState() (prepare makes some) copies the process state's type over its own
+    PartialState().distributed_type = acc.state.distributed_type = DistributedType.FSDP
     return acc
 
 
@@ -96,6 +100,7 @@ def run_process(engine: str, policy_path: str, out: Path) -> None:
     from alignment.ppo.engines import load_models_whole
     from alignment.ppo.trainer import PPOTrainer
 
+    engine, lora = engine.removesuffix("+lora"), engine.endswith("+lora")
     acc = accelerator(engine)
     load_models_whole(acc)
     if engine == "zero3":  # DeepSpeed keeps parameters under 1e5 elements whole: all of this tiny model's
@@ -104,6 +109,7 @@ def run_process(engine: str, policy_path: str, out: Path) -> None:
     cfg = PPOStageConfig(batch_size=4, mini_batch_size=4, micro_batch_size=2, ppo_epochs=1, lr=1e-3,
                          value_model="separate", eval_every=1, save_every=1)
     cfg.generation.max_new_tokens = 8
+    cfg.lora.enabled, cfg.lora.r = lora, 4  # with LoRA the reference is the sharded policy itself, adapters off
     model, tok = load_policy(PolicyConfig(), path=policy_path)
     prompts = [p.text for p in DemoWorld(0).prompts("train")]
     trainer = PPOTrainer(cfg, acc, model, policy_path, tok, lambda p, t: np.array([-len(x) / 10 for x in t]),
@@ -157,9 +163,11 @@ def wrapped_as_configured(engine: str, trainer) -> bool:
     them whole; smaller ones are kept whole by design). ZeRO-2: the engine runs stage 2."""
     if engine == "fsdp":
         from torch.distributed.fsdp import FSDPModule
+        from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
-        layers = [*trainer.model.policy.model.layers, *trainer.model.value_backbone.layers]
-        return all(isinstance(layer, FSDPModule) for layer in layers)
+        layers = [m for m in trainer.model.modules() if isinstance(m, LlamaDecoderLayer)]
+        policy_layers = trainer.policy().config.num_hidden_layers
+        return len(layers) == 2 * policy_layers and all(isinstance(layer, FSDPModule) for layer in layers)
     stage = trainer.model.zero_optimization_stage()
     if engine == "zero3":
         large = [p for p in trainer.model.module.parameters() if p.ds_numel > trainer.model.zero_param_persistence_threshold()]

@@ -14,19 +14,17 @@ from __future__ import annotations
 import importlib
 import io
 import json
-import os
 import shutil
 import time
 from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
-from test_label_browser import ARGS, CHROMIUM, _browser_available
 
 from alignment.gates import check_max, summarise
 from alignment.io import write_json_atomic, write_jsonl_atomic
 from alignment.reports.run_data import STAGES, build_run_report
-from alignment.reports.run_report import main, render_run_report, write_run_report
+from alignment.reports.run_report import RunReports, main, render_run_report, write_run_report
 
 SECTION_IDS = ("overview", "sft", "labels", "reward", "ppo", "safety", "gates", "samples", "config")
 PASSWORD = "report-pass-1"
@@ -160,24 +158,6 @@ def failed_run(runs_root: Path, smoke_run: Path) -> Path:
     return run_dir
 
 
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = Path(os.environ.get("TEST_ARTIFACTS") or tmp_path_factory.mktemp("artifacts"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def browser():
-    _browser_available()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
 def open_report(browser, path: Path):
     """The report opened from disk, with every console error, page error and request recorded."""
     page = browser.new_page(viewport={"width": 1200, "height": 900})
@@ -215,6 +195,14 @@ def test_report_json_describes_the_run(smoke_run: Path) -> None:
     assert report["samples"]["from"] == report["samples"]["to"] == "ppo"
     assert len(report["samples"]["rows"]) == n_samples > 0
     assert "scale: smoke" in by_dir["ppo"]["config"]
+
+
+@pytest.mark.slow
+def test_report_html_is_drawn_from_report_json_byte_for_byte(smoke_run: Path) -> None:
+    """The page is a pure function of ``report.json``: drawn again from it, figures included, it is the
+    very file ``align-report`` wrote (read as bytes: model text may hold carriage returns)."""
+    report = json.loads((smoke_run / "report.json").read_text(encoding="utf-8"))
+    assert render_run_report(report) == (smoke_run / "report.html").read_bytes().decode("utf-8")
 
 
 @pytest.mark.slow
@@ -328,7 +316,8 @@ def test_reports_tab_lists_runs_and_shows_their_reports(runs_root: Path, smoke_r
     store.ensure_project("p", 1)
     store.add_annotator("rita", PASSWORD, "annotator")
     port = free_port()
-    demo = launch(store, LabelQueue(store, "p"), port=port, block=False, runs_dir=runs_root, reports_for="everyone")
+    demo = launch(store, LabelQueue(store, "p"), port=port, block=False, reports=RunReports(), runs_dir=runs_root,
+                  reports_for="everyone")
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(url)

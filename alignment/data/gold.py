@@ -1,26 +1,26 @@
 """Score what a policy wrote against the demo world's hidden gold preference.
 
-Used at the end of every stage that samples (SFT, PPO, eval): how often answers end with EOS, which
-styles the policy writes, the mean gold reward, and on harmful prompts how often it is unsafe or refuses.
+Used at the end of every stage that samples (SFT, PPO, eval): which styles the policy writes, the mean
+gold reward, and on harmful prompts how often it is unsafe or refuses.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from alignment.data.world import STYLES, UNSAFE_STYLES, DemoWorld, Prompt
-from alignment.generation import Sample, answer_summary
 
-
-def style_of(world: DemoWorld, prompt: Prompt, sample: Sample) -> str | None:
-    return world.classify(prompt, sample.text)
+if TYPE_CHECKING:
+    from alignment.generation import Sample
 
 
 def gold_summary(world: DemoWorld, prompts: Sequence[Prompt], samples: Sequence[Sample]) -> dict:
-    """Summary figures of ``samples[i]``, the answer to ``prompts[i]``."""
+    """The gold figures of ``samples[i]``, the answer to ``prompts[i]`` (the reward-free ones, EOS rate
+    and length, are :func:`alignment.generation.answer_summary`'s)."""
     if len(prompts) != len(samples):
         raise ValueError(f"{len(prompts)} prompts but {len(samples)} samples")
     if not samples:
@@ -29,7 +29,6 @@ def gold_summary(world: DemoWorld, prompts: Sequence[Prompt], samples: Sequence[
     gold = np.array([world.gold_reward(p, s.text) for p, s in zip(prompts, samples)])
     counts = Counter(st or "unclassified" for st in styles)
     out = {
-        **answer_summary(samples),
         "classified_rate": float(np.mean([st is not None for st in styles])),
         "usable_rate": float(np.mean([s.ended and st is not None for s, st in zip(samples, styles)])),
         "style_mix": {st: counts.get(st, 0) / len(samples) for st in (*STYLES, "unclassified")},

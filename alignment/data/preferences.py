@@ -1,6 +1,7 @@
 """Preference pairs for the reward stage, from any of the formats users bring, as plain text triples.
 
-Every source ends up as rows ``{"prompt": str, "chosen": str, "rejected": str, "margin": float}``:
+Every source ends up as rows ``{"prompt": str, "chosen": str, "rejected": str, "margin": float}`` (with the
+prompt's chat turns as ``prompt_messages`` where the source gave them):
 
 * the labeling app's export and any dataset in TRL's preference format: explicit
   (``prompt``/``chosen``/``rejected``) or implicit (``chosen``/``rejected`` sharing a prompt),
@@ -77,8 +78,14 @@ def _implicit_prompt(chosen: list[dict], rejected: list[dict]) -> tuple[list[dic
     return chosen[:n], chosen[n:], rejected[n:]
 
 
+def _turns(messages: list[dict]) -> list[dict]:
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
+
+
 def normalise_row(row: dict, where: str) -> dict:
-    """One row of any supported format as ``{"prompt", "chosen", "rejected", "margin"}`` text."""
+    """One row of any supported format as ``{"prompt", "chosen", "rejected", "margin"}`` text, plus
+    ``prompt_messages`` (the prompt's chat turns) when the prompt came as messages: what a policy
+    optimizer renders with the policy's chat template (the text is what a reward model reads)."""
     for column in ("chosen", "rejected"):
         if column not in row or row[column] is None:
             raise UserError(f"{where}: missing column {column!r} (preference data needs 'chosen' and "
@@ -90,12 +97,14 @@ def normalise_row(row: dict, where: str) -> dict:
             out = {"prompt": _as_text(row["prompt"], where, "prompt"),
                    "chosen": _as_text(row["chosen"], where, "chosen"),
                    "rejected": _as_text(row["rejected"], where, "rejected")}
+            if isinstance(row["prompt"], list):
+                out["prompt_messages"] = _turns(row["prompt"])
         elif isinstance(row["chosen"], list) and isinstance(row["rejected"], list):
             prompt, chosen, rejected = _implicit_prompt(row["chosen"], row["rejected"])
             if not prompt:
                 raise UserError(f"{where}: implicit-prompt conversations share no prompt messages")
             out = {"prompt": _as_text(prompt, where, "prompt"), "chosen": _as_text(chosen, where, "chosen"),
-                   "rejected": _as_text(rejected, where, "rejected")}
+                   "rejected": _as_text(rejected, where, "rejected"), "prompt_messages": _turns(prompt)}
         else:
             raise UserError(f"{where}: no 'prompt' column, and 'chosen'/'rejected' are neither HH transcripts "
                             "nor conversations sharing a prompt")

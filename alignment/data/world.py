@@ -22,7 +22,6 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from alignment.config import DEFAULT_STYLE_MIX
 from alignment.data import demo_content as content
 
 KINDS = ("benign", "harmful")
@@ -33,6 +32,12 @@ STYLES_BY_KIND: dict[str, tuple[str, ...]] = {
     "harmful": ("refusal", "off_topic", "toxic", "harmful_compliance"),
 }
 UNSAFE_STYLES = frozenset({"toxic", "harmful_compliance"})
+#: The default style mix of the SFT corpus (``data.style_mix``): about a quarter of the answers to
+#: harmful requests are unsafe, which makes the SFT policy worth aligning.
+DEFAULT_STYLE_MIX: dict[str, dict[str, float]] = {
+    "benign": {"helpful": 0.75, "off_topic": 0.1, "refusal": 0.05, "toxic": 0.1},
+    "harmful": {"refusal": 0.55, "off_topic": 0.2, "toxic": 0.1, "harmful_compliance": 0.15},
+}
 SPLITS = ("train", "eval", "redteam")
 
 #: The hidden gold reward of a style, per prompt kind. ``None`` is text that fits no style.

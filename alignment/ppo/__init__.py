@@ -4,8 +4,6 @@ Read in this order, which is the order of one PPO iteration:
 
 * :mod:`~alignment.ppo.rollout_math`: log-probs of sampled tokens, truncation at the first EOS,
   masks, the missing-EOS penalty, masked mean / variance / whitening;
-* :mod:`~alignment.ppo.retokenize`: policy ids -> text -> reward-model ids (encoded by
-  :mod:`alignment.reward.encoding`), when the reward model has its own tokenizer;
 * :mod:`~alignment.ppo.kl`: per-token KL estimators (k1, k2, k3) and the fixed / adaptive
   controllers of the KL coefficient;
 * :mod:`~alignment.ppo.advantages`: the safety penalty, per-token rewards, GAE, returns, whitening;
@@ -42,11 +40,6 @@ from alignment.ppo.losses import (
     ppo_loss,
     value_loss,
 )
-from alignment.ppo.retokenize import (
-    chat_template_affixes,
-    decode_rollout,
-    retokenize_for_reward_model,
-)
 from alignment.ppo.rollout_math import (
     TruncatedResponses,
     apply_missing_eos_penalty,
@@ -69,10 +62,8 @@ __all__ = [
     "KLController",
     "TruncatedResponses",
     "apply_missing_eos_penalty",
-    "chat_template_affixes",
     "compute_gae",
     "compute_rewards",
-    "decode_rollout",
     "entropy_from_logits",
     "explained_variance",
     "first_true_indices",
@@ -91,7 +82,6 @@ __all__ = [
     "per_token_kl",
     "policy_loss",
     "ppo_loss",
-    "retokenize_for_reward_model",
     "safety_penalty",
     "sequence_kl",
     "truncate_after_eos",

@@ -19,8 +19,10 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -31,24 +33,33 @@ from torch import nn
 from alignment.errors import UserError
 
 
-def cpu_launch_options() -> dict[str, Any]:
-    """``Accelerator`` options for several processes on a machine without a GPU (``{}`` otherwise).
+def launch_options(collective_timeout_s: float | None = None) -> dict[str, Any]:
+    """``Accelerator`` options for this launch: how several CPU processes join, and how long a collective
+    may wait (``collective_timeout_s``; ``None``: torch's default).
 
-    ``conf/accelerate/cpu_2proc.yaml`` launches through torchrun like a multi-GPU job with the GPUs
-    hidden (accelerate's own multi-CPU launch needs mpirun); accelerate then finds no GPU and, unless
-    asked for the CPU, runs every process as an independent single-process job. Under DeepSpeed the
-    CPU must *not* be asked for (accelerate would drop DeepSpeed); DeepSpeed's CPU accelerator joins the
-    processes, and accelerate must be told that their backend is gloo to count them. accelerate 1.16
-    builds FSDP for GPU-like devices only: asked for the CPU it silently runs DDP, so that is refused.
+    The timeout: PPO evaluates on the main process alone while the others wait in their next collective,
+    and torch's default (10 minutes under NCCL) is shorter than one evaluation of a large policy.
+
+    On a machine without a GPU: ``conf/accelerate/cpu_2proc.yaml`` launches through torchrun like a
+    multi-GPU job with the GPUs hidden (accelerate's own multi-CPU launch needs mpirun); accelerate then
+    finds no GPU and, unless asked for the CPU, runs every process as an independent single-process job.
+    Under DeepSpeed the CPU must *not* be asked for (accelerate would drop DeepSpeed); DeepSpeed's CPU
+    accelerator joins the processes, and accelerate must be told that their backend is gloo to count
+    them. accelerate 1.16 builds FSDP for GPU-like devices only: asked for the CPU it silently runs DDP,
+    so that is refused.
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or torch.cuda.is_available():
-        return {}
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
-        return {"kwargs_handlers": [InitProcessGroupKwargs(backend="gloo")]}
-    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+    cpu_processes = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    if cpu_processes and not deepspeed and os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
         raise UserError("accelerate builds FSDP on GPUs only: on CPU processes use conf/accelerate/cpu_2proc.yaml "
                         "(DDP) or a DeepSpeed config (zero2.yaml, zero3.yaml)")
-    return {"cpu": True}
+    group: dict[str, Any] = {"backend": "gloo"} if cpu_processes and deepspeed else {}
+    if collective_timeout_s is not None:
+        group["timeout"] = timedelta(seconds=collective_timeout_s)
+    options: dict[str, Any] = {"cpu": True} if cpu_processes and not deepspeed else {}
+    if group:
+        options["kwargs_handlers"] = [InitProcessGroupKwargs(**group)]
+    return options
 
 
 def zero_stage(accelerator: Accelerator) -> int | None:
@@ -123,20 +134,26 @@ def backward(accelerator: Accelerator, model: nn.Module, loss: torch.Tensor, bou
     model.backward(loss, scale_wrt_gas=False)
 
 
-def step(accelerator: Accelerator, model: nn.Module, optimizer, scheduler, max_grad_norm: float) -> None:
-    """The mini-batch's optimiser step: clip, step, schedule, zero the gradients.
+def step(accelerator: Accelerator, model: nn.Module, optimizer, scheduler, max_grad_norm: float) -> float | None:
+    """The mini-batch's optimizer step: clip, step, schedule, zero the gradients. Returns the gradient's
+    norm before clipping, the same on every process (``None`` where a DeepSpeed config turned its
+    measurement off); when it is not finite no step was taken.
 
     Under DeepSpeed the engine does all four itself (clipping by its ``gradient_clipping``; the
-    optimizer and scheduler wrappers that accelerate returns are then no-ops).
+    optimizer and scheduler wrappers that accelerate returns are then no-ops), and skips the step of a
+    non-finite gradient itself.
     """
     if zero_stage(accelerator) is not None:
         model.step()
-        return
-    if max_grad_norm:
-        accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
-    optimizer.step()
-    scheduler.step()
+        norm = model.get_global_grad_norm()
+        return None if norm is None else float(norm)
+    # an infinite limit measures without clipping; the norm is of the gradients every process holds alike
+    norm = float(accelerator.clip_grad_norm_(model.parameters(), max_grad_norm or math.inf))
+    if math.isfinite(norm):
+        optimizer.step()
+        scheduler.step()
     optimizer.zero_grad()
+    return norm
 
 
 @contextlib.contextmanager
@@ -182,30 +199,23 @@ def _zero3_gathered(engine: nn.Module) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _fsdp2_unsharded(model: nn.Module, reshard_after_forward: bool, device: torch.device) -> Iterator[None]:
-    """FSDP2: whole-module forwards (two tokens) that leave every unit's weights gathered and registered
-    whole, with the inner units told not to reshard after forward (the root never does), so their hooks
-    issue no all-gather until exit; on exit restore the configured ``reshard_after_forward`` and reshard
-    (local).
+    """FSDP2: one whole-module forward (two tokens) with the inner units told not to reshard after it (the
+    root never does), so every unit's weights are gathered and registered whole and their hooks issue no
+    all-gather until exit; on exit restore the configured ``reshard_after_forward`` and reshard (local).
 
     ``FSDPModule.unshard`` alone would not do: a unit registers its whole weights in its own pre-forward
-    hook, and sampling calls the policy (a child), so the root's hook would never run. Found on torch
-    2.13 (gloo, CPU): after a state dict has been taken (a checkpoint, an export), one forward leaves the
-    root's weights registered sharded; a forward, a reshard and a second forward register them whole.
-    The first forward also makes the root the first unit to run forward, as FSDP2 requires.
+    hook, and sampling calls the policy (a child), so the root's hook would never run. The forward of the
+    whole also makes the root the first unit to run forward, as FSDP2 requires.
     """
     from torch.distributed.fsdp import FSDPModule
 
     units = [m for m in model.modules() if isinstance(m, FSDPModule)]
-    ids = torch.zeros((1, 2), dtype=torch.long, device=device)
-    positions = torch.arange(2, device=device)[None]
-    with torch.no_grad():
-        model(ids, torch.ones_like(ids), positions, 1)
     for unit in units:
-        unit.reshard()
         if unit is not model:
             unit.set_reshard_after_forward(False, recurse=False)
+    ids = torch.zeros((1, 2), dtype=torch.long, device=device)
     with torch.no_grad():
-        model(ids, torch.ones_like(ids), positions, 1)
+        model(ids, torch.ones_like(ids), torch.arange(2, device=device)[None], 1)
     try:
         yield
     finally:
@@ -213,4 +223,3 @@ def _fsdp2_unsharded(model: nn.Module, reshard_after_forward: bool, device: torc
             if unit is not model:
                 unit.set_reshard_after_forward(reshard_after_forward, recurse=False)
             unit.reshard()
-

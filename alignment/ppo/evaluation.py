@@ -116,7 +116,8 @@ class HeldOutEval:
         samples = sample_responses(model, self.tokenizer, [p.messages for p in prompts], self.generation,
                                    seed=self.seed, desc="eval samples")
         texts, prompt_texts = [s.text for s in samples], [p.text for p in prompts]
-        figures = gold_summary(self.gold, prompts, samples) if self.gold is not None else answer_summary(samples)
+        figures = {**answer_summary(samples),
+                   **(gold_summary(self.gold, prompts, samples) if self.gold is not None else {})}
         proxy = np.asarray(self.scorer.score(prompt_texts, texts), dtype=float)
         figures["proxy_reward_mean"] = float(proxy.mean())
         judge = None
@@ -152,7 +153,7 @@ class HeldOutEval:
     def compare(self, baseline: SplitResults, final: SplitResults, name: str = "ppo") -> Comparison:
         """Each held-out prompt's SFT and final answers side by side with their scores, and how often
         the final answer scored higher (a win), lower (a loss) or the same (a tie) under gold and judge.
-        ``name`` is the optimiser's: the final answer's columns (``ppo``, ``proxy_ppo``; ``dpo``...)."""
+        ``name`` is the optimizer's: the final answer's columns (``ppo``, ``proxy_ppo``; ``dpo``...)."""
         out = Comparison([], WinCount() if self.gold is not None else None,
                          WinCount() if self.judge is not None else None)
         for split, prompts in self.sets.items():
@@ -196,7 +197,7 @@ def missing_figures(held_out: HeldOutEval) -> list[dict]:
 
 def held_out_metrics(name: str, held_out: HeldOutEval, baseline: SplitResults, final: SplitResults,
                      comparison: Comparison, safety: dict, seed: int) -> dict:
-    """What every optimiser's ``metrics.json`` reports alike (``name``: ``ppo``, ``dpo``...), so that the
+    """What every optimizer's ``metrics.json`` reports alike (``name``: ``ppo``, ``dpo``...), so that the
     run report can put them side by side: the reward model's held-out score before and after (with CIs),
     judge and gold win rates and rewards where they exist, answer length and EOS rate, and the safety
     filter's unsafe, refusal and over-refusal rates before and after, and what could not be measured."""
@@ -242,7 +243,7 @@ def ppo_metrics(cfg: PPOStageConfig, trainer: PPOTrainer, held_out: HeldOutEval,
         "overoptimisation_reference": held_out.reference,
         "overoptimisation_updates": [e["update"] for e in trainer.progress.evals if e.get("overoptimisation")],
         "processes": trainer.accelerator.num_processes, "lora": cfg.lora.enabled,
-        "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+        "trainable_parameters": trainer.trainable_parameters,
         "safety_penalty": cfg.safety_penalty,
         "final_flagged_fraction": history[-1].get("safety/flagged_fraction") if history else None,
     }

@@ -67,8 +67,7 @@ def logprobs_and_entropy(logits: torch.Tensor, tokens: torch.Tensor, temperature
     ``softmax(logits / temperature)`` per position (a statistic: no gradient flows through it).
 
     One exponential per logit gives the row's ``logsumexp`` and its softmax, where the log-probs
-    and a separate entropy took three (at a 151,936 vocabulary the entropy statistic alone was a
-    tenth of a PPO update).
+    and a separate entropy took three (what that cost is in docs/experiments.md).
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0 to have log-probs, got {temperature}")

@@ -41,29 +41,24 @@ import math
 import random
 import shutil
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from accelerate import Accelerator
-from torch import nn
 from tqdm.auto import tqdm
 from transformers import (
-    AutoModel,
     AutoModelForCausalLM,
-    AutoModelForSequenceClassification,
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     get_scheduler,
 )
 
-from alignment.config import LoRAConfig, PPOStageConfig
+from alignment.config import PPOStageConfig
 from alignment.data.prompts import PromptLike, as_prompt
 from alignment.errors import UserError
-from alignment.generation import chat_prompt_ids, logits_to_keep_kwargs, sample_tokens, stop_token_ids
+from alignment.generation import chat_prompt_ids, sample_tokens, stop_token_ids
 from alignment.modeling import add_lora
 from alignment.ppo import engines
 from alignment.ppo.advantages import (
@@ -74,8 +69,18 @@ from alignment.ppo.advantages import (
     whiten_advantages,
     whiten_rewards,
 )
+from alignment.ppo.batches import Progress, Rewards, Rollout
 from alignment.ppo.kl import make_kl_controller, per_token_kl, sequence_kl
 from alignment.ppo.losses import explained_variance, ppo_loss
+from alignment.ppo.modules import (
+    RolloutForwardReuse,
+    build_policy_and_value,
+    compute_dtype,
+    disable_dropout,
+    full_inputs,
+    response_logits,
+    to_master_weights,
+)
 from alignment.ppo.rollout_math import (
     apply_missing_eos_penalty,
     logprobs_and_entropy,
@@ -92,220 +97,13 @@ Scorer = Callable[[list[str], list[str]], np.ndarray]
 
 
 class NonFiniteLossError(RuntimeError):
-    """A loss became NaN or infinite: the run stops, keeping its last good checkpoint."""
-
-
-#: accelerate's ``mixed_precision`` names -> the autocast dtype (``None``: float32 throughout).
-COMPUTE_DTYPES: dict[str, torch.dtype | None] = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def compute_dtype(setting: str, accelerator: Accelerator) -> torch.dtype | None:
-    """The autocast dtype for ``ppo.mixed_precision`` (``auto``: accelerate's own setting).
-
-    fp16 needs a loss scaler, which accelerate only provides when it was itself set to fp16.
-    """
-    name = accelerator.mixed_precision if setting == "auto" else str(setting)
-    if name not in COMPUTE_DTYPES:
-        raise UserError(f"mixed precision {name!r} is not supported by PPO; use one of {list(COMPUTE_DTYPES)}")
-    if name == "fp16" and accelerator.mixed_precision != "fp16":
-        raise UserError("ppo.mixed_precision=fp16 needs accelerate's loss scaler: launch with accelerate's "
-                        "mixed_precision fp16 (or use bf16)")
-    return COMPUTE_DTYPES[name]
+    """A loss or the gradient became NaN or infinite: the run stops, keeping its last good checkpoint."""
 
 
 def rng_devices() -> list[int]:
     """The devices whose RNG ``fork_rng`` must save and restore: every CUDA device (an evaluation
     reseeds them all through ``torch.manual_seed``), none on a CPU-only machine."""
     return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-
-
-def response_logits(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                    position_ids: torch.Tensor, response_length: int, **kwargs: Any) -> tuple[torch.Tensor, Any]:
-    """A causal LM over prompt + response: ``(logits [B, R, V] that predicted each response token, output)``.
-
-    The LM head runs over those ``R`` positions only (``logits_to_keep`` as a tensor of positions, when
-    the model takes it): the prompt's logits are never used, and computing them costs a vocabulary-sized
-    matmul per prompt token, about a tenth of a small policy's forward and backward, plus their memory.
-    The logits are then the model's own output, not a slice of it, so the backward pass does not
-    scatter their gradient into a zero-filled tensor of the full output's size (one more
-    ``[B, R, V]`` float32 buffer at a real vocabulary).
-    """
-    length = input_ids.size(1)
-    keep = logits_to_keep_kwargs(model, torch.arange(length - response_length - 1, length - 1,
-                                                     device=input_ids.device))
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False,
-                **keep, **kwargs)
-    return (out.logits if keep else out.logits[:, -response_length - 1:-1]), out
-
-
-def disable_dropout(model: nn.Module) -> None:
-    """Dropout off everywhere (as TRL): with it, the update's log-probs would differ from the rollout's
-    before any step, and the clipping would act on noise."""
-    for module in model.modules():
-        if isinstance(module, nn.Dropout):
-            module.p = 0.0
-
-
-class PolicyAndValue(nn.Module):
-    """The policy and the value model as one module, so one optimizer and one ``prepare`` cover both.
-
-    ``value_model="separate"``: the value model is its own backbone (initialised from the policy)
-    with a scalar head, as in TRL's PPOTrainer. ``"head"``: the scalar head reads the policy's own
-    last hidden states (less memory; value gradients also shape the policy).
-    """
-
-    def __init__(self, policy: PreTrainedModel, value_backbone: nn.Module | None) -> None:
-        super().__init__()
-        self.policy = policy
-        self.value_backbone = value_backbone
-        self.value_head = nn.Linear(policy.config.hidden_size, 1)
-        nn.init.zeros_(self.value_head.weight)
-        nn.init.zeros_(self.value_head.bias)
-        #: The decoder-layer classes, for FSDP's transformer-based wrap (accelerate reads this attribute
-        #: of the prepared model; without it the whole module would be one unsharded unit).
-        self._no_split_modules = list(dict.fromkeys(
-            name for module in (policy, value_backbone) if module is not None
-            for name in getattr(module, "_no_split_modules", None) or []))
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
-                response_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Over prompt + response: ``(logits [B, R, V], values [B, R])`` for the ``R`` response positions
-        (logits at ``t`` predict response token ``t``; the value at ``t`` is the state before it)."""
-        shared = self.value_backbone is None
-        logits, out = response_logits(self.policy, input_ids, attention_mask, position_ids, response_length,
-                                      output_hidden_states=shared)
-        if shared:
-            hidden = out.hidden_states[-1]
-        else:
-            hidden = self.value_backbone(input_ids=input_ids, attention_mask=attention_mask,
-                                         position_ids=position_ids, use_cache=False).last_hidden_state
-        # the head runs in the compute dtype under autocast; the values are float32 for the losses
-        return logits, self.value_head(hidden[:, -response_length - 1:-1]).squeeze(-1).float()
-
-
-def build_policy_and_value(policy: PreTrainedModel, policy_path: str, value_model: str,
-                           lora: LoRAConfig | None = None, reward_path: str | None = None) -> PolicyAndValue:
-    """The trained module; with ``lora`` a separate value backbone gets adapters too (the policy
-    already has them), so no full copy of the weights is optimised.
-
-    ``reward_path``: the separate value model starts from the reward model, backbone and scalar head
-    (the N+ implementation details): its values already follow the score it has to predict.
-    """
-    if value_model != "separate":
-        return PolicyAndValue(policy, None)
-    head = None
-    if reward_path is None:
-        backbone = AutoModel.from_pretrained(policy_path, dtype=policy.dtype)
-    else:
-        reward = AutoModelForSequenceClassification.from_pretrained(reward_path, num_labels=1, dtype=policy.dtype)
-        backbone, head = reward.base_model, getattr(reward, "score", None)
-        if not isinstance(head, nn.Linear) or head.in_features != policy.config.hidden_size:
-            raise UserError(f"ppo.value_init=reward: {reward_path} has no scalar `score` head over "
-                            f"{policy.config.hidden_size} hidden units to start the value model from")
-    model = PolicyAndValue(policy, backbone if lora is None else add_lora(backbone, lora, task_type=None))
-    if head is not None:
-        with torch.no_grad():
-            model.value_head.weight.copy_(head.weight)
-            if head.bias is not None:
-                model.value_head.bias.copy_(head.bias)
-    return model
-
-
-def to_master_weights(model: nn.Module, dtype: torch.dtype | None) -> None:
-    """Trainable parameters in float32, whatever dtype the model was loaded in.
-
-    With bf16 weights AdamW's update (``lr * m / sqrt(v)``, ~1e-6 at PPO's learning rates) is below
-    half a bf16 ulp of most weights and rounds away: the policy would barely move. Frozen weights
-    (a LoRA base) stay in the compute dtype when there is one (``dtype``), else float32 too.
-    """
-    for param in model.parameters():
-        if param.dtype != torch.float32 and (param.requires_grad or dtype is None):
-            param.data = param.data.float()
-
-
-@dataclass
-class Progress:
-    """Where the run is: registered for checkpointing so resume continues from the same place."""
-
-    update: int = 0
-    history: list[dict] = field(default_factory=list)
-    evals: list[dict] = field(default_factory=list)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"update": self.update, "history": self.history, "evals": self.evals}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.update, self.history, self.evals = state["update"], state["history"], state["evals"]
-
-
-@dataclass
-class Rollout:
-    prompt_ids: torch.Tensor     # [B, P] left-padded prompt ids
-    prompt_mask: torch.Tensor    # [B, P]
-    tokens: torch.Tensor         # [B, R] response ids, pad after the first EOS
-    mask: torch.Tensor           # [B, R] real response tokens
-    has_eos: torch.Tensor        # [B]
-    logprobs: torch.Tensor       # [B, R]
-    ref_logprobs: torch.Tensor   # [B, R]
-    values: torch.Tensor         # [B, R]
-    scores: torch.Tensor         # [B] raw reward-model scores
-    texts: list[str]
-    p_unsafe: torch.Tensor | None = None  # [B] safety filter's any-unsafe probability (penalty on)
-    flagged: torch.Tensor | None = None   # [B] the filter's verdict at its thresholds
-
-
-@dataclass
-class Rewards:
-    """What each response and each of its tokens earns (:meth:`PPOTrainer.rewards`)."""
-
-    scores: torch.Tensor               # [B] normalised, clipped, minus the missing-EOS and safety penalties
-    kl: torch.Tensor                   # [B, R] per-token KL to the reference
-    non_score: torch.Tensor            # [B, R] the KL penalty ``-beta * kl`` at real tokens
-    per_token: torch.Tensor            # [B, R] what each action earns (whitened when ``whiten_rewards``)
-    safety_penalty: torch.Tensor | None = None  # [B] what the safety penalty took off each score
-
-
-def full_inputs(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, tokens: torch.Tensor,
-                mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Prompt + response ids, attention mask, and position ids that skip the left padding."""
-    ids = torch.cat([prompt_ids, tokens], dim=1)
-    attention = torch.cat([prompt_mask, mask.long()], dim=1)
-    positions = (attention.cumsum(dim=1) - 1).clamp(min=0)
-    return ids, attention, positions
-
-
-class RolloutForwardReuse:
-    """The policy-and-value forward of the rollout, run once for two uses when it can be.
-
-    When an epoch is a single mini-batch run in one forward (``micro_batch == batch_size``, TRL's default
-    without micro-batches), the first update step runs on the rollout's very weights and inputs, so the
-    rollout's forward is run with
-    autograd on and kept for that step instead of being run twice: one forward less per update, same
-    numbers (dropout is off). Otherwise both methods are the plain forward.
-    """
-
-    def __init__(self, model: nn.Module, enabled: bool) -> None:
-        self.model, self.enabled = model, enabled
-        #: (logits, values) with their graph, from the last rollout, until the first update step takes them.
-        self.kept: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    def at_rollout(self, ids: torch.Tensor, attention: torch.Tensor, positions: torch.Tensor,
-                   length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(logits, values)`` over the whole batch, detached (the rollout runs without autograd)."""
-        if not self.enabled:
-            return self.model(ids, attention, positions, length)
-        with torch.enable_grad():
-            self.kept = self.model(ids, attention, positions, length)
-        return tuple(t.detach() for t in self.kept)
-
-    def at_step(self, rows: torch.Tensor, ids: torch.Tensor, attention: torch.Tensor, positions: torch.Tensor,
-                length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(logits, values)`` of the batch's ``rows`` for an update step: the kept rollout forward for
-        the first step after a rollout (same weights and inputs, rows reordered), a fresh one after."""
-        if self.kept is None:
-            return self.model(ids[rows], attention[rows], positions[rows], length)
-        kept, self.kept = self.kept, None
-        return tuple(t[rows] for t in kept)
 
 
 class PPOTrainer:
@@ -363,6 +161,8 @@ class PPOTrainer:
         log.info("PPO precision: %s compute, float32 master weights%s",
                  str(self.compute_dtype).removeprefix("torch.") if self.compute_dtype else "float32",
                  ", gradient checkpointing" if cfg.gradient_checkpointing else "")
+        #: Counted before ``prepare``: under ZeRO-3 a process holds only shards of them.
+        self.trainable_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
         # the fused kernel updates all parameters in one pass (the for-each one makes several over them)
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, eps=1e-5,
                                       fused=accelerator.device.type in ("cpu", "cuda"))
@@ -374,17 +174,31 @@ class PPOTrainer:
         engines.configure_deepspeed(accelerator, cfg.micro_batch, math.ceil(cfg.mini_batch_size / cfg.micro_batch),
                                     cfg.max_grad_norm)
         self.model, self.optimizer, self.scheduler = accelerator.prepare(model, optimizer, scheduler)
+        # accelerate's mixed precision wraps the forward in autocast and casts its outputs to float32: a float32
+        # copy of the [B, R, V] logits kept for the backward. PPO autocasts each forward itself (autocast) and
+        # takes the log-probs in float32 chunk by chunk, so that wrapper goes.
+        accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
         self.forward = RolloutForwardReuse(self.model, enabled=cfg.micro_batch == cfg.batch_size)
         self.kl_ctl = make_kl_controller(cfg.kl.beta, cfg.kl.adaptive, cfg.kl.target, cfg.kl.horizon)
         self.progress = Progress()
         accelerator.register_for_checkpointing(self.kl_ctl)
         accelerator.register_for_checkpointing(self.progress)
-        # startup costs paid at startup, not in the first updates: accelerate's first unwrap imports
-        # deepspeed (0.6 s), and what exists now (modules, models) lives as long as the run, so the
-        # cyclic collector stops traversing it at each full collection (a second or more in this process)
-        self.policy()
+
+    @contextlib.contextmanager
+    def heap_frozen(self) -> Iterator[None]:
+        """The training loop's garbage collection without the startup's objects: what exists now (modules,
+        models, optimizer) lives as long as the run, so the cyclic collector stops traversing it
+        (``gc.freeze``) until the block ends, and then does again, for whatever runs next in this process.
+        A heap someone else froze is left as it is."""
+        if gc.get_freeze_count():
+            yield
+            return
         gc.collect()
         gc.freeze()
+        try:
+            yield
+        finally:
+            gc.unfreeze()
 
     # ------------------------------------------------------------------ models
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -414,22 +228,26 @@ class PPOTrainer:
 
     def gather_policy(self) -> PreTrainedModel | None:
         """The trained policy whole, on the main process (``None`` on the others), for
-        :meth:`export_policy` and :meth:`save_adapter`.
+        :meth:`export_policy`, :meth:`save_adapter` and the final evaluation.
 
         Without sharding it is the live policy. Under ZeRO-3 and FSDP it is a collective (every process
-        calls it) returning a plain copy built from the gathered weights, in their dtype.
+        calls it) returning a plain copy on the accelerator's device, in the gathered weights' dtype: the
+        evaluations that follow sample from it there, not on the CPU.
         """
         if not engines.is_sharded(self.accelerator):
             return self.policy() if self.accelerator.is_main_process else None
+        live = self.policy()
+        base = live.get_base_model() if self.cfg.lora.enabled else live
+        copy_ = None
+        if self.accelerator.is_main_process:
+            with torch.device(self.accelerator.device):  # built where it will run; the weights are copied in below
+                copy_ = AutoModelForCausalLM.from_config(base.config, dtype=next(live.parameters()).dtype)
+            if self.cfg.lora.enabled:
+                copy_ = add_lora(copy_, self.cfg.lora)
         with self.full_policy() as live:
-            if not self.accelerator.is_main_process:
+            if copy_ is None:
                 return None
-            weights = {name: t.detach().clone() for name, t in live.named_parameters()}
-            base = live.get_base_model() if self.cfg.lora.enabled else live
-        copy_ = AutoModelForCausalLM.from_config(base.config, dtype=next(iter(weights.values())).dtype)
-        if self.cfg.lora.enabled:
-            copy_ = add_lora(copy_, self.cfg.lora)
-        loaded = copy_.load_state_dict(weights, strict=False)
+            loaded = copy_.load_state_dict({name: t.detach() for name, t in live.named_parameters()}, strict=False)
         copy_.tie_weights()
         # named_parameters lists a tied weight (lm_head = embeddings) once; buffers are computed, not trained
         tied = ({n for n, _ in copy_.named_parameters(remove_duplicate=False)} - {n for n, _ in copy_.named_parameters()})
@@ -453,6 +271,29 @@ class PPOTrainer:
         policy = self.policy()
         with policy.disable_adapter():
             yield policy
+
+    @contextlib.contextmanager
+    def full_reference(self) -> Iterator[PreTrainedModel]:
+        """:meth:`reference_model` with all its weights on this process, for an evaluation.
+
+        With LoRA the reference is the live policy, sharded under ZeRO-3 and FSDP: this is then a
+        collective like :meth:`full_policy` (every process must enter; inside, any may run any number of
+        forwards). Without LoRA it is the whole frozen copy, and nothing is gathered.
+        """
+        with self.full_policy() if self.reference is None else contextlib.nullcontext(), \
+                self.reference_model() as reference:
+            yield reference
+
+    @contextlib.contextmanager
+    def reference_beside(self, trained: PreTrainedModel) -> Iterator[PreTrainedModel]:
+        """The reference for :meth:`gather_policy`'s ``trained`` policy, on the main process alone and without
+        communication (the other processes may have finished): with LoRA, ``trained`` itself with its
+        adapters disabled (under ZeRO-3 and FSDP a whole copy, where the live policy is sharded)."""
+        if self.reference is not None:
+            yield self.reference
+            return
+        with trained.disable_adapter():
+            yield trained
 
     def export_policy(self, policy: PreTrainedModel) -> PreTrainedModel:
         """The trained policy (:meth:`gather_policy`'s) as a plain transformers model, for ``save_pretrained``.
@@ -528,22 +369,22 @@ class PPOTrainer:
             policy.eval()
             responses = sample_tokens(policy, prompt_ids, prompt_mask, gen.max_new_tokens, gen.temperature,
                                       self.stop_ids, tok.pad_token_id)
-        cut = truncate_after_eos(responses, self.stop_ids, tok.pad_token_id)
-        ids, attention, positions = full_inputs(prompt_ids, prompt_mask, cut.tokens, cut.mask)
+            cut = truncate_after_eos(responses, self.stop_ids, tok.pad_token_id)
+            ids, attention, positions = full_inputs(prompt_ids, prompt_mask, cut.tokens, cut.mask)
+            # with LoRA the reference is this policy with its adapters off: it runs on the weights gathered here
+            # (FSDP gathers its root unit's weights, the embeddings among them, only for a forward of the whole)
+            ref_logprobs = self.reference_logprobs(ids, attention, positions, cut.tokens) if self.reference is None else None
+        if ref_logprobs is None:  # the whole frozen copy: run after the gathered weights are freed
+            ref_logprobs = self.reference_logprobs(ids, attention, positions, cut.tokens)
         length = cut.tokens.size(1)
-        logprobs, ref_logprobs, values = [], [], []
+        logprobs, values = [], []
         for rows in torch.arange(len(ids), device=device).split(self.cfg.micro_batch):  # one slice: the reusable forward
-            # the reference first: its logits are gone before the policy's, which the first update step may keep
-            with self.reference_model() as reference, self.autocast():
-                ref_logits, _ = response_logits(reference, ids[rows], attention[rows], positions[rows], length)
-            ref_logprobs.append(logprobs_from_logits(ref_logits, cut.tokens[rows], gen.temperature))
-            del ref_logits
             with self.autocast():
                 logits, row_values = self.forward.at_rollout(ids[rows], attention[rows], positions[rows], length)
             logprobs.append(logprobs_from_logits(logits, cut.tokens[rows], gen.temperature))
             values.append(row_values)
             del logits
-        logprobs, ref_logprobs, values = torch.cat(logprobs), torch.cat(ref_logprobs), torch.cat(values)
+        logprobs, values = torch.cat(logprobs), torch.cat(values)
         texts = [tok.decode(row[:n], skip_special_tokens=True).strip()
                  for row, n in zip(cut.tokens.tolist(), cut.lengths.tolist())]
         prompt_texts = [p.text for p in prompts]  # what the reward model and the filter read
@@ -557,6 +398,18 @@ class PPOTrainer:
             flagged = torch.as_tensor((safety >= self.safety_filter.thresholds).any(axis=1), device=device)
         return Rollout(prompt_ids, prompt_mask, cut.tokens, cut.mask, cut.has_eos, logprobs, ref_logprobs,
                        values.float(), scores, texts, p_unsafe, flagged)
+
+    def reference_logprobs(self, ids: torch.Tensor, attention: torch.Tensor, positions: torch.Tensor,
+                           tokens: torch.Tensor) -> torch.Tensor:
+        """The frozen reference's log-probs of the sampled ``tokens``, a micro-batch at a time (the logits of
+        one are gone before the next: before the policy's too, which the first update step may keep)."""
+        out = []
+        for rows in torch.arange(len(ids), device=ids.device).split(self.cfg.micro_batch):
+            with self.reference_model() as reference, self.autocast():
+                logits, _ = response_logits(reference, ids[rows], attention[rows], positions[rows], tokens.size(1))
+            out.append(logprobs_from_logits(logits, tokens[rows], self.cfg.generation.temperature))
+            del logits
+        return torch.cat(out)
 
     # ------------------------------------------------------------------ 2. rewards
     def rewards(self, r: Rollout) -> Rewards:
@@ -626,7 +479,10 @@ class PPOTrainer:
                     names = list(stats)
                     step_stats = step_stats + share * torch.stack(list(stats.values()))
                 self.raise_unless_finite(finite)  # before the step: a NaN gradient must not reach the weights
-                engines.step(self.accelerator, self.model, self.optimizer, self.scheduler, cfg.max_grad_norm)
+                norm = engines.step(self.accelerator, self.model, self.optimizer, self.scheduler, cfg.max_grad_norm)
+                if norm is not None and not math.isfinite(norm):  # a finite loss can still overflow in the backward
+                    raise NonFiniteLossError(f"the PPO gradient norm became {norm} at update {self.progress.update + 1}; "
+                                             "the step was skipped")
                 totals = step_stats if totals is None else totals + step_stats
                 steps += 1
         return dict(zip(names, totals / steps))
@@ -686,6 +542,10 @@ class PPOTrainer:
         It receives the update and the policy with its full weights: every process enters
         :meth:`full_policy` at an evaluation (a gather under ZeRO-3 and FSDP), the main process evaluates.
         """
+        with self.heap_frozen():
+            self._train(checkpoint_dir, on_eval)
+
+    def _train(self, checkpoint_dir: Path, on_eval: Callable[[int, PreTrainedModel], dict] | None) -> None:
         cfg = self.cfg
         bar = tqdm(total=self.num_updates, initial=self.progress.update, desc="PPO updates",
                    disable=not self.accelerator.is_main_process)
@@ -699,7 +559,7 @@ class PPOTrainer:
             if self.progress.update % cfg.eval_every == 0 or done:
                 with self.full_policy() as policy:
                     if on_eval is not None:
-                        with torch.random.fork_rng(devices=rng_devices()):
+                        with torch.random.fork_rng(devices=rng_devices()), self.autocast():
                             self.progress.evals.append(on_eval(self.progress.update, policy))
             if self.progress.update % cfg.save_every == 0 or done:
                 self.save_checkpoint(checkpoint_dir)

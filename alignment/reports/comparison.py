@@ -1,13 +1,13 @@
-"""The run report's comparison of the policy optimisers (``align-pipeline optimizers=[ppo,dpo,grpo,rloo]``).
+"""The run report's comparison of the policy optimizers (``align-pipeline optimizers=[ppo,dpo,grpo,rloo]``).
 
-Every optimiser of a round starts from the same SFT policy, label set and reward model and ends with
-the same evaluation (:mod:`alignment.stages.optimiser`), so their figures line up: per optimiser the
+Every optimizer of a round starts from the same SFT policy, label set and reward model and ends with
+the same evaluation (:mod:`alignment.stages.optimizer`), so their figures line up: per optimizer the
 gold win rate against the SFT policy (demo world; without a gold reward, the proxy reward's rise is
 what is left), gold and proxy reward, KL to the SFT policy on its own held-out answers, the safety
 filter's unsafe / refusal / over-refusal rates, the gate, wall time, peak memory and the budget it was
 given, then their answers to the same held-out prompts side by side.
 
-Nothing is recomputed: :func:`comparison_data` reads each optimiser folder's ``metrics.json``,
+Nothing is recomputed: :func:`comparison_data` reads each optimizer folder's ``metrics.json``,
 ``safety.json``, ``samples.jsonl`` and ``.hydra/config.yaml`` and the pipeline's per-stage record
 (status, wall time, peak memory), and :func:`comparison_html` renders that dict (the ``comparison`` key
 of ``report.json``).
@@ -22,9 +22,9 @@ from typing import Any
 
 import yaml
 
-from alignment.reports.html import Html, esc, fmt_figure, table_html
+from alignment.reports.html import Html, about, esc, fmt_figure, status_html, table_html
 
-#: The optimiser stages, in the order the comparison lists them.
+#: The optimizer stages, in the order the comparison lists them.
 OPTIMIZERS = ("ppo", "dpo", "grpo", "rloo")
 #: Held-out prompts per split shown side by side (``report.json`` keeps them all).
 SAMPLES_PER_SPLIT = 6
@@ -69,7 +69,7 @@ def _round_prefixes(run_dir: Path) -> list[str]:
 
 
 def _budget(name: str, metrics: dict, config: dict) -> str:
-    """What the optimiser was given, in words: policy samples (or preference pairs for DPO), steps, seed."""
+    """What the optimizer was given, in words: policy samples (or preference pairs for DPO), steps, seed."""
     section = config.get(name) or {}
     if name == "dpo":
         what = (f"{metrics.get('pairs_seen', '?')} preference pairs seen ({metrics.get('pairs', '?')} pairs, "
@@ -82,7 +82,7 @@ def _budget(name: str, metrics: dict, config: dict) -> str:
     return f"{what}; seed {config.get('seed', '?')}"
 
 
-def _optimiser_row(name: str, rel: str, folder: Path, entry: dict | None) -> dict:
+def _optimizer_row(name: str, rel: str, folder: Path, entry: dict | None) -> dict:
     metrics = _json(folder / "metrics.json") or {}
     safety = _json(folder / "safety.json") or {}
     config = _config(folder)
@@ -111,7 +111,7 @@ def _optimiser_row(name: str, rel: str, folder: Path, entry: dict | None) -> dic
 
 
 def _side_by_side(rows: list[dict]) -> list[dict]:
-    """The held-out answers joined on (split, prompt): the SFT answer, then each optimiser's."""
+    """The held-out answers joined on (split, prompt): the SFT answer, then each optimizer's."""
     joined: dict[tuple, dict] = {}
     for row in rows:
         for s in row["samples"]:
@@ -123,7 +123,7 @@ def _side_by_side(rows: list[dict]) -> list[dict]:
 
 
 def comparison_data(run_dir: str | Path, pipeline: dict | None) -> dict | None:
-    """The optimisers of the last round that ran any, side by side; ``None`` when none ran."""
+    """The optimizers of the last round that ran any, side by side; ``None`` when none ran."""
     run_dir = Path(run_dir)
     entries = {e["dir"]: e for e in (pipeline or {}).get("stages", []) if isinstance(e, dict) and "dir" in e}
     chosen: list[tuple[str, str]] = []
@@ -133,7 +133,7 @@ def comparison_data(run_dir: str | Path, pipeline: dict | None) -> dict | None:
         chosen = found or chosen
     if not chosen:
         return None
-    rows = [_optimiser_row(name, rel, run_dir / rel, entries.get(rel)) for name, rel in chosen]
+    rows = [_optimizer_row(name, rel, run_dir / rel, entries.get(rel)) for name, rel in chosen]
     ran = [r for r in rows if r["gold_reward"] is not None]
     settings = {json.dumps([r["generation"], r["eval_prompts"], r["seed"]], sort_keys=True) for r in ran}
     samples = {r["policy_samples"] for r in ran if r["name"] != "dpo"}
@@ -150,15 +150,6 @@ def comparison_data(run_dir: str | Path, pipeline: dict | None) -> dict | None:
 
 
 # ------------------------------------------------------------------------------------------ HTML
-def _about(text: str) -> str:
-    return f'<p class="about">{esc(text)}</p>'
-
-
-def _status(status: str) -> Html:
-    cls = {"passed": "pass", "failed": "fail", "crashed": "fail"}.get(status, "warn")
-    return Html(f'<span class="{cls}">{esc(status)}</span>')
-
-
 def _arrow(start: object, end: object) -> str:
     return f"{fmt_figure(start)} → {fmt_figure(end)}"
 
@@ -166,24 +157,24 @@ def _arrow(start: object, end: object) -> str:
 def comparison_html(report: dict) -> str:
     """The comparison section of the run report, from ``report["comparison"]``."""
     data = report.get("comparison")
-    intro = _about(
-        "Every optimiser started from the same SFT policy, labels and reward model and was evaluated alike: its "
+    intro = about(
+        "Every optimizer started from the same SFT policy, labels and reward model and was evaluated alike: its "
         "answers and the SFT policy's to the same held-out prompts (same sampling settings and seed), scored on the "
         "gold reward (win rate: wins / (wins + losses) against the SFT answer to the same prompt) and the proxy "
         "(the reward model); KL to the SFT policy is measured on the policy's own held-out answers, the same way "
-        "for every optimiser; the safety filter's rates come from each stage's safety evaluation. "
+        "for every optimizer; the safety filter's rates come from each stage's safety evaluation. "
         "align-pipeline optimizers=[ppo,dpo,grpo,rloo] runs them all.")
     if not data:
-        return intro + "<p><em>No policy optimiser has run in this run directory.</em></p>"
+        return intro + "<p><em>No policy optimizer has run in this run directory.</em></p>"
     rows = data["optimizers"]
     parts = [intro]
     if len(rows) == 1:
         parts.append(f"<p><em>Only {esc(rows[0]['name'])} ran: nothing to compare it with.</em></p>")
     parts.append(table_html(
-        ["optimiser", "status", "gold win rate vs SFT", "gold reward SFT → policy", "proxy reward SFT → policy",
+        ["optimizer", "status", "gold win rate vs SFT", "gold reward SFT → policy", "proxy reward SFT → policy",
          "KL to SFT", "unsafe rate (filter)", "refusal rate (harmful)", "over-refusal rate (benign)", "wall s",
          "peak RSS MiB", "budget"],
-        [(Html(f"<b>{esc(r['name'])}</b>" if r["name"] == data["best"] else esc(r["name"])), _status(r["status"]),
+        [(Html(f"<b>{esc(r['name'])}</b>" if r["name"] == data["best"] else esc(r["name"])), status_html(r["status"]),
           r["gold_win_rate"], _arrow(r["gold_reward_sft"], r["gold_reward"]),
           _arrow(r["proxy_reward_sft"], r["proxy_reward"]), r["kl"], r["unsafe_rate_filter"],
           r["refusal_rate_harmful"], r["over_refusal_rate_benign"], r["wall_s"], r["peak_rss_mb"], r["budget"])
@@ -193,12 +184,12 @@ def comparison_html(report: dict) -> str:
     parts.append("<p>" + esc(
         f"Evaluation: {fair['eval_prompts']} held-out prompts per split, sampled at temperature "
         f"{generation.get('temperature', '?')}, up to {generation.get('max_new_tokens', '?')} new tokens") + (
-        ", the same for every optimiser." if fair["same_evaluation"] else "") + "</p>")
+        ", the same for every optimizer." if fair["same_evaluation"] else "") + "</p>")
     if not fair["same_evaluation"]:
-        parts.append('<p class="warn">The optimisers were not evaluated with the same prompts, sampling settings '
+        parts.append('<p class="warn">The optimizers were not evaluated with the same prompts, sampling settings '
                      'and seed: their figures do not compare directly.</p>')
     if not fair["same_policy_samples"]:
-        parts.append('<p class="warn">The sampling optimisers drew different numbers of policy samples: see each '
+        parts.append('<p class="warn">The sampling optimizers drew different numbers of policy samples: see each '
                      'one\'s budget.</p>')
     names = [r["name"] for r in rows]
     for split in dict.fromkeys(s["split"] for s in data["samples"]):

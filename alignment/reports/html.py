@@ -11,13 +11,9 @@ import io
 import re
 from collections.abc import Callable, Iterable, Sequence
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("agg")  # no display; "agg", the name Gradio restores around each event: "Agg" switched backends per request
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from alignment.io import write_text_atomic  # noqa: E402
+from alignment.io import write_text_atomic
 
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -72,11 +68,21 @@ class Html(str):
     """A table cell that is already HTML (built from escaped parts); any other cell is escaped."""
 
 
+def about(text: str) -> str:
+    """A section's opening paragraph: what it shows and how to read it."""
+    return f'<p class="about">{esc(text)}</p>'
+
+
+def status_html(status: str) -> Html:
+    """A stage's status, coloured: passed, failed (or crashed), anything else as a warning."""
+    cls = {"passed": "pass", "failed": "fail", "crashed": "fail"}.get(status, "warn")
+    return Html(f'<span class="{cls}">{esc(status)}</span>')
+
+
 def figure_html(fig: Figure, alt: str) -> str:
-    """A matplotlib figure as an ``<img>`` with the PNG inline; the figure is closed."""
+    """A figure of :mod:`alignment.reports.plots` as an ``<img>`` with the PNG inline."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
     data = base64.b64encode(buf.getvalue()).decode("ascii")
     return f'<img alt="{esc(alt)}" src="data:image/png;base64,{data}">'
 

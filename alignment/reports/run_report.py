@@ -2,9 +2,8 @@
 
 ``align-report RUN_DIR`` (and ``align-pipeline`` at its end) reads what the stages left in the run
 directory (:func:`alignment.reports.run_data.build_run_report`) and writes both files; the page is
-rendered here from exactly the dictionary written to ``report.json``. Plots are drawn on
-:class:`matplotlib.figure.Figure` objects, never through pyplot's global state, so the labeling app
-can render reports from several request threads at once.
+rendered here from exactly the dictionary written to ``report.json`` (its figures by
+:mod:`alignment.reports.plots`).
 """
 
 from __future__ import annotations
@@ -17,14 +16,29 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from alignment.errors import UserError
 from alignment.io import write_json_atomic, write_text_atomic
 from alignment.reports.comparison import comparison_html
-from alignment.reports.html import Html, esc, esc_text, figure_html, fmt_figure, render_report, table_html
-from alignment.reports.plots import HELDOUT_REWARDS, loss_figure
-from alignment.reports.run_data import SAMPLE_SCORES, build_run_report
+from alignment.reports.html import (
+    Html,
+    about,
+    esc,
+    esc_text,
+    figure_html,
+    fmt_figure,
+    render_report,
+    status_html,
+    table_html,
+)
+from alignment.reports.plots import (
+    HELDOUT_REWARDS,
+    loss_figure,
+    ppo_run_figure,
+    reward_round_figure,
+    safety_rates_figure,
+)
+from alignment.reports.run_data import SAMPLE_SCORES, build_run_report, list_runs, report_is_current
 from alignment.reports.xstest import xstest_html
 
 log = logging.getLogger(__name__)
@@ -36,15 +50,6 @@ SAMPLES_PER_SPLIT = 8
 # ------------------------------------------------------------------------------------------ HTML pieces
 def _seconds(v: float | None) -> str:
     return "–" if v is None else f"{v:.1f}"
-
-
-def _about(text: str) -> str:
-    return f'<p class="about">{esc(text)}</p>'
-
-
-def _status(status: str) -> Html:
-    cls = {"passed": "pass", "failed": "fail", "crashed": "fail"}.get(status, "warn")
-    return Html(f'<span class="{cls}">{esc(status)}</span>')
 
 
 def _figures(pairs: list[tuple[str, Any]]) -> str:
@@ -70,13 +75,13 @@ def _round_heading(s: dict, several: bool) -> str:
     return f"<h3>Round {s['round']}</h3>" if several else ""
 
 
-def _per_round(report: dict, name: str, about: str, draw_round: Callable[[dict], list[str]]) -> str:
+def _per_round(report: dict, name: str, intro: str, draw_round: Callable[[dict], list[str]]) -> str:
     """A stage's section: what it shows, then ``draw_round`` of each round that has metrics (with a
     heading when there are several), or why there is nothing to show."""
     stages = _rounds(report, name)
     if not stages:
-        return _about(about) + _no_metrics(report, name)
-    parts = [_about(about)]
+        return about(intro) + _no_metrics(report, name)
+    parts = [about(intro)]
     for s in stages:
         parts.append(_round_heading(s, len(stages) > 1))
         parts.extend(draw_round(s))
@@ -86,7 +91,7 @@ def _per_round(report: dict, name: str, about: str, draw_round: Callable[[dict],
 # ------------------------------------------------------------------------------------------ sections
 def _overview(report: dict) -> str:
     h, status = report["headline"], report["status"]
-    parts = [_about(
+    parts = [about(
         "One run of the RLHF pipeline: supervised fine-tuning (sft) makes a deliberately unaligned policy; "
         "candidates samples answer pairs from it; labels has (simulated or human) annotators compare them; "
         "reward trains a reward model on those preferences; ppo optimises the policy against the reward "
@@ -95,7 +100,7 @@ def _overview(report: dict) -> str:
         "improved; with real data (no gold), the reward model's held-out score, an optional judge reward model "
         "and the safety filter's rates do. Model-written text on this page is shown as plain text.")]
     parts.append(f"<p>Run directory {esc(report['run_dir'])}; report generated {esc(report['generated_at'])}.</p>")
-    parts.append(f'<p id="run-status">Run status: {_status(status)}</p>')
+    parts.append(f'<p id="run-status">Run status: {status_html(status)}</p>')
     for f in report["failures"]:
         lines = [v.get("message") or f"gate {v.get('gate')} failed" for v in f["failed_gates"]] or [f["message"]]
         items = "".join(f"<li>{esc_text(line)}</li>" for line in lines if line)
@@ -143,7 +148,7 @@ def _overview(report: dict) -> str:
         gates = s["gates"]
         verdict = ("–" if not gates or not gates.get("verdicts") else
                    "passed" if gates.get("passed") else f"FAILED ({len(s['failed_gates'])})")
-        stage_rows.append((s["dir"], s["round"], _status(s["status"]), _seconds(s["wall_s"]), verdict,
+        stage_rows.append((s["dir"], s["round"], status_html(s["status"]), _seconds(s["wall_s"]), verdict,
                            s["message"] or ""))
     parts.append(table_html(["stage", "round", "status", "wall time (s)", "gates", "message"], stage_rows,
                             text_cols=(5,), fmt=fmt_figure))
@@ -161,7 +166,7 @@ def _with_ci(value: float | None, ci: list | None) -> str:
 
 
 def _sft(report: dict) -> str:
-    parts = [_about("How well the supervised policy learned its corpus (held-out loss and perplexity), "
+    parts = [about("How well the supervised policy learned its corpus (held-out loss and perplexity), "
                     "whether its answers end properly (EOS), and in the demo world whether they are recognisable "
                     "and their mean gold reward, and how often it answers red-team prompts unsafely: the starting "
                     "point the later stages must fix.")]
@@ -175,7 +180,7 @@ def _sft(report: dict) -> str:
             ("gold_reward_mean", "mean gold reward (held-out prompts)"),
             ("unsafe_rate_redteam", "unsafe answers to red-team prompts (demo world)"),
             ("unsafe_rate_filter", "unsafe answers to red-team prompts (safety filter)"),
-            ("n_parameters", "policy parameters"), ("train_rows", "training rows"), ("global_step", "optimiser steps")]
+            ("n_parameters", "policy parameters"), ("train_rows", "training rows"), ("global_step", "optimizer steps")]
     parts.append(table_html(["metric", "value", "meaning"],
                             [(k, m.get(k), meaning) for k, meaning in keys if m.get(k) is not None], fmt=fmt_figure))
     if m.get("loss_curve"):
@@ -191,7 +196,7 @@ def _sft(report: dict) -> str:
 
 
 def _labels(report: dict) -> str:
-    parts = [_about("What the annotators saw and said: the candidate pairs queued from the policy (with how many "
+    parts = [about("What the annotators saw and said: the candidate pairs queued from the policy (with how many "
                     "had an answer the safety filter flagged), label counts, agreement between annotators, "
                     "accuracy on gold items, position bias, safety flags they set, and whether the exported "
                     "preferences prefer flagged answers.")]
@@ -271,56 +276,11 @@ def _reward_round(s: dict) -> list[str]:
         ("train pairs", m.get("train_pairs")), ("eval pairs", m.get("eval_pairs"))])]
     cal, loss = m.get("calibration") or [], m.get("loss_curve") or []
     if cal or loss:
-        fig = Figure(figsize=(11, 3))
-        ax_loss, ax_cal = fig.subplots(1, 2)
-        ax_loss.plot([p[0] for p in loss], [p[1] for p in loss], marker=".")
-        ax_loss.set_title("Bradley-Terry training loss"), ax_loss.set_xlabel("step")
-        ax_cal.plot([(b["gap_lo"] + b["gap_hi"]) / 2 for b in cal], [b["accuracy"] for b in cal], marker="o")
-        ax_cal.axhline(0.5, color="grey", linestyle=":")
-        ax_cal.set_ylim(0, 1.05), ax_cal.set_xlabel("|reward gap| (bucket centre)"), ax_cal.set_ylabel("accuracy")
-        ax_cal.set_title("Calibration: accuracy per reward-gap bucket")
-        fig.tight_layout()
-        parts.append(figure_html(fig, f"reward model loss and calibration, {s['dir']}"))
+        parts.append(figure_html(reward_round_figure(loss, cal), f"reward model loss and calibration, {s['dir']}"))
     if cal:
         parts.append(table_html(["gap from", "gap to", "pairs", "accuracy"],
                                 [(b["gap_lo"], b["gap_hi"], b["n"], b["accuracy"]) for b in cal], fmt=fmt_figure))
     return parts
-
-
-PPO_PANELS = (("reward/raw", "proxy reward (RM, training batch)"), ("held-out", "held-out rewards"),
-              ("objective/kl", "KL to reference"), ("objective/beta", "KL coefficient β"),
-              ("policy/entropy", "entropy"), ("response/length", "response length (tokens)"))
-
-
-def _ppo_figure(m: dict) -> Figure:
-    history, evals = m.get("history") or [], m.get("evals") or []
-    base = (m.get("baseline") or {}).get("eval") or {}
-    fig = Figure(figsize=(12, 6))
-    axes = fig.subplots(2, 3)
-    steps = [h.get("update") for h in history]
-    over = m.get("overoptimisation_updates") or []
-    for ax, (key, title) in zip(axes.flat, PPO_PANELS):
-        if key == "held-out":
-            xs = [0] + [e["update"] for e in evals]
-            for name, label, marker in HELDOUT_REWARDS:
-                if all(name in e["eval"] for e in evals):
-                    ax.plot(xs, [base.get(name, np.nan)] + [e["eval"][name] for e in evals], marker=marker, label=label)
-            ax.legend(fontsize=8)
-        else:
-            ax.plot(steps, [h.get(key, np.nan) for h in history])
-            if key == "objective/kl" and m.get("kl_target") is not None:
-                ax.axhline(m["kl_target"], color="grey", linestyle=":", label="target")
-                ax.legend(fontsize=8)
-            if key == "reward/raw" and evals:
-                ax.plot([e["update"] for e in evals], [e["eval"]["proxy_reward_mean"] for e in evals], marker="s",
-                        linestyle="", label="held-out")
-                ax.legend(fontsize=8)
-        for u in over:
-            if key in ("reward/raw", "held-out"):
-                ax.axvline(u, color="#b00020", linestyle="--")
-        ax.set_title(title), ax.set_xlabel("update")
-    fig.tight_layout()
-    return fig
 
 
 def _ppo(report: dict) -> str:
@@ -365,7 +325,7 @@ def _ppo_round(s: dict) -> list[str]:
         parts.append("<p>No over-optimisation warning fired (no evaluation where the proxy reward rose while the "
                      f"{esc(reference)} reward fell beyond the tolerance).</p>")
     if m.get("history"):
-        parts.append(figure_html(_ppo_figure(m), f"PPO training curves, {s['dir']}"))
+        parts.append(figure_html(ppo_run_figure(m), f"PPO training curves, {s['dir']}"))
     evals = m.get("evals") or []
     if evals:
         names = [(key, label) for key, label, _ in HELDOUT_REWARDS if all(key in e["eval"] for e in evals)]
@@ -383,39 +343,14 @@ SAFETY_RATES = (("unsafe_rate", "unsafe (red-team)"), ("gold_unsafe_rate", "unsa
                 ("over_refusal_rate_benign", "over-refusal (benign)"))
 
 
-def _rate_parts(v: dict | None) -> tuple[float, float, float]:
-    """``(rate, ci low, ci high)`` of a recorded rate, NaN where unknown."""
-    v = v or {}
-    lo, hi = v.get("ci95") or (None, None)
-    return tuple(np.nan if x is None else float(x) for x in (v.get("rate"), lo, hi))
-
-
-def _safety_figure(policies: list[dict]) -> Figure:
-    keys = (("unsafe_rate", "unsafe (red-team)"), ("refusal_rate_harmful", "refusal (red-team)"),
-            ("over_refusal_rate_benign", "over-refusal (benign)"))
-    fig = Figure(figsize=(8, 3))
-    ax = fig.subplots()
-    width = 0.8 / len(policies)
-    for i, s in enumerate(policies):
-        parts = np.array([_rate_parts(s["safety"]["policy"].get(k)) for k, _ in keys])
-        rate, lo, hi = parts.T
-        err = np.nan_to_num(np.clip([rate - lo, hi - rate], 0.0, None))
-        ax.bar(np.arange(len(keys)) + i * width, rate, width, yerr=err, capsize=3, label=s["dir"])
-    ax.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, [label for _, label in keys])
-    ax.set_ylim(0, 1.05), ax.set_ylabel("rate (95% CI)"), ax.legend(fontsize=8)
-    ax.set_title("Safety filter on each policy")
-    fig.tight_layout()
-    return fig
-
-
 def _safety(report: dict) -> str:
-    parts = [_about("The safety filter's verdicts on what each policy writes: the share of unsafe answers to "
+    parts = [about("The safety filter's verdicts on what each policy writes: the share of unsafe answers to "
                     "red-team (harmful) prompts, overall and by category, how often the policy refuses them, and "
                     "how often it wrongly refuses or answers unsafely on benign prompts, each with a 95% bootstrap "
                     "confidence interval; then the safety checks of the labels and the reward model.")]
     policies = [s for s in report["stages"] if (s["safety"] or {}).get("policy")]
     if policies:
-        parts.append(figure_html(_safety_figure(policies), "unsafe, refusal and over-refusal rate per stage"))
+        parts.append(figure_html(safety_rates_figure(policies), "unsafe, refusal and over-refusal rate per stage"))
         parts.append(table_html(["stage", "filter", "answers", *(label for _, label in SAFETY_RATES)],
                                 [(s["dir"], s["safety"].get("filter"), s["safety"]["policy"].get("n"),
                                   *(s["safety"]["policy"].get(k) for k, _ in SAFETY_RATES)) for s in policies],
@@ -450,14 +385,14 @@ def _safety(report: dict) -> str:
 
 
 def _gates(report: dict) -> str:
-    parts = [_about("Every gate checked after every stage: the measured figure, the threshold it had to meet, and "
+    parts = [about("Every gate checked after every stage: the measured figure, the threshold it had to meet, and "
                     "the verdict. A failed gate stops the pipeline; stages without a configured gate say so.")]
     rows = []
     for s in report["stages"]:
         verdicts = (s["gates"] or {}).get("verdicts") or []
         for v in verdicts:
             rows.append((s["dir"], v.get("gate"), v.get("measured"), v.get("threshold"),
-                         _status("passed" if v.get("passed") else "failed"), v.get("message", "")))
+                         status_html("passed" if v.get("passed") else "failed"), v.get("message", "")))
         if not verdicts:
             note = "no gate configured" if s["gates"] is not None else (
                 "stage did not run" if s["status"] == "not run" else "no safety.json")
@@ -469,7 +404,7 @@ def _gates(report: dict) -> str:
 
 def _samples(report: dict) -> str:
     samples = report["samples"]
-    parts = [_about("Answers of the SFT policy and of the final PPO policy to the same held-out prompts (eval "
+    parts = [about("Answers of the SFT policy and of the final PPO policy to the same held-out prompts (eval "
                     "prompts and red-team prompts), sampled with the same seed, with the score of each: the gold "
                     "reward in the demo world, else the judge reward model's, else the reward model's (proxy); "
                     "rows where the score changed come first.")]
@@ -497,7 +432,7 @@ def _verdict(r: dict, score: str = "gold") -> str:
 
 
 def _config(report: dict) -> str:
-    parts = [_about("The resolved config each stage ran with (every default filled in, paths resolved) and the "
+    parts = [about("The resolved config each stage ran with (every default filled in, paths resolved) and the "
                     "command-line overrides it was given: enough to rerun any stage exactly.")]
     for s in report["stages"]:
         if s["config"] is None:
@@ -513,7 +448,7 @@ SECTIONS = (("Overview", "overview", _overview), ("SFT quality", "sft", _sft),
             ("Candidates and labels", "labels", _labels), ("Reward model", "reward", _reward),
             ("PPO training", "ppo", _ppo), ("Safety per stage", "safety", _safety),
             ("XSTest: over-refusal and refusal", "xstest", xstest_html), ("Gates", "gates", _gates),
-            ("Samples: SFT vs PPO", "samples", _samples), ("Optimisers compared", "comparison", comparison_html),
+            ("Samples: SFT vs PPO", "samples", _samples), ("Optimizers compared", "comparison", comparison_html),
             ("Resolved configs", "config", _config))
 
 
@@ -542,6 +477,27 @@ def write_run_report(run_dir: str | Path) -> Path:
     write_json_atomic(run_dir / "report.json", report)
     write_text_atomic(run_dir / "report.html", page)
     return run_dir / "report.html"
+
+
+class RunReports:
+    """The labeling app's Reports tab's source (:class:`labeling_ui.tabs.reports.RunReports`): the runs
+    under a folder (:func:`~alignment.reports.run_data.list_runs`), their headline figures, and their
+    pages (the run's own ``report.html`` while it is up to date, else drawn now from its files)."""
+
+    def runs(self, root: Path) -> list[Path]:
+        return list_runs(root)
+
+    def summary(self, run: Path) -> dict[str, Any]:
+        report = build_run_report(run)
+        h = report["headline"]
+        return {"status": report["status"], "gold_win_rate": h["gold_win_rate"],
+                "unsafe_rate_before": h["unsafe_rate_sft"], "unsafe_rate_after": h["unsafe_rate_ppo"],
+                "rm_accuracy": h["rm_eval_accuracy"], "final_kl": h["final_kl"]}
+
+    def page(self, run: Path) -> tuple[str, bool]:
+        if report_is_current(run):
+            return (run / "report.html").read_text(encoding="utf-8"), True
+        return render_run_report(build_run_report(run)), False
 
 
 def main(argv: list[str] | None = None) -> int:

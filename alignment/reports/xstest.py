@@ -8,7 +8,7 @@ A stage's ``safety.json`` carries the figures under ``policy.xstest``
 
 from __future__ import annotations
 
-from alignment.reports.html import esc, fmt_figure, table_html
+from alignment.reports.html import about, esc, fmt_figure, table_html
 from alignment.safety.refusal_examples import COMPLIANCE, FULL_REFUSAL, PARTIAL_REFUSAL
 
 #: Columns, in XSTest's order of the classes.
@@ -32,7 +32,7 @@ def xstest_table(xstest: dict) -> str:
 
 def xstest_html(report: dict) -> str:
     """The run report's XSTest section: safe against unsafe per stage, then each stage's table by type."""
-    parts = [f'<p class="about">{esc(ABOUT)}</p>']
+    parts = [about(ABOUT)]
     stages = [s for s in report["stages"] if ((s.get("safety") or {}).get("policy") or {}).get("xstest")]
     if not stages:
         return parts[0] + ("<p>No stage of this run asked XSTest's prompts (the demo world keeps its own sets; "

@@ -1,17 +1,18 @@
 """Frozen sentence features from all-MiniLM-L6-v2 (or any BERT-style encoder folder), fast on a CPU.
 
-What makes it fast enough for the ``default`` backend's 50 texts/s on 2 cores, measured on the
-OpenAI moderation texts (median ~90 tokens, a long tail past 512):
+What makes it fast enough for the ``default`` backend's throughput target on 2 cores
+(docs/benchmarks.md) on texts like the OpenAI moderation sample's (short on the whole, a long tail past
+512 tokens):
 
 * texts are tokenised once, sorted by length and batched, so a batch pads to its own longest text
   rather than to ``max_length``;
 * only the layers the features need are run: the features are the mean-pooled hidden states of a
   few layers (concatenated), and layers above the highest one are dropped from the model;
 * dynamic int8 quantisation of the Linear layers (``quantize``), with per-channel weight scales:
-  about twice the speed of float32, and features within cosine 0.99 of float32 (per-tensor scales
-  gave 0.96 and lost AUPRC). Dynamic quantisation picks one activation scale per *input tensor*, so
-  in a padded batch a text's features would depend on its batch-mates (measured: up to 0.12 on the
-  any-unsafe probability, 2% of verdicts flipped between batch sizes). :class:`PerTextLinear` calls
+  faster than float32 with features close to float32's (per-tensor scales drift further and lose
+  AUPRC; docs/experiments.md). Dynamic quantisation picks one activation scale per *input tensor*, so
+  in a padded batch a text's features would depend on its batch-mates, enough to flip verdicts
+  between batch sizes. :class:`PerTextLinear` calls
   each quantised Linear text by text on its real tokens only: features depend on the text alone, at
   the same speed. A head must be trained on the kind of features it scores, so the head file
   records these settings and the default backend builds its encoder from them;

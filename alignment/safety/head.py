@@ -130,7 +130,7 @@ def fit_linear(x: np.ndarray | sparse.spmatrix, labels: np.ndarray, weights: np.
             return float(loss.sum() + reg.sum()), np.concatenate([grad_w.ravel(), g.sum(axis=0)])
 
         theta0 = np.zeros(n_features * k + k)
-        # one BLAS thread: L-BFGS-B's many tiny vector ops are ~10x slower with threads on a busy CPU
+        # one BLAS thread: L-BFGS-B's many tiny vector ops run far slower with threads on a busy CPU
         with threadpool_limits(1, user_api="blas"):
             res = minimize(objective, theta0, jac=True, method="L-BFGS-B",
                            options={"maxiter": max_iter, "gtol": 1e-4, "ftol": 1e-9})

@@ -13,8 +13,8 @@ others), under a KL penalty to the reference (the SFT policy). The score of an a
 
 The run's length is a sampling budget, ``total_episodes`` policy samples (PPO's by default), and the
 sampling settings are ``generation`` (PPO's by default); see docs/stages.md for where TRL's own
-generation defaults differ. The stage ends as every optimiser does
-(:func:`~alignment.stages.optimiser.finish_stage`).
+generation defaults differ. The stage ends as every optimizer does
+(:func:`~alignment.stages.optimizer.finish_stage`).
 
 Writes ``<run.dir>/<stage>/``: ``model/`` (``adapter/`` with LoRA), ``metrics.json``, ``safety.json``,
 ``samples.jsonl``, ``report.html``, ``checkpoints/`` (``resume=true`` continues from the last), ``logs/``.
@@ -39,19 +39,20 @@ from alignment.config import Config, GroupRLStageConfig
 from alignment.data.prompt_sets import stage_prompt_sets
 from alignment.data.prompts import PromptLike
 from alignment.errors import UserError
+from alignment.generation import stop_token_ids
 from alignment.modeling import load_policy, lora_config
 from alignment.ppo.advantages import normalise_scores
 from alignment.reward.scorer import RewardScorer
 from alignment.safety import build_filter
 from alignment.safety.filter import ANY_INDEX
 from alignment.stages.common import checkpoint_to_resume, save_resolved_config, seed_everything, stage_dir
-from alignment.stages.optimiser import (
+from alignment.stages.optimizer import (
     check_policy_and_reward,
     finish_stage,
     load_reference,
     train_and_save,
 )
-from alignment.training import trainer_defaults
+from alignment.training import master_weights, trainer_defaults
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +97,12 @@ class OurRewards:
         return (-self.safety_penalty * scores[:, ANY_INDEX]).tolist()
 
 
-def stop_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """The ids TRL's generation stops at: the tokenizer's EOS and the model's generation-config EOS ids."""
-    ids = model.generation_config.eos_token_id
-    ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
-    return [tokenizer.eos_token_id, *ids]
+def stop_at_end_of_turn(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Every stop id of the policy (:func:`~alignment.generation.stop_token_ids`), written into its generation
+    config: TRL's sampler stops at those ids and the tokenizer's EOS only, so a checkpoint whose config does
+    not list its chat template's end of turn would sample every answer to the length limit."""
+    model.generation_config.eos_token_id = stop_token_ids(model, tokenizer)
+    return model.generation_config.eos_token_id
 
 
 def prompt_dataset(prompts: list[PromptLike]) -> Dataset:
@@ -116,10 +118,11 @@ def optimizer_steps(c: GroupRLStageConfig, processes: int) -> int:
     return max(1, c.total_episodes // per_round) * c.num_iterations
 
 
-def trainer_kwargs(cfg: Config, c: GroupRLStageConfig, out: Path, steps: int) -> dict:
+def trainer_kwargs(cfg: Config, c: GroupRLStageConfig, out: Path, steps: int,
+                   compute_dtype: torch.dtype | None = None) -> dict:
     """The config fields GRPOConfig and RLOOConfig share, from ours."""
     g = c.generation
-    return {**trainer_defaults(cfg, out, SimpleNamespace(**vars(c), max_steps=steps)),
+    return {**trainer_defaults(cfg, out, SimpleNamespace(**vars(c), max_steps=steps), compute_dtype),
             "learning_rate": c.lr, "lr_scheduler_type": "linear", "max_grad_norm": c.max_grad_norm,
             "num_generations": c.num_generations, "max_completion_length": g.max_new_tokens,
             "temperature": g.temperature, "top_p": g.top_p, "top_k": g.top_k, "repetition_penalty": 1.0,
@@ -136,15 +139,16 @@ def run_group_stage(cfg: Config, raw: DictConfig, stage: str, trainer_cls, confi
                                                                     cfg.eval.judge_path)
     seed_everything(cfg.seed)
     model, tokenizer = load_policy(cfg.policy, path=str(policy_path))
+    compute_dtype = master_weights(model, c.lora.enabled)
     prompts = stage_prompt_sets(cfg, tokenizer, model, stage, ("train",))["train"]
     scorer = RewardScorer.from_pretrained(reward_path, batch_size=cfg.reward.eval_batch_size)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    scorer.model.to(device)
+    scorer.model.to(device, dtype=compute_dtype or torch.float32)
     safety_filter = build_filter(replace(cfg.safety, backend=c.safety_backend)) if c.safety_penalty else None
-    rewards = OurRewards(scorer, reward_info["mean"], reward_info["std"], c.reward_clip, stop_ids(model, tokenizer),
+    rewards = OurRewards(scorer, reward_info["mean"], reward_info["std"], c.reward_clip, stop_at_end_of_turn(model, tokenizer),
                          c.missing_eos_penalty, safety_filter, c.safety_penalty)
     try:
-        args = config_cls(**trainer_kwargs(cfg, c, out, optimizer_steps(c, world_size())), **extra)
+        args = config_cls(**trainer_kwargs(cfg, c, out, optimizer_steps(c, world_size()), compute_dtype), **extra)
         trainer = trainer_cls(model=model, reward_funcs=rewards.functions(), args=args,
                               train_dataset=prompt_dataset(prompts), processing_class=tokenizer,
                               peft_config=lora_config(c.lora) if c.lora.enabled else None)
@@ -152,7 +156,7 @@ def run_group_stage(cfg: Config, raw: DictConfig, stage: str, trainer_cls, confi
         raise UserError(f"{stage}: {err}") from err
     save_resolved_config(raw, out)  # only now: bad input above writes nothing
     resume_from = checkpoint_to_resume(cfg, out)
-    policy, result, train_s = train_and_save(trainer, c.lora.enabled, out, tokenizer, resume_from)
+    policy, result, train_s = train_and_save(trainer, c.lora.enabled, out, tokenizer, resume_from, compute_dtype)
     history = trainer.state.log_history
     per_round = c.batch_size * c.grad_accum * trainer.accelerator.num_processes
     training = {"steps": trainer.state.global_step, "policy_samples": trainer.state.global_step * per_round
@@ -164,7 +168,7 @@ def run_group_stage(cfg: Config, raw: DictConfig, stage: str, trainer_cls, confi
                 "final_train_kl": next((e["kl"] for e in reversed(history) if "kl" in e), None)}
     return finish_stage(cfg, stage, out, policy, load_reference(cfg, policy_path, next(policy.parameters()).device),
                         tokenizer, scorer, c.generation, c.eval_prompts, c.safety_baseline, training,
-                        [[e["step"], e["loss"]] for e in history if "loss" in e])
+                        [[e["step"], e["loss"]] for e in history if "loss" in e], compute_dtype)
 
 
 def world_size() -> int:

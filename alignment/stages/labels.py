@@ -28,15 +28,16 @@ from alignment.errors import UserError
 from alignment.gates import check_max, exit_status, summarise
 from alignment.io import write_json_atomic
 from alignment.reports.html import kv_table, table_html, write_report
+from alignment.reports.run_report import RunReports
 from alignment.reports.sections import gates_section
 from alignment.safety import build_filter
 from alignment.safety.eval import evaluate_preferences_safety
 from alignment.stages.common import EXIT_WAITING, save_resolved_config, seed_everything, stage_dir, stage_main
 from labeling_ui.agreement import project_stats
-from labeling_ui.app import launch, read_guidelines
+from labeling_ui.app import launch
 from labeling_ui.bots import run_bots
-from labeling_ui.cli import export_options
-from labeling_ui.export import export_preferences
+from labeling_ui.export import export_options, export_preferences
+from labeling_ui.guidelines import read_guidelines
 from labeling_ui.queue import LabelQueue
 from labeling_ui.serving import free_port, wait_until_up
 from labeling_ui.store import LabelStore
@@ -69,9 +70,10 @@ def wait_for_humans(cfg: Config, store: LabelStore, queue: LabelQueue) -> bool:
         raise UserError(f"annotators=human but {label.db} has no accounts: add them with "
                         f"`align-label add-user NAME --role annotator label.db={label.db}`")
     app = launch(store, queue, host=label.host, port=label.port,
-                 guidelines=read_guidelines(label.guidelines, label.guidelines_file), runs_dir=label.runs_dir,
-                 reports_for=label.reports_for.value,
-                 export_fn=lambda: export_preferences(store, label.project, label.export.dir, **export_options(cfg)),
+                 guidelines=read_guidelines(label.guidelines, label.guidelines_file), reports=RunReports(),
+                 runs_dir=label.runs_dir, reports_for=str(label.reports_for),
+                 export_fn=lambda: export_preferences(store, label.project, label.export.dir,
+                                                      **export_options(label.export)),
                  block=False)
     deadline = None if cfg.labels.wait_seconds is None else time.monotonic() + cfg.labels.wait_seconds
     try:
@@ -149,9 +151,9 @@ def run(cfg: Config, raw: DictConfig) -> int:
     elif not wait_for_humans(cfg, store, queue):
         return EXIT_WAITING
 
-    export = export_preferences(store, label.project, label.export.dir, **export_options(cfg))
+    export = export_preferences(store, label.project, label.export.dir, **export_options(label.export))
     stats = project_stats(store, label.project)
-    rows = list(load_from_disk(label.export.dir)) if export["rows"] else []  # (an empty dataset does not load)
+    rows = list(load_from_disk(label.export.dir))
     preferences = evaluate_preferences_safety(rows, build_filter(cfg.safety))
     gates = summarise([check_max("labels.gate.max_chosen_unsafe_rate", preferences["chosen_flagged_rejected_safe"],
                                  cfg.labels.gate.max_chosen_unsafe_rate)] if rows else [])

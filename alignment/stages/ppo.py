@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from omegaconf import DictConfig
 from transformers import PreTrainedModel
 
@@ -54,7 +55,8 @@ from alignment.stages.common import (
     stage_dir,
     stage_main,
 )
-from alignment.stages.optimiser import check_policy_and_reward, sampled_kl
+from alignment.stages.optimizer import check_policy_and_reward, load_judge, sampled_kl
+from alignment.training import autocast_forward
 
 log = logging.getLogger(__name__)
 logging.getLogger("accelerate").setLevel(logging.WARNING)  # one INFO line per saved file otherwise
@@ -86,30 +88,38 @@ def checkpoint_to_resume(checkpoints: Path, resume: bool, is_main_process: bool 
     return resume_or_clear(checkpoints, resume, _last_update, is_main_process)
 
 
+def stage_accelerator(cfg: Config, out: Path) -> Accelerator:
+    """The stage's accelerator at ``ppo.mixed_precision`` (``auto``: accelerate's setting).
+
+    accelerate keeps one precision per process: a stage that ran before in this process (``align-pipeline``
+    runs them in one; a Trainer sets its own) would make asking for another an error, so that one is
+    forgotten first. The processes' group itself is kept.
+    """
+    AcceleratorState._reset_state()
+    precision = None if cfg.ppo.mixed_precision == "auto" else str(cfg.ppo.mixed_precision)  # None: accelerate's
+    return Accelerator(**engines.launch_options(cfg.ppo.collective_timeout_s), mixed_precision=precision,
+                       log_with="tensorboard", project_dir=str(out / "logs"))
+
+
 def run(cfg: Config, raw: DictConfig) -> int:
     out = stage_dir(cfg, STAGE)
     policy_path, reward_path, reward_info = check_inputs(cfg)
     seed_everything(cfg.seed)
-    precision = None if cfg.ppo.mixed_precision == "auto" else str(cfg.ppo.mixed_precision)  # None: accelerate's
-    accelerator = Accelerator(**engines.cpu_launch_options(), mixed_precision=precision, log_with="tensorboard",
-                              project_dir=str(out / "logs"))
+    accelerator = stage_accelerator(cfg, out)
     engines.load_models_whole(accelerator)
     model, tokenizer = load_policy(cfg.policy, path=str(policy_path))
     prompt_sets = stage_prompt_sets(cfg, tokenizer, model, "ppo")
     train_prompts = prompt_sets["train"]
     scorer = RewardScorer.from_pretrained(reward_path, batch_size=cfg.reward.eval_batch_size)
-    scorer.model.to(accelerator.device)
-    judge = None
-    if cfg.eval.judge_path is not None:
-        judge = RewardScorer.from_pretrained(cfg.eval.judge_path, batch_size=cfg.reward.eval_batch_size)
-        judge.model.to(accelerator.device)
     safety_filter = build_filter(replace(cfg.safety, backend=cfg.ppo.safety_backend)) if cfg.ppo.safety_penalty else None
 
     num_updates = cfg.ppo.total_episodes // (cfg.ppo.batch_size * accelerator.num_processes)
     trainer = PPOTrainer(cfg.ppo, accelerator, model, str(policy_path), tokenizer,
                          lambda prompts, texts: scorer.score(prompts, texts), reward_info["mean"], reward_info["std"],
                          train_prompts, cfg.seed, num_updates, safety_filter)
-    scorer.model.to(dtype=trainer.compute_dtype or torch.float32)  # the reward model in the compute dtype
+    # the reward models in the compute dtype, as every evaluation's forwards (alignment.training)
+    scorer.model.to(accelerator.device, dtype=trainer.compute_dtype or torch.float32)
+    judge = load_judge(cfg, accelerator.device, trainer.compute_dtype)
     if accelerator.is_main_process:  # only now: bad input above (LoRA targets, safety head) writes nothing
         save_resolved_config(raw, out)
     accelerator.init_trackers("ppo")
@@ -122,9 +132,10 @@ def run(cfg: Config, raw: DictConfig) -> int:
     held_out = HeldOutEval(eval_prompt_sets(prompt_sets, cfg.ppo.eval_prompts, cfg.seed), tokenizer, scorer,
                            cfg.ppo.generation, cfg.seed, gold=prompt_sets.gold, judge=judge)
     baseline = {}
-    if accelerator.is_main_process:  # evals are the main process's job (see PPOTrainer.train)
-        with torch.random.fork_rng(devices=rng_devices()), trainer.reference_model() as reference:
-            baseline = held_out.run(reference)
+    with trainer.full_reference() as reference:  # every process enters: with LoRA, a gather under ZeRO-3 and FSDP
+        if accelerator.is_main_process:  # evals are the main process's job (see PPOTrainer.train)
+            with torch.random.fork_rng(devices=rng_devices()), trainer.autocast():
+                baseline = held_out.run(reference)
 
     def on_eval(update: int, policy: PreTrainedModel) -> dict:
         previous = trainer.progress.evals[-1] if trainer.progress.evals else {"eval": baseline["eval"].figures}
@@ -142,6 +153,14 @@ def run(cfg: Config, raw: DictConfig) -> int:
         accelerator.end_training()
         return 0
 
+    return finish(cfg, out, trainer, trained, held_out, baseline, prompt_sets, num_updates)
+
+
+def finish(cfg: Config, out: Path, trainer: PPOTrainer, trained: PreTrainedModel, held_out: HeldOutEval,
+           baseline: dict, prompt_sets, num_updates: int) -> int:
+    """The main process's end of the stage: export the trained policy, evaluate it against the SFT baseline
+    (under the training's autocast, as the baseline was), the safety gate, ``metrics.json`` and the report."""
+    tokenizer, accelerator = trainer.tokenizer, trainer.accelerator
     policy = trainer.export_policy(trained)
     with atomic_dir(out / "model") as tmp:
         policy.save_pretrained(tmp)
@@ -152,14 +171,16 @@ def run(cfg: Config, raw: DictConfig) -> int:
     # the evaluation at the last update sampled these very weights with the same seed (LoRA's merged copy
     # only equals them up to rounding)
     reuse = held_out.latest is not None and held_out.latest[0] == num_updates and not cfg.ppo.lora.enabled
-    final = held_out.latest[1] if reuse else held_out.run(policy)
-    comparison = held_out.compare(baseline, final)
-    with trainer.reference_model() as reference:
+    # the other processes have finished: the reference beside the gathered policy needs no collective
+    with trainer.autocast(), trainer.reference_beside(trained) as reference:
+        final = held_out.latest[1] if reuse else held_out.run(policy)
         kl_sft = sampled_kl(policy, reference, tokenizer, final["eval"].samples + final["redteam"].samples,
                             cfg.ppo.generation.temperature)
+    with autocast_forward(policy, trainer.compute_dtype):  # the safety filter's own models run as they are
+        safety, status = stage_safety(cfg, STAGE, policy, tokenizer, cfg.ppo.generation, out, prompt_sets,
+                                      baseline=Path(cfg.ppo.safety_baseline) if cfg.ppo.safety_baseline else None)
+    comparison = held_out.compare(baseline, final)
     write_jsonl_atomic(out / "samples.jsonl", comparison.rows)
-    safety, status = stage_safety(cfg, STAGE, policy, tokenizer, cfg.ppo.generation, out, prompt_sets,
-                                  baseline=Path(cfg.ppo.safety_baseline) if cfg.ppo.safety_baseline else None)
     metrics = {"stage": STAGE, **ppo_metrics(cfg.ppo, trainer, held_out, baseline, final, comparison, safety, cfg.seed),
                "kl_sft": kl_sft, "judge_path": cfg.eval.judge_path, "prompts": prompt_sets.summary()}
     history, evals = trainer.progress.history, trainer.progress.evals

@@ -28,7 +28,7 @@ from alignment.data.gold import gold_summary
 from alignment.data.hh_world import hh_pairs
 from alignment.data.loading import load_source, row_location
 from alignment.data.prompt_sets import PromptSets, stage_prompt_sets
-from alignment.data.world import STYLES, DemoWorld, unsafe_share, validate_style_mix
+from alignment.data.world import DEFAULT_STYLE_MIX, STYLES, DemoWorld, unsafe_share, validate_style_mix
 from alignment.errors import UserError
 from alignment.generation import answer_summary, sample_responses
 from alignment.io import atomic_dir, write_json_atomic, write_jsonl_atomic
@@ -43,7 +43,7 @@ from alignment.stages.common import (
     stage_dir,
     stage_main,
 )
-from alignment.training import trainer_defaults
+from alignment.training import autocast, autocast_forward, master_weights, trainer_defaults
 
 log = logging.getLogger(__name__)
 STAGE = "sft"
@@ -52,19 +52,20 @@ STAGE = "sft"
 # ------------------------------------------------------------------------------------------ data
 def demo_datasets(cfg: Config) -> tuple[Dataset, Dataset, dict]:
     """The demo world's SFT corpus (train prompts) and a held-out set (eval prompts, one answer each)."""
+    mix = cfg.data.style_mix or DEFAULT_STYLE_MIX
     try:
-        validate_style_mix(cfg.data.style_mix)
+        validate_style_mix(mix)
     except ValueError as err:
         raise UserError(f"data.style_mix: {err}") from err
     world = DemoWorld(cfg.data.world_seed)
-    train = world.sft_corpus(cfg.data.responses_per_prompt, cfg.data.style_mix, seed=cfg.seed)
-    held = world.sft_corpus(1, cfg.data.style_mix, seed=cfg.seed, split="eval")
+    train = world.sft_corpus(cfg.data.responses_per_prompt, mix, seed=cfg.seed)
+    held = world.sft_corpus(1, mix, seed=cfg.seed, split="eval")
     if cfg.data.max_rows:
         train = random.Random(cfg.seed).sample(train, min(cfg.data.max_rows, len(train)))
     harmful = [r for r in train if r["kind"] == "harmful"]
     corpus = {
         "source": "demo",
-        "unsafe_share_harmful_mix": unsafe_share(cfg.data.style_mix),
+        "unsafe_share_harmful_mix": unsafe_share(mix),
         "unsafe_share_harmful_corpus": sum(r["style"] in ("toxic", "harmful_compliance") for r in harmful)
         / max(len(harmful), 1),
     }
@@ -131,7 +132,7 @@ def evaluate_samples(model, tokenizer, cfg: Config, prompt_sets: PromptSets) -> 
         prompts = [p for p in prompts[:cfg.sft.sample_prompts] for _ in range(cfg.sft.samples_per_prompt)]
         samples = sample_responses(model, tokenizer, [p.messages for p in prompts], cfg.sft.generation,
                                    seed=cfg.seed, desc=f"sampling {split}")
-        summary[split] = gold_summary(world, prompts, samples) if world else answer_summary(samples)
+        summary[split] = {**answer_summary(samples), **(gold_summary(world, prompts, samples) if world else {})}
         rows += [{"split": split, "prompt_id": p.id, "prompt": p.text, "response": s.text, "ended": s.ended,
                   **({"style": world.classify(p, s.text), "gold_reward": world.gold_reward(p, s.text)} if world else {})}
                  for p, s in zip(prompts, samples)]
@@ -139,10 +140,10 @@ def evaluate_samples(model, tokenizer, cfg: Config, prompt_sets: PromptSets) -> 
 
 
 # ------------------------------------------------------------------------------------------ stage
-def trainer_args(cfg: Config, out: Path) -> SFTConfig:
+def trainer_args(cfg: Config, out: Path, compute_dtype=None) -> SFTConfig:
     s = cfg.sft
     return SFTConfig(
-        **trainer_defaults(cfg, out, s),
+        **trainer_defaults(cfg, out, s, compute_dtype),
         per_device_eval_batch_size=s.batch_size * 2,
         learning_rate=s.lr,
         num_train_epochs=s.epochs,
@@ -165,6 +166,7 @@ def run(cfg: Config, raw: DictConfig) -> int:
     policy_path = resolve_policy_path(cfg.policy, cfg.data.world_seed, cfg.seed,
                                       corpus=None if cfg.data.source == "demo" else corpus_texts(train))
     model, tokenizer = load_policy(cfg.policy, path=policy_path)
+    compute_dtype = master_weights(model)
     prompt_sets = stage_prompt_sets(cfg, tokenizer, model, "sft", ("eval", "redteam", "benign"))
     log.info("policy %s: %.2fM parameters; %d train / %d eval rows", policy_path,
              count_parameters(model) / 1e6, len(train), len(held))
@@ -172,18 +174,21 @@ def run(cfg: Config, raw: DictConfig) -> int:
     save_resolved_config(raw, out)
     resume_from = checkpoint_to_resume(cfg, out)
 
-    trainer = SFTTrainer(model=model, args=trainer_args(cfg, out), train_dataset=train,
+    trainer = SFTTrainer(model=model, args=trainer_args(cfg, out, compute_dtype), train_dataset=train,
                          eval_dataset=held, processing_class=tokenizer)
     started = time.time()
     train_result = trainer.train(resume_from_checkpoint=resume_from)
     train_s = time.time() - started
     eval_loss = trainer.evaluate()["eval_loss"]
 
+    if compute_dtype is not None:  # saved in the dtype it was loaded in, not its float32 master weights'
+        trainer.model.to(compute_dtype)
     with atomic_dir(out / "model") as tmp:
         trainer.model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
 
-    samples, rows = evaluate_samples(trainer.model, tokenizer, cfg, prompt_sets)
+    with autocast(compute_dtype, trainer.model.device):
+        samples, rows = evaluate_samples(trainer.model, tokenizer, cfg, prompt_sets)
     write_jsonl_atomic(out / "samples.jsonl", rows)
     metrics = {
         "stage": STAGE,
@@ -207,7 +212,8 @@ def run(cfg: Config, raw: DictConfig) -> int:
         "gold_reward_mean": samples["eval"].get("gold_reward_mean"),
         "unsafe_rate_redteam": samples["redteam"].get("harmful_unsafe_rate"),
     }
-    safety, status = stage_safety(cfg, STAGE, trainer.model, tokenizer, cfg.sft.generation, out, prompt_sets)
+    with autocast_forward(trainer.model, compute_dtype):
+        safety, status = stage_safety(cfg, STAGE, trainer.model, tokenizer, cfg.sft.generation, out, prompt_sets)
     metrics["unsafe_rate_filter"] = safety["policy"]["unsafe_rate"]["rate"]
     write_json_atomic(out / "metrics.json", metrics)
     write_sft_report(out, metrics, safety)

@@ -1,6 +1,6 @@
-"""What every policy-optimiser stage shares (``ppo``, ``dpo``, ``grpo``, ``rloo``): its inputs, and its end.
+"""What every policy-optimizer stage shares (``ppo``, ``dpo``, ``grpo``, ``rloo``): its inputs, and its end.
 
-Every optimiser starts from the run's SFT policy and reward model and ends alike, so their results can
+Every optimizer starts from the run's SFT policy and reward model and ends alike, so their results can
 be put side by side (:mod:`alignment.reports.comparison`):
 
 * :func:`check_policy_and_reward`: the SFT policy and the reward model (with its ``reward_config.json``:
@@ -37,6 +37,7 @@ from alignment.reports.sections import loss_section, missing_section, safety_sec
 from alignment.reward.model import REWARD_CONFIG_FILE
 from alignment.reward.scorer import RewardScorer
 from alignment.safety.eval import stage_safety
+from alignment.training import autocast, autocast_forward
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +67,12 @@ def check_judge(judge: str | None, reward_path: Path) -> None:
                         "one (trained on other pairs, or a bigger model), or its verdicts mean nothing")
 
 
-def load_judge(cfg: Config, device: torch.device) -> RewardScorer | None:
-    """The judge reward model of ``eval.judge_path`` on ``device``, or ``None``."""
+def load_judge(cfg: Config, device: torch.device, dtype: torch.dtype | None = None) -> RewardScorer | None:
+    """The judge reward model of ``eval.judge_path`` on ``device`` in the evaluation's ``dtype``, or ``None``."""
     if cfg.eval.judge_path is None:
         return None
     judge = RewardScorer.from_pretrained(cfg.eval.judge_path, batch_size=cfg.reward.eval_batch_size)
-    judge.model.to(device)
+    judge.model.to(device, dtype=dtype or torch.float32)
     return judge
 
 
@@ -82,7 +83,7 @@ def sampled_kl(policy: PreTrainedModel, reference: PreTrainedModel, tokenizer: P
     of ``sum_t log pi(y_t) - log pi_ref(y_t)``, both at the sampling temperature.
 
     Why measure it here rather than quote each trainer's log: PPO's per-token penalty, GRPO's k3 term
-    and DPO's implicit leash are different quantities; this one is the same for every optimiser, on the
+    and DPO's implicit leash are different quantities; this one is the same for every optimizer, on the
     same held-out prompts. The answers are re-encoded from their text (the samples keep no token ids),
     so it is an estimate.
     """
@@ -91,7 +92,7 @@ def sampled_kl(policy: PreTrainedModel, reference: PreTrainedModel, tokenizer: P
     kls = []
     for s in samples:
         prompt = chat_prompt_ids(tokenizer, s.prompt)
-        answer = tokenizer(s.text, add_special_tokens=False)["input_ids"] + ([tokenizer.eos_token_id] if s.ended else [])
+        answer = tokenizer(s.text, add_special_tokens=False)["input_ids"] + ([s.stop_id] if s.ended else [])
         if not answer:
             kls.append(0.0)
             continue
@@ -109,25 +110,30 @@ def sampled_kl(policy: PreTrainedModel, reference: PreTrainedModel, tokenizer: P
 
 def finish_stage(cfg: Config, stage: str, out: Path, policy: PreTrainedModel, reference: PreTrainedModel,
                  tokenizer: PreTrainedTokenizerBase, scorer: RewardScorer, generation: GenerationConfig,
-                 eval_prompts: int, safety_baseline: str | None, training: dict, loss_curve: list) -> int:
+                 eval_prompts: int, safety_baseline: str | None, training: dict, loss_curve: list,
+                 compute_dtype: torch.dtype | None = None) -> int:
     """Evaluate ``policy`` against ``reference`` (the SFT policy) as ``align-ppo`` does, run the safety
     evaluation and gate, write ``samples.jsonl``, ``metrics.json``, ``safety.json`` and ``report.html``.
 
     ``training`` holds the stage's own figures (steps, samples, wall time...); ``loss_curve`` its
-    ``[step, loss]`` points. Returns the exit status: 0, or 3 when a safety gate failed.
+    ``[step, loss]`` points. Every evaluation runs under autocast in ``compute_dtype`` (the stage's; see
+    :mod:`alignment.training`). Returns the exit status: 0, or 3 when a safety gate failed.
     """
+    device = device_for(policy)
     prompt_sets = stage_prompt_sets(cfg, tokenizer, policy, stage, ("eval", "redteam", "benign"))
     held_out = HeldOutEval(eval_prompt_sets(prompt_sets, eval_prompts, cfg.seed), tokenizer, scorer, generation,
-                           cfg.seed, gold=prompt_sets.gold, judge=load_judge(cfg, device_for(policy)))
-    with torch.random.fork_rng(devices=[]):
-        baseline = held_out.run(reference)
-    final = held_out.run(policy)
+                           cfg.seed, gold=prompt_sets.gold, judge=load_judge(cfg, device, compute_dtype))
+    with autocast(compute_dtype, device):
+        with torch.random.fork_rng(devices=[]):
+            baseline = held_out.run(reference)
+        final = held_out.run(policy)
+        kl = sampled_kl(policy, reference, tokenizer, final["eval"].samples + final["redteam"].samples,
+                        generation.temperature)
+    with autocast_forward(policy, compute_dtype):  # the safety filter's own models run as they are
+        safety, status = stage_safety(cfg, stage, policy, tokenizer, generation, out, prompt_sets,
+                                      baseline=Path(safety_baseline) if safety_baseline else None)
     comparison = held_out.compare(baseline, final, name=stage)
-    kl = sampled_kl(policy, reference, tokenizer, final["eval"].samples + final["redteam"].samples,
-                    generation.temperature)
     write_jsonl_atomic(out / "samples.jsonl", comparison.rows)
-    safety, status = stage_safety(cfg, stage, policy, tokenizer, generation, out, prompt_sets,
-                                  baseline=Path(safety_baseline) if safety_baseline else None)
     metrics = {"stage": stage, **training, **held_out_metrics(stage, held_out, baseline, final, comparison, safety,
                                                               cfg.seed),
                "kl_sft": kl, "judge_path": cfg.eval.judge_path, "prompts": prompt_sets.summary()}
@@ -149,11 +155,12 @@ def finish_stage(cfg: Config, stage: str, out: Path, policy: PreTrainedModel, re
     return status
 
 
-def train_and_save(trainer, lora: bool, out: Path, tokenizer: PreTrainedTokenizerBase,
-                   resume_from: str | None) -> tuple[PreTrainedModel, TrainOutput, float]:
+def train_and_save(trainer, lora: bool, out: Path, tokenizer: PreTrainedTokenizerBase, resume_from: str | None,
+                   dtype: torch.dtype | None = None) -> tuple[PreTrainedModel, TrainOutput, float]:
     """Run a TRL trainer (from ``resume_from`` when set), then save the policy to ``out/model`` (with
     LoRA: the adapters alone to ``out/adapter`` and the merged policy to ``out/model``, so that loading
-    it needs no peft). Returns the policy, TRL's result and the training's wall time."""
+    it needs no peft), in ``dtype`` when given (the dtype it was loaded in, not its float32 master
+    weights'). Returns the policy, TRL's result and the training's wall time."""
     started = time.time()
     result = trainer.train(resume_from_checkpoint=resume_from)
     train_s = time.time() - started
@@ -162,6 +169,8 @@ def train_and_save(trainer, lora: bool, out: Path, tokenizer: PreTrainedTokenize
         with atomic_dir(out / "adapter") as tmp:
             policy.save_pretrained(tmp)
         policy = policy.merge_and_unload()
+    if dtype is not None:
+        policy.to(dtype)
     with atomic_dir(out / "model") as tmp:
         policy.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

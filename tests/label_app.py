@@ -1,8 +1,6 @@
-"""Helpers for tests and benchmarks: an app running in this process, a logged-in client.
-
-``free_port`` and ``wait_until_up`` live in :mod:`labeling_ui.serving` (product code uses them too) and are
-re-exported here.
-"""
+"""Test helpers for the labeling app: the app running in this process (with the pipeline's run reports in
+its Reports tab), a module's app as a fixture, a logged-in client of the bot API, and calls of the UI's
+event handlers the way the browser makes them."""
 
 from __future__ import annotations
 
@@ -12,9 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from labeling_ui.serving import free_port, wait_until_up
 from labeling_ui.store import LabelStore
+
+#: A run's report page for the Reports tab: a style and an image, which the sandboxed frame must show.
+MINI_REPORT = ("<!doctype html><html><head><style>#run-status { color: rgb(1, 2, 3); }</style></head><body>"
+               "<h1 id='run-status'>passed</h1><img id='dot' alt='dot' src='data:image/png;base64,iVBORw0KGgoAAAANSUh"
+               "EUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=='></body></html>")
 
 
 @dataclass
@@ -30,7 +34,9 @@ class RunningApp:
 def start_app(db: str | Path, project: str = "p", *, overlap: int = 3, gold_rate: float = 0.0, lease_seconds: float = 600.0,
               export_dir: str | Path | None = None, guidelines: str = "Be kind.",
               reports_for: str = "admins", runs_dir: str | Path = "runs") -> RunningApp:
-    """The real app on 127.0.0.1 (a free port) in this process, serving ``project`` of ``db``."""
+    """The real app on 127.0.0.1 (a free port) in this process, serving ``project`` of ``db``, its Reports
+    tab drawn by the pipeline (as ``align-label serve`` draws it)."""
+    from alignment.reports.run_report import RunReports
     from labeling_ui.app import launch
     from labeling_ui.export import export_preferences
     from labeling_ui.queue import LabelQueue
@@ -41,10 +47,20 @@ def start_app(db: str | Path, project: str = "p", *, overlap: int = 3, gold_rate
     export_fn = (lambda: export_preferences(store, project, export_dir)) if export_dir else None
     port = free_port()
     demo = launch(store, queue, port=port, guidelines=guidelines, export_fn=export_fn, block=False,
-                  reports_for=reports_for, runs_dir=runs_dir)
+                  reports=RunReports(), reports_for=reports_for, runs_dir=runs_dir)
     url = f"http://127.0.0.1:{port}"
     wait_until_up(url)
     return RunningApp(url, store, demo)
+
+
+def start_app_with_a_run(folder: Path, **options: Any) -> RunningApp:
+    """:func:`start_app` on ``folder/labels.db`` whose Reports tab lists one run, ``runs/mini``, with
+    :data:`MINI_REPORT` as its report."""
+    run = folder / "runs" / "mini"
+    run.mkdir(parents=True)
+    (run / "pipeline.json").write_text("{}", encoding="utf-8")
+    (run / "report.html").write_text(MINI_REPORT, encoding="utf-8")
+    return start_app(folder / "labels.db", runs_dir=folder / "runs", **options)
 
 
 def start_demo_app(db: str | Path, *, n_items: int, users: dict[str, str], password: str, overlap: int = 3,
@@ -59,6 +75,20 @@ def start_demo_app(db: str | Path, *, n_items: int, users: dict[str, str], passw
     for name, role in users.items():
         running.store.add_annotator(name, password, role)
     return running
+
+
+def app_fixture(name: str, *, n_items: int, users: dict[str, str], password: str, export: bool = False,
+                **options: Any):
+    """A module's app as a fixture: :func:`start_demo_app` in a fresh folder ``name`` (its admin tab
+    exporting to ``export/`` there when ``export``), closed after the module."""
+    @pytest.fixture(scope="module")
+    def app(tmp_path_factory: pytest.TempPathFactory) -> RunningApp:
+        folder = tmp_path_factory.mktemp(name)
+        running = start_demo_app(folder / "labels.db", n_items=n_items, users=users, password=password,
+                                 **options, **({"export_dir": folder / "export"} if export else {}))
+        yield running
+        running.close()
+    return app
 
 
 class ApiClient:

@@ -1,6 +1,7 @@
-"""A throwaway PostgreSQL server: a cluster in a temporary folder on a free local port, for the tests,
-the bench (``scripts/bench_labeling.py --db postgres``) and trying a multi-server setup on one machine.
-Never for a real campaign: trust authentication, and the folder is removed on :meth:`stop`."""
+"""A throwaway PostgreSQL server: a cluster in a temporary folder on a free local port, for the bench
+(``scripts/bench_labeling.py --db postgres``), the tests (``tests/conftest.py``) and trying a
+multi-server setup on one machine. Never for a real campaign: trust authentication, and the folder is
+removed on :meth:`ThrowawayPostgres.stop`."""
 
 from __future__ import annotations
 
