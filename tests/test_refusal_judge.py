@@ -28,6 +28,7 @@ from alignment.safety.refusal_judge import (
     RefusalJudge,
     RuleJudge,
     build_refusal_judge,
+    decide,
     features_fingerprint,
     load_weights,
 )
@@ -159,8 +160,11 @@ def test_bench_refusal_exits_2_naming_the_bad_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_clone_without_shared_data_gets_the_same_judge(tmp_path: Path, judge: RefusalJudge) -> None:
-    """The judge ships with the package: a copy of the project with no ../shared beside it judges alike."""
+def test_a_clone_without_shared_data_gets_the_same_judge(tmp_path: Path) -> None:
+    """The judge ships with the package: a copy of the project with no ../shared beside it judges alike.
+
+    Both sides start with an empty encoder cache and judge the same list, so they encode the same batches
+    (a text's features can move in the last bits with its batch-mates' lengths)."""
     clone = tmp_path / "clone" / "project"
     shutil.copytree(ROOT / "alignment", clone / "alignment", ignore=shutil.ignore_patterns("__pycache__"))
     assert not (clone.parent / "shared").exists()
@@ -174,7 +178,9 @@ def test_a_clone_without_shared_data_gets_the_same_judge(tmp_path: Path, judge: 
     assert result.returncode == 0, result.stderr[-2000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["module"].startswith(str(clone))
-    np.testing.assert_allclose(np.array(out["p"]), judge.proba(texts), atol=1e-5)
+    here = RefusalJudge()
+    np.testing.assert_allclose(np.array(out["p"]), here.proba(texts), atol=1e-6)
+    assert decide(np.array(out["p"])) == here.classify(texts)
 
 
 @pytest.mark.slow

@@ -24,15 +24,14 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from alignment.errors import UserError
+from alignment.io import write_bytes_atomic
 from alignment.safety import refusal_features
 from alignment.safety.refusal import is_refusal
 from alignment.safety.refusal_examples import CLASSES, COMPLIANCE, FULL_REFUSAL, PARTIAL_REFUSAL
@@ -77,26 +76,14 @@ class JudgeWeights:
 
 def save_weights(weights: JudgeWeights, path: str | Path) -> Path:
     """Write a judge file atomically (temporary file in the same folder, then rename)."""
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {**weights.meta, "format": FORMAT, "version": VERSION, "classes": list(CLASSES),
             "rules": list(RULE_FEATURES)}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({"weight": np.ascontiguousarray(weights.weight, np.float32),
-                   "bias": np.ascontiguousarray(weights.bias, np.float32)}, tmp,
-                  metadata={"judge": json.dumps(meta, sort_keys=True)})
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    tensors = {"weight": np.ascontiguousarray(weights.weight, np.float32),
+               "bias": np.ascontiguousarray(weights.bias, np.float32)}
+    write_bytes_atomic(path, save(tensors, metadata={"judge": json.dumps(meta, sort_keys=True)}))
+    return Path(path)
 
 
 def load_weights(path: str | Path, where: str = "safety.refusal_path") -> JudgeWeights:
