@@ -149,8 +149,8 @@ def tagged(item: dict, tag: str, score: float | None, queued_by: str) -> dict:
 # ------------------------------------------------------------------------------------------ learning curve
 def learning_curve(encoder: PairEncoder, rows: Sequence[dict], heldout: Sequence[dict], cfg: EnsembleConfig,
                    seed: int, fractions: Sequence[float] = (0.25, 0.5, 0.75, 1.0)) -> list[dict]:
-    """The accuracy on ``heldout`` rows (``first_better`` says which answer should win) of one head
-    trained on the first ``fraction`` of ``rows`` (in labelling order), per fraction."""
+    """The accuracy on ``heldout`` rows (``first_better`` says which answer should win) of the ensemble's
+    mean reward, trained on the first ``fraction`` of ``rows`` (in labelling order), per fraction."""
     encoder.add([(r["prompt"], r[k]) for r in rows for k in ("chosen", "rejected")]
                 + [(r["prompt"], r[k]) for r in heldout for k in ("first", "second")])
     encoder.fit_projection()
@@ -161,8 +161,8 @@ def learning_curve(encoder: PairEncoder, rows: Sequence[dict], heldout: Sequence
     for n in sorted({max(2, round(f * len(rows))) for f in fractions}):
         if n > len(rows):
             continue
-        head = Ensemble.fit(chosen[:n], rejected[:n], cfg, seed, members=1)
-        points.append({"labels": n, "accuracy": head.accuracy(better, worse)})
+        ensemble = Ensemble.fit(chosen[:n], rejected[:n], cfg, seed)
+        points.append({"labels": n, "accuracy": ensemble.accuracy(better, worse)})
     return points
 
 
@@ -199,7 +199,8 @@ def project_learning_curve(store: Any, project: str, cfg: EnsembleConfig, seed: 
         unbiased = [i for i, r in enumerate(rows) if tags.get(r["item_id"]) in (None, EXPLORE, RANDOM)][::5]
         heldout = [{"prompt": rows[i]["prompt"], "first": rows[i]["chosen"], "second": rows[i]["rejected"],
                     "first_better": True} for i in unbiased]
-        rows = [r for i, r in enumerate(rows) if i not in set(unbiased)]
+        held_out = set(unbiased)
+        rows = [r for i, r in enumerate(rows) if i not in held_out]
         source = "labels of one in five randomly chosen pairs"
     record: dict[str, Any] = {"heldout": source, "heldout_pairs": len(heldout), "points": []}
     if len(rows) < cfg.min_pairs or len(heldout) < min_heldout:

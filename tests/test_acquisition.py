@@ -240,13 +240,15 @@ def test_two_rounds_choose_by_uncertainty_and_rerank_during_labelling(tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli("alignment.pipeline", "scale=smoke", f"run.dir={run_dir}", "rounds=2", "safety=fast",
                      "pipeline.stages=[sft,candidates,labels,reward]", "candidates.acquisition=uncertainty",
-                     "candidates.responses_per_prompt=4", "candidates.budget=30", "candidates.ensemble.min_pairs=4",
+                     "candidates.n_prompts=16", "candidates.responses_per_prompt=4", "candidates.budget=24",
+                     "candidates.ensemble.min_pairs=4",
                      "labels.rerank_every=9", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "no reward model yet" in result.stderr
     first = json.loads((run_dir / "candidates" / "metrics.json").read_text())["acquisition"]
     second = json.loads((run_dir / "round-2" / "candidates" / "metrics.json").read_text())["acquisition"]
-    assert first["model"] is None and second["model"]["pairs"] >= 4 and second["uncertainty"]["queued"]["n"] == 30
+    assert first["model"] is None and first["queued"] == 24
+    assert second["model"]["pairs"] >= 4 and second["queued"] >= 16 and second["uncertainty"]["queued"]["n"] == second["queued"]
     labels = json.loads((run_dir / "labels" / "metrics.json").read_text())
     assert labels["reranks"] and all(r["replaced"] <= r["replaceable"] for r in labels["reranks"])
     assert labels["learning_curve"]["points"]
