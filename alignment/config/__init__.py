@@ -26,6 +26,7 @@ from hydra.core.config_store import ConfigStore
 
 from alignment.config.base import Choice, Section, check, interpolated, require
 from alignment.config.choices import (
+    Acquisition,
     Annotators,
     DPOLoss,
     DType,
@@ -73,6 +74,7 @@ from alignment.config.models import (
 from alignment.config.stages import (
     CandidatesStageConfig,
     DPOStageConfig,
+    EnsembleConfig,
     EvalStageConfig,
     GroupRLStageConfig,
     GRPOStageConfig,
@@ -175,8 +177,8 @@ def register_configs() -> None:
 
 
 __all__ = [
-    "Annotators", "CandidatesStageConfig", "Choice", "Config", "DPOLoss", "DPOStageConfig", "DType", "DataConfig",
-    "EvalStageConfig", "GRPOLoss", "GRPOStageConfig", "GateConfig", "GenerationConfig", "GroupRLStageConfig",
+    "Acquisition", "Annotators", "CandidatesStageConfig", "Choice", "Config", "DPOLoss", "DPOStageConfig", "DType", "DataConfig",
+    "EnsembleConfig", "EvalStageConfig", "GRPOLoss", "GRPOStageConfig", "GateConfig", "GenerationConfig", "GroupRLStageConfig",
     "HeadInit", "KLConfig", "KLEstimator", "LabelBotsConfig", "LabelCommand", "LabelConfig", "LabelExportConfig",
     "LabelsGateConfig", "LabelsStageConfig", "LlamaGuardConfig", "LoRAConfig", "MixedPrecision", "Optimizer",
     "OptimizerInputs", "PPOStageConfig", "Pairing", "PipelineConfig", "PipelineOptions", "PolicyConfig", "Pooling",

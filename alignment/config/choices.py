@@ -67,6 +67,13 @@ class Pairing(Choice):
     most_different = "most_different"
 
 
+class Acquisition(Choice):
+    """How ``align-candidates`` chooses the pairs to queue from its pool (:mod:`alignment.acquisition`)."""
+
+    random = "random"
+    uncertainty = "uncertainty"
+
+
 class Synchronous(Choice):
     """SQLite's ``PRAGMA synchronous`` levels that keep a WAL database consistent."""
 

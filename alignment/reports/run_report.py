@@ -19,6 +19,7 @@ import numpy as np
 
 from alignment.errors import UserError
 from alignment.io import write_json_atomic, write_text_atomic
+from alignment.reports.acquisition import acquisition_html
 from alignment.reports.comparison import comparison_html
 from alignment.reports.html import (
     Html,
@@ -217,6 +218,7 @@ def _labels(report: dict) -> str:
         lab = next((s for s in labels if s["round"] == rnd), None)
         if lab:
             parts.append(_label_tables(lab))
+        parts.append(acquisition_html(c, lab["metrics"] if lab else None))
     return "".join(parts)
 
 
