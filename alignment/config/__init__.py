@@ -39,6 +39,7 @@ from alignment.config.choices import (
     Pairing,
     Pooling,
     PromptSource,
+    RefusalJudgeKind,
     ReportsFor,
     RewardInputFormat,
     RewardScaling,
@@ -47,6 +48,7 @@ from alignment.config.choices import (
     Synchronous,
     ValueInit,
     ValueModel,
+    XSTestMode,
 )
 from alignment.config.label import (
     LabelBotsConfig,
@@ -180,9 +182,9 @@ __all__ = [
     "HeadInit", "KLConfig", "KLEstimator", "LabelBotsConfig", "LabelCommand", "LabelConfig", "LabelExportConfig",
     "LabelsGateConfig", "LabelsStageConfig", "LlamaGuardConfig", "LoRAConfig", "MixedPrecision", "Optimizer",
     "OptimizerInputs", "PPOStageConfig", "Pairing", "PipelineConfig", "PipelineOptions", "PolicyConfig", "Pooling",
-    "PromptSource", "PromptsConfig", "RLOOStageConfig", "ReportsFor", "RewardGateConfig", "RewardInputFormat",
+    "PromptSource", "PromptsConfig", "RLOOStageConfig", "RefusalJudgeKind", "ReportsFor", "RewardGateConfig", "RewardInputFormat",
     "RewardModelConfig", "RewardPenalties", "RewardScaling", "RewardStageConfig", "RunConfig", "SFTStageConfig",
     "SafetyBackend", "SafetyClassifierConfig", "SafetyConfig", "SafetyEvalConfig", "Section", "Stage", "Synchronous",
-    "TRLStageConfig", "TinyModelConfig", "ValueInit", "ValueModel", "check", "check_annotators", "interpolated",
+    "TRLStageConfig", "TinyModelConfig", "ValueInit", "ValueModel", "XSTestMode", "check", "check_annotators", "interpolated",
     "register_configs", "require", "reward_epochs",
 ]

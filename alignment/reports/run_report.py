@@ -40,6 +40,7 @@ from alignment.reports.plots import (
     safety_rates_figure,
 )
 from alignment.reports.run_data import SAMPLE_SCORES, build_run_report, list_runs, report_is_current
+from alignment.reports.xstest import xstest_html
 
 log = logging.getLogger(__name__)
 
@@ -447,7 +448,8 @@ def _config(report: dict) -> str:
 #: ``(heading, section id, builder)``: the ids are stable, for links and tests.
 SECTIONS = (("Overview", "overview", _overview), ("SFT quality", "sft", _sft),
             ("Candidates and labels", "labels", _labels), ("Reward model", "reward", _reward),
-            ("PPO training", "ppo", _ppo), ("Safety per stage", "safety", _safety), ("Gates", "gates", _gates),
+            ("PPO training", "ppo", _ppo), ("Safety per stage", "safety", _safety),
+            ("XSTest: over-refusal and refusal", "xstest", xstest_html), ("Gates", "gates", _gates),
             ("Samples: SFT vs PPO", "samples", _samples), ("Optimizers compared", "comparison", comparison_html),
             ("Resolved configs", "config", _config))
 
