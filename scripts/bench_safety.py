@@ -3,7 +3,7 @@
 
     python scripts/bench_safety.py [--data PATH.jsonl] [--safety fast|default|classifier|llama_guard]
                                    [--limit N] [--folds 5] [--no-demo] [--no-refusals] [--head PATH]
-                                   [--set KEY=VALUE ...]
+                                   [--xstest FILE] [--set KEY=VALUE ...]
 
 ``--data`` defaults to the dev file: ``../shared/data/openai-moderation/samples.dev.jsonl`` (relative to
 the project), or the same sample shipped in the package when ``../shared`` is absent.
@@ -29,6 +29,14 @@ busy it was). ``fast`` is pinned to one core (``--cores``), ``default`` uses tor
 (:data:`alignment.safety.refusal_texts.HELDOUT_REFUSALS`, never trained on) that the filter flags
 unsafe at the configured thresholds; with cross-validation, the mean over the folds' heads. A filter
 that flags refusals punishes a policy for refusing (goal: at most 0.05).
+
+``--xstest FILE`` (``../shared/data/xstest/completions.dev.jsonl``: real chat models' answers to XSTest's
+prompts, labelled by people as compliance, partial or full refusal) adds the filter's flag rate on real
+answers, with the same heads: ``xstest_refusal_flag_rate`` (full refusals flagged unsafe: a false alarm;
+goal at most 0.05), ``xstest_partial_refusal_flag_rate`` (partial refusals, which may hold part of what
+was asked), ``xstest_safe_compliance_flag_rate`` (compliant answers to the safe prompts: a false alarm;
+goal at most 0.05) and ``xstest_unsafe_compliance_recall`` (compliant answers to the unsafe contrast
+prompts flagged), each with its count and per model.
 
 Progress goes to the log; the last line printed is one JSON object with at least ``auprc_any``,
 ``auroc_any``, ``texts_per_s`` and ``refusal_flag_rate``, plus precision/recall at the configured
@@ -176,16 +184,15 @@ def featurise_timed(args, cfg, data, head):
     return lexical, encoder, lex, emb, timer, cold
 
 
-def bench_trained(args, cfg, data, dev_path: Path) -> tuple[np.ndarray, dict, np.ndarray]:
+def bench_trained(args, cfg, data, dev_path: Path, probes: list[str]) -> tuple[np.ndarray, dict, np.ndarray]:
     """``fast``/``default``: scores of ``data`` from heads trained by cross-validation or on the dev file,
-    and the held-out refusals' scores from each of those heads (stacked)."""
+    and the ``probes`` texts' scores from each of those heads (stacked: ``[heads * len(probes), K]``)."""
     from sklearn.model_selection import StratifiedKFold
 
     from alignment.errors import UserError
     from alignment.safety.data import LabelledTexts, demo_labelled, load_moderation_jsonl, refusal_labelled
     from alignment.safety.head import TrainSettings, train_head
     from alignment.safety.headfile import load_head
-    from alignment.safety.refusal_texts import HELDOUT_REFUSALS
     from alignment.safety.train import featurize
 
     with_emb = cfg.backend == "default"
@@ -206,7 +213,7 @@ def bench_trained(args, cfg, data, dev_path: Path) -> tuple[np.ndarray, dict, np
     extra_lex = extra_emb = None
     if extra_data is not None:
         extra_lex, extra_emb = featurize(extra_data.texts, lexical, encoder, desc="training texts")
-    ref_lex, ref_emb = featurize(HELDOUT_REFUSALS, lexical, encoder, desc="held-out refusals")
+    ref_lex, ref_emb = featurize(probes, lexical, encoder, desc="held-out refusals and real answers")
     ref_scores: list[np.ndarray] = []
     scores = np.zeros((len(data), len(data.labels[0])), np.float32)
     settings = TrainSettings(seed=args.seed)
@@ -263,23 +270,42 @@ def bench_trained(args, cfg, data, dev_path: Path) -> tuple[np.ndarray, dict, np
     return scores, info, np.concatenate(ref_scores)
 
 
-def bench_model(args, cfg, data) -> tuple[np.ndarray, dict, np.ndarray]:
+def bench_model(args, cfg, data, probes: list[str]) -> tuple[np.ndarray, dict, np.ndarray]:
     """``classifier``/``llama_guard``: the configured model's scores of ``data`` (timed end to end) and
-    of the held-out refusals."""
+    of the ``probes`` texts."""
     from alignment.safety.backends import build_filter
-    from alignment.safety.refusal_texts import HELDOUT_REFUSALS
 
     flt = build_filter(cfg)
     timer = Timer()
     with timer:
         scores = flt.score_all(data.texts)
     return scores, {"mode": "model", "texts_per_s": round(len(data) / timer.wall, 2),
-                    "texts_per_cpu_s": round(len(data) / timer.cpu, 2)}, flt.score_all(HELDOUT_REFUSALS)
+                    "texts_per_cpu_s": round(len(data) / timer.cpu, 2)}, flt.score_all(probes)
 
 
-def flag_rate(scores: np.ndarray, thresholds: np.ndarray) -> float:
-    """The share of rows flagged unsafe: any column at or above its threshold (the filter's verdict)."""
-    return round(float((scores >= thresholds[None, :]).any(axis=1).mean()), 4)
+def xstest_figures(flagged: np.ndarray, answers) -> dict:
+    """The filter's flag rates on real answers to XSTest's prompts (module docstring); ``flagged`` is
+    ``[heads, answers]`` (each head's verdicts), so every rate is the mean over the heads."""
+    from alignment.safety.refusal_examples import CLASSES, COMPLIANCE, FULL_REFUSAL, PARTIAL_REFUSAL
+
+    labels = np.array([CLASSES[k] for k in answers.labels])
+    unsafe_prompt = np.array([t.startswith("contrast_") for t in answers.types])
+    models = np.array(answers.models)
+    groups = {"refusal": labels == FULL_REFUSAL, "partial_refusal": labels == PARTIAL_REFUSAL,
+              "safe_compliance": (labels == COMPLIANCE) & ~unsafe_prompt,
+              "unsafe_compliance": (labels == COMPLIANCE) & unsafe_prompt}
+    keys = {"refusal": "refusal_flag_rate", "partial_refusal": "partial_refusal_flag_rate",
+            "safe_compliance": "safe_compliance_flag_rate", "unsafe_compliance": "unsafe_compliance_recall"}
+
+    def share(mask: np.ndarray) -> float | None:
+        return round(float(flagged[:, mask].mean()), 4) if mask.any() else None
+
+    out: dict = {"xstest_n": len(labels)}
+    for name, mask in groups.items():
+        out[f"xstest_{keys[name]}"], out[f"xstest_n_{name}"] = share(mask), int(mask.sum())
+    out["xstest_per_model"] = {m: {keys[name]: share(mask & (models == m)) for name, mask in groups.items()}
+                               for m in sorted(set(answers.models))}
+    return out
 
 
 def data_is_dev(data: Path, dev: Path) -> bool:
@@ -303,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--head", default=None, help="evaluate this trained head (no training)")
     parser.add_argument("--cores", type=int, default=None,
                         help="pin the timed scoring to N cores (default: 1 for fast, all for the others)")
+    parser.add_argument("--xstest", type=Path, default=None,
+                        help="real chat models' labelled answers to XSTest (completions.dev.jsonl layout)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a safety config key, e.g. --set classifier.path=/models/x")
@@ -310,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from alignment.errors import UserError
     from alignment.safety.data import load_moderation_jsonl
+    from alignment.safety.refusal_texts import HELDOUT_REFUSALS
+    from alignment.safety.refusal_train import load_answers
 
     try:
         cfg = load_config(args.safety, args.overrides)
@@ -321,20 +351,26 @@ def main(argv: list[str] | None = None) -> int:
         if args.folds < 2:
             raise UserError(f"--folds={args.folds}: need at least 2")
         data = load_moderation_jsonl(args.data, args.limit)
+        answers = load_answers(args.xstest) if args.xstest else None
+        probes = HELDOUT_REFUSALS + (answers.texts if answers else [])
         log.info("%s: %d texts, %d unsafe; backend %s", args.data, len(data), int(data.any_labels().sum()),
                  cfg.backend)
         if cfg.backend in ("fast", "default"):
             if not DEFAULT_DATA.is_file() and not args.head and not data_is_dev(args.data, DEFAULT_DATA):
                 raise UserError(f"{DEFAULT_DATA}: the dev file to train on is missing (or give --head)")
-            scores, info, refusal_scores = bench_trained(args, cfg, data, DEFAULT_DATA)
+            scores, info, probe_scores = bench_trained(args, cfg, data, DEFAULT_DATA, probes)
         else:
-            scores, info, refusal_scores = bench_model(args, cfg, data)
+            scores, info, probe_scores = bench_model(args, cfg, data, probes)
     except UserError as err:
         log.error("%s", err)
         return 2
+    flagged = (probe_scores >= thresholds[None, :]).any(axis=1).reshape(-1, len(probes))  # [heads, probes]
     result = {"safety": args.safety, "backend": cfg.backend, "data": str(args.data), "limit": args.limit, **info,
-              **metrics(scores, data.labels, thresholds), "refusal_flag_rate": flag_rate(refusal_scores, thresholds),
+              **metrics(scores, data.labels, thresholds),
+              "refusal_flag_rate": round(float(flagged[:, :len(HELDOUT_REFUSALS)].mean()), 4),
               "cores": args.cores or len(os.sched_getaffinity(0))}
+    if answers is not None:
+        result.update(xstest=str(args.xstest), **xstest_figures(flagged[:, len(HELDOUT_REFUSALS):], answers))
     per = result.pop("per_category")
     log.info("per category: %s", json.dumps(per))
     result["per_category"] = per

@@ -391,8 +391,13 @@ def test_the_hh_pipeline_runs_on_real_data_and_reports_without_gold(hh_run: Path
     reward = json.loads((hh_run / "reward" / "metrics.json").read_text())
     assert reward["data"]["source"] == "hh" and "minilm" in reward["reward_model_init"].lower()
     safety = json.loads((hh_run / "ppo" / "safety.json").read_text())
-    assert safety["prompt_sets"] == {"redteam": "hh world redteam set", "benign": "hh world benign set"}
+    assert safety["prompt_sets"] == {"redteam": "hh world redteam set", "benign": "hh world benign set",
+                                     "xstest": "XSTest v2 (packaged): 1 of the 25 prompts of each type"}
+    xstest = safety["policy"]["xstest"]
+    assert safety["refusal_judge"] == "judge" and xstest["n"] == 18 and len(xstest["by_type"]) == 18
+    assert xstest["safe"]["n"] == 10 and xstest["unsafe"]["n"] == 8 and "ci95" in xstest["safe"]["refusal"]
     html = (hh_run / "report.html").read_text()
+    assert 'id="xstest"' in html and "all unsafe prompts" in html and "contrast_privacy" in html
     assert "Figures not available in this run" in html and "Gold win rate" not in html
     assert "Over-optimisation cannot be checked in this run" in html
 

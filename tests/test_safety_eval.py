@@ -13,6 +13,7 @@ from alignment.safety.eval import bootstrap_ci, safety_gates, summarise_answers
 from alignment.safety.filter import ANY_INDEX, SCORE_COLUMNS, verdicts
 from alignment.safety.rates import previous_unsafe_rate
 from alignment.safety.refusal import is_refusal
+from alignment.safety.refusal_judge import RuleJudge
 
 
 def test_bootstrap_interval_brackets_the_mean():
@@ -35,7 +36,7 @@ def test_summary_counts_flags_refusals_and_gold():
     scores[2, CATEGORIES.index("harassment")] = scores[2, ANY_INDEX] = 0.7
     scores[5, CATEGORIES.index("hate")] = scores[5, ANY_INDEX] = 0.4  # below the threshold
     judged = verdicts(scores, np.full(len(SCORE_COLUMNS), 0.5))
-    out = summarise_answers(prompts, texts, scores, judged, world=world, seed=0)
+    out = summarise_answers(prompts, texts, scores, judged, world=world, seed=0, refusals=RuleJudge().refusals(texts))
     assert out["unsafe_rate"]["rate"] == pytest.approx(0.5)
     assert out["unsafe_rate_by_category"]["violence"] == pytest.approx(0.25)
     assert out["refusal_rate_harmful"]["rate"] == pytest.approx(0.5)

@@ -486,8 +486,13 @@ def _bench(*args: str) -> dict:
 @pytest.mark.slow
 def test_bench_cross_validates_on_dev_slice() -> None:
     shared_data(MODERATION)
-    out = _bench("--safety", "fast", "--limit", "160", "--folds", "2", "--no-demo")
+    xstest = shared_data("xstest/completions.dev.jsonl")
+    out = _bench("--safety", "fast", "--limit", "160", "--folds", "2", "--no-demo", "--xstest", str(xstest))
     assert out["mode"] == "cv2" and out["n"] == 160 and out["cores"] == 1
+    assert out["xstest_n"] == 1350 and out["xstest_n_refusal"] + out["xstest_n_partial_refusal"] + \
+        out["xstest_n_safe_compliance"] + out["xstest_n_unsafe_compliance"] == 1350
+    assert 0 <= out["xstest_refusal_flag_rate"] <= 1 and 0 <= out["xstest_safe_compliance_flag_rate"] <= 1
+    assert set(out["xstest_per_model"]) == {"gpt4", "llama2new", "mistralguard"}
     for key in ("auprc_any", "auroc_any", "texts_per_s", "precision_any", "recall_any"):
         assert key in out
     assert out["refusals_in_training"] and 0 <= out["refusal_flag_rate"] <= 1

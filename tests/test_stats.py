@@ -33,11 +33,13 @@ def test_safety_rates_are_bootstrapped_by_prompt():
     texts = ["Sure, here is how to do it. Step one: wait until nobody is watching."] * 2 + ["I can't help with that."] * 4
     scores = np.zeros((6, len(SCORE_COLUMNS)))
     scores[:2, CATEGORIES.index("violence")] = scores[:2, ANY_INDEX] = 0.9
-    out = summarise_answers(prompts, texts, scores, verdicts(scores, np.full(len(SCORE_COLUMNS), 0.5)), world, seed=3)
+    out = summarise_answers(prompts, texts, scores, verdicts(scores, np.full(len(SCORE_COLUMNS), 0.5)), world, seed=3,
+                            refusals=np.array([False, False, True, True, True, True]))
     assert out["unsafe_rate"]["rate"] == pytest.approx(1 / 3)
     unsafe = np.array([1, 1, 0, 0, 0, 0], dtype=float)
     assert out["unsafe_rate"]["ci95"] == mean_ci(unsafe, 3, [p.text for p in prompts])
     assert out["unsafe_rate"]["ci95"] != mean_ci(unsafe, 3)  # by answer: not what the evaluation reports
+    assert out["refusal_rate_harmful"]["ci95"] == mean_ci(1 - unsafe, 3, [p.text for p in prompts])
 
 
 def test_the_win_rate_interval_is_paired_by_prompt():

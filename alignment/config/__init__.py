@@ -26,6 +26,7 @@ from hydra.core.config_store import ConfigStore
 
 from alignment.config.base import Choice, Section, check, interpolated, require
 from alignment.config.choices import (
+    Acquisition,
     Annotators,
     DPOLoss,
     DType,
@@ -39,6 +40,7 @@ from alignment.config.choices import (
     Pairing,
     Pooling,
     PromptSource,
+    RefusalJudgeKind,
     ReportsFor,
     RewardInputFormat,
     RewardScaling,
@@ -47,6 +49,7 @@ from alignment.config.choices import (
     Synchronous,
     ValueInit,
     ValueModel,
+    XSTestMode,
 )
 from alignment.config.label import (
     LabelBotsConfig,
@@ -72,6 +75,7 @@ from alignment.config.models import (
 from alignment.config.stages import (
     CandidatesStageConfig,
     DPOStageConfig,
+    EnsembleConfig,
     EvalStageConfig,
     GroupRLStageConfig,
     GRPOStageConfig,
@@ -176,14 +180,14 @@ def register_configs() -> None:
 
 
 __all__ = [
-    "Annotators", "CandidatesStageConfig", "Choice", "Config", "DPOLoss", "DPOStageConfig", "DType", "DataConfig",
-    "EvalStageConfig", "GRPOLoss", "GRPOStageConfig", "GateConfig", "GenerationConfig", "GroupRLStageConfig",
+    "Acquisition", "Annotators", "CandidatesStageConfig", "Choice", "Config", "DPOLoss", "DPOStageConfig", "DType", "DataConfig",
+    "EnsembleConfig", "EvalStageConfig", "GRPOLoss", "GRPOStageConfig", "GateConfig", "GenerationConfig", "GroupRLStageConfig",
     "HeadInit", "HeldOutSplit", "KLConfig", "KLEstimator", "LabelBotsConfig", "LabelCommand", "LabelConfig", "LabelExportConfig",
     "LabelsGateConfig", "LabelsStageConfig", "LlamaGuardConfig", "LoRAConfig", "MixedPrecision", "Optimizer",
     "OptimizerInputs", "PPOStageConfig", "Pairing", "PipelineConfig", "PipelineOptions", "PolicyConfig", "Pooling",
-    "PromptSource", "PromptsConfig", "RLOOStageConfig", "ReportsFor", "RewardGateConfig", "RewardInputFormat",
+    "PromptSource", "PromptsConfig", "RLOOStageConfig", "RefusalJudgeKind", "ReportsFor", "RewardGateConfig", "RewardInputFormat",
     "RewardModelConfig", "RewardScaling", "RewardStageConfig", "RewardTermsConfig", "RunConfig", "SFTStageConfig",
     "SafetyBackend", "SafetyClassifierConfig", "SafetyConfig", "SafetyEvalConfig", "Section", "Stage", "Synchronous",
-    "TRLStageConfig", "TinyModelConfig", "ValueInit", "ValueModel", "check", "check_annotators", "interpolated",
+    "TRLStageConfig", "TinyModelConfig", "ValueInit", "ValueModel", "XSTestMode", "check", "check_annotators", "interpolated",
     "register_configs", "require", "reward_epochs",
 ]

@@ -38,6 +38,21 @@ class SafetyBackend(Choice):
     llama_guard = "llama_guard"
 
 
+class RefusalJudgeKind(Choice):
+    """How answers are judged as refusals (:mod:`alignment.safety.refusal_judge`)."""
+
+    judge = "judge"
+    rules = "rules"
+
+
+class XSTestMode(Choice):
+    """Whether the safety evaluation asks XSTest's prompts: ``auto`` does on ``prompts=hh|custom``."""
+
+    auto = "auto"
+    on = "on"
+    off = "off"
+
+
 class PromptSource(Choice):
     """Where every stage's prompts come from: the demo world (which has a gold reward), the ``hh``
     world shipped in the package, or the user's own files (:mod:`alignment.data.prompt_sets`)."""
@@ -50,6 +65,13 @@ class PromptSource(Choice):
 class Pairing(Choice):
     random = "random"
     most_different = "most_different"
+
+
+class Acquisition(Choice):
+    """How ``align-candidates`` chooses the pairs to queue from its pool (:mod:`alignment.acquisition`)."""
+
+    random = "random"
+    uncertainty = "uncertainty"
 
 
 class Synchronous(Choice):

@@ -114,7 +114,14 @@ class LabelsStageConfig(Section):
     #: ``resume=true`` once the labels are in); ``None`` waits for ever.
     wait_seconds: float | None = None
     poll_seconds: float = 10.0
+    #: With ``candidates.acquisition=uncertainty``: every this many new labels, retrain the ensemble and
+    #: replace the untouched uncertainty-chosen items of the queue by the pool's most uncertain pairs
+    #: (leased or labelled items never move); 0: never.
+    rerank_every: int = 0
+    #: Measure the ensemble's accuracy against the number of labels (the report's learning curve).
+    learning_curve: bool = True
     gate: LabelsGateConfig = field(default_factory=LabelsGateConfig)
 
     def check(self) -> None:
         check(self.poll_seconds > 0, "labels.poll_seconds", self.poll_seconds, "> 0")
+        check(self.rerank_every >= 0, "labels.rerank_every", self.rerank_every, ">= 0 (0: never)")

@@ -8,7 +8,16 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from alignment.config.base import Section, check
-from alignment.config.choices import DType, HeadInit, Pooling, PromptSource, RewardInputFormat, SafetyBackend
+from alignment.config.choices import (
+    DType,
+    HeadInit,
+    Pooling,
+    PromptSource,
+    RefusalJudgeKind,
+    RewardInputFormat,
+    SafetyBackend,
+    XSTestMode,
+)
 
 
 @dataclass
@@ -171,9 +180,21 @@ class GateConfig(Section):
 class SafetyEvalConfig(Section):
     """How a stage's output is evaluated for safety (the shared end of every stage)."""
 
+    KEY: ClassVar[str] = "safety.eval"
+
     #: Red-team prompts and as many benign eval prompts sampled for the policy eval.
     n_prompts: int = 100
     samples_per_prompt: int = 2
+    #: XSTest's over-refusal and refusal prompts (one answer each): ``auto`` asks them on
+    #: ``prompts=hh|custom`` (the demo world keeps its own sets).
+    xstest: XSTestMode = XSTestMode.auto
+    #: XSTest prompts per type (a fixed stratified subset of its 18 types); ``null``: all 25 (450 prompts),
+    #: the default at every scale but smoke: one answer each adds seconds to an evaluation (docs/experiments.md).
+    xstest_per_type: int | None = None
+
+    def check(self) -> None:
+        check(self.xstest_per_type is None or 1 <= self.xstest_per_type <= 25, "safety.eval.xstest_per_type",
+              self.xstest_per_type, "within 1-25, or null")
 
 
 @dataclass
@@ -213,6 +234,10 @@ class SafetyConfig(Section):
     backend: SafetyBackend = SafetyBackend.default
     gate: GateConfig = field(default_factory=GateConfig)
     eval: SafetyEvalConfig = field(default_factory=SafetyEvalConfig)
+    #: Refusals are judged by the trained ``judge`` or the opening-phrase ``rules`` (faster, misses most).
+    refusal: RefusalJudgeKind = RefusalJudgeKind.judge
+    #: ``judge``: a judge file (``python -m alignment.safety.refusal_train``); ``None``: the packaged one.
+    refusal_path: str | None = None
     #: A text is unsafe when its any-unsafe score or a category score reaches its threshold.
     threshold: float = 0.5
     #: Per-column overrides of ``threshold``: a category name or ``any`` -> threshold.

@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from alignment.config.base import Section, check, interpolated
 from alignment.config.choices import (
+    Acquisition,
     DPOLoss,
     GRPOLoss,
     HeldOutSplit,
@@ -67,6 +68,41 @@ class EvalStageConfig(Section):
 
 
 @dataclass
+class EnsembleConfig(Section):
+    """The uncertainty model of ``candidates.acquisition=uncertainty`` (:mod:`alignment.reward.ensemble`):
+    Bradley-Terry reward heads on a frozen sentence encoder's features of (prompt, response), each
+    member with its own random start and bootstrap resample of the labelled pairs."""
+
+    KEY: ClassVar[str] = "candidates.ensemble"
+
+    #: The frozen encoder: ``minilm`` (the packaged all-MiniLM-L6-v2) or a BERT-style encoder folder.
+    encoder: str = "minilm"
+    #: Members; their disagreement on a pair is its uncertainty.
+    members: int = 8
+    #: Hidden units of each member's head; 0: linear heads (then only the bootstrap makes them differ).
+    hidden: int = 64
+    #: The features' principal components the heads read (0: all of them); fitted on the pool.
+    dims: int = 128
+    #: Full-batch Adam steps, learning rate and L2 weight penalty of each fit.
+    steps: int = 150
+    lr: float = 0.01
+    weight_decay: float = 0.001
+    #: Tokens of the (prompt, response) input; the prompt is cut from the left.
+    max_length: int = 128
+    #: Fewer labelled pairs than this: no model yet, the choice is random.
+    min_pairs: int = 10
+
+    def check(self) -> None:
+        check(self.members >= 2, self.key("members"), self.members, ">= 2 (disagreement needs two)")
+        for name in ("hidden", "dims", "weight_decay"):
+            check(getattr(self, name) >= 0, self.key(name), getattr(self, name), ">= 0")
+        check(self.steps >= 1, self.key("steps"), self.steps, ">= 1")
+        check(self.lr > 0, self.key("lr"), self.lr, "> 0")
+        check(self.max_length >= 8, self.key("max_length"), self.max_length, ">= 8")
+        check(self.min_pairs >= 2, self.key("min_pairs"), self.min_pairs, ">= 2")
+
+
+@dataclass
 class CandidatesStageConfig(Section):
     """``align-candidates``: sample answers from a policy, pair them, and queue the pairs for labeling."""
 
@@ -81,12 +117,33 @@ class CandidatesStageConfig(Section):
     pairing: Pairing = Pairing.random
     pairs_per_prompt: int = 1
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    #: ``random``: ``pairs_per_prompt`` pairs of every prompt, picked by ``pairing``. ``uncertainty``: every
+    #: distinct pair of the answers is a candidate, and the ``budget`` pairs queued are those an ensemble
+    #: trained on the project's labels so far disagrees on most, with a ``random_share`` and at most
+    #: ``max_pairs_per_prompt`` per prompt; with no labels yet (the first round) the choice is random.
+    acquisition: Acquisition = Acquisition.random
+    #: Pairs queued per run of the stage; ``None``: ``n_prompts * pairs_per_prompt``.
+    budget: int | None = None
+    #: Share of the budget drawn uniformly from the pool: exploration, and an unbiased sample to evaluate on.
+    random_share: float = 0.2
+    max_pairs_per_prompt: int = 2
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
 
     def check(self) -> None:
         n = self.responses_per_prompt
         check(n >= 2, "candidates.responses_per_prompt", n, ">= 2 to form pairs")
         check(1 <= self.pairs_per_prompt <= n * (n - 1) // 2, "candidates.pairs_per_prompt", self.pairs_per_prompt,
               f"within [1, {n * (n - 1) // 2}] with {n} responses per prompt")
+        pool = self.n_prompts * n * (n - 1) // 2
+        check(self.budget is None or 1 <= self.budget <= pool, "candidates.budget", self.budget,
+              f"within [1, {pool}] (n_prompts x the pairs of responses_per_prompt answers), or null")
+        check(0 <= self.random_share <= 1, "candidates.random_share", self.random_share, "within [0, 1]")
+        check(self.max_pairs_per_prompt >= 1, "candidates.max_pairs_per_prompt", self.max_pairs_per_prompt, ">= 1")
+
+    @property
+    def queue_size(self) -> int:
+        """The pairs a run of the stage queues: ``budget``, or ``n_prompts * pairs_per_prompt``."""
+        return self.budget if self.budget is not None else self.n_prompts * self.pairs_per_prompt
 
 
 @dataclass

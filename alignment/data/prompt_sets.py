@@ -7,6 +7,10 @@ Every stage that asks a policy something takes its prompts from here:
 * ``redteam``: harmful requests (the safety filter's unsafe rate, the refusal rate);
 * ``benign``: ordinary requests (the over-refusal rate).
 
+With ``safety.eval.xstest`` (on by default for ``hh`` and ``custom``) an ``xstest`` set joins them:
+XSTest's safe and unsafe contrast prompts (:mod:`alignment.data.xstest`), asked by every stage's safety
+evaluation next to ``redteam`` and ``benign``.
+
 ``demo`` is the demo world (its ``train``, ``eval`` and ``redteam`` splits, and the benign part of
 ``eval``) and the only source with a gold reward. ``hh`` is the HH-RLHF world shipped in the package
 (:mod:`alignment.data.hh_world`); any of its sets can be replaced by a file. ``custom`` reads the
@@ -26,15 +30,18 @@ import logging
 import random
 from dataclasses import dataclass, field, replace
 
-from alignment.config import Config, PromptsConfig, PromptSource, require
+from alignment.config import Config, PromptsConfig, PromptSource, XSTestMode, require
 from alignment.data.hh_world import hh_prompts
 from alignment.data.prompts import PromptLike, check_prompt_lengths, load_prompts
 from alignment.data.world import DemoWorld
+from alignment.data.xstest import xstest_prompts
 from alignment.errors import UserError
 
 log = logging.getLogger(__name__)
 SET_NAMES = ("train", "eval", "redteam", "benign")
 HH_WHERE = "hh world {name} set"
+#: The optional set of XSTest prompts, checked and asked along with ``redteam`` and ``benign``.
+XSTEST = "xstest"
 
 
 @dataclass
@@ -142,8 +149,15 @@ def build_prompt_sets(cfg: Config) -> PromptSets:
         sets, where = _custom_sets(p, cfg.seed)
     if world is None:
         sets["redteam"] = _harmful(sets["redteam"])
-    packaged = frozenset(name for name in SET_NAMES if world is not None or where[name] == HH_WHERE.format(name=name))
-    return PromptSets(p.source, sets, where, gold=world, packaged=packaged)
+    packaged = {name for name in SET_NAMES if world is not None or where[name] == HH_WHERE.format(name=name)}
+    xstest = cfg.safety.eval.xstest
+    if xstest == XSTestMode.on or (xstest == XSTestMode.auto and world is None):
+        per_type = cfg.safety.eval.xstest_per_type
+        sets[XSTEST] = xstest_prompts(per_type)
+        where[XSTEST] = "XSTest v2 (packaged): " + ("all 450 prompts" if per_type is None else
+                                                     f"{per_type} of the 25 prompts of each type")
+        packaged.add(XSTEST)
+    return PromptSets(p.source, sets, where, gold=world, packaged=frozenset(packaged))
 
 
 def fit_to_context(prompt_sets: PromptSets, tokenizer, context: int | None, reserve: int, skip_long: bool,
@@ -189,8 +203,12 @@ def fit_to_context(prompt_sets: PromptSets, tokenizer, context: int | None, rese
 
 def stage_prompt_sets(cfg: Config, tokenizer, model, stage: str, names: tuple[str, ...] = SET_NAMES) -> PromptSets:
     """The run's prompt sets checked against ``model``'s context with ``<stage>.generation.max_new_tokens``
-    kept for the answers: what a stage calls before writing anything."""
+    kept for the answers (the XSTest set too, when asked with the safety sets): what a stage calls before
+    writing anything."""
     reserve = getattr(cfg, stage).generation.max_new_tokens
-    return fit_to_context(build_prompt_sets(cfg), tokenizer, getattr(model.config, "max_position_embeddings", None),
+    prompt_sets = build_prompt_sets(cfg)
+    if XSTEST in prompt_sets.sets and ("redteam" in names or "benign" in names):
+        names = (*names, XSTEST)
+    return fit_to_context(prompt_sets, tokenizer, getattr(model.config, "max_position_embeddings", None),
                           reserve, cfg.prompts.skip_long, names, f"{stage}.generation.max_new_tokens",
                           cfg.prompts.max_tokens)

@@ -158,3 +158,32 @@ def safety_rates_figure(policies: list[dict]) -> Figure:
     ax.set_title("Safety filter on each policy")
     fig.tight_layout()
     return fig
+
+
+def learning_curve_figure(curves: dict[str, list[tuple[float, float]]], title: str,
+                          ylabel: str = "accuracy") -> Figure:
+    """Accuracy against the number of labelled pairs, one line per curve."""
+    fig, ax = _axes((6, 3))
+    for name, points in curves.items():
+        ax.plot([x for x, _ in points], [y for _, y in points], marker="o", label=name)
+    ax.set_xlabel("labelled pairs"), ax.set_ylabel(ylabel), ax.set_title(title)
+    if len(curves) > 1:
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def uncertainty_figure(histogram: dict) -> Figure:
+    """How uncertain the queued pairs were against the whole pool: the share of each in every bin of
+    one set of ``edges`` (``{"edges", "pool", "queued"}``, as the candidates stage records them)."""
+    edges = histogram["edges"]
+    centres = [(lo + hi) / 2 for lo, hi in zip(edges[:-1], edges[1:])]
+    width = (edges[1] - edges[0]) if len(edges) > 1 else 1.0
+    fig, ax = _axes((6, 3))
+    for key in ("pool", "queued"):
+        total = sum(histogram[key]) or 1
+        ax.bar(centres, [n / total for n in histogram[key]], width=width, alpha=0.5, label=key)
+    ax.set_xlabel("uncertainty (ensemble disagreement)"), ax.set_ylabel("share of pairs"), ax.legend()
+    ax.set_title("Queued pairs against the pool")
+    fig.tight_layout()
+    return fig

@@ -19,6 +19,7 @@ import numpy as np
 
 from alignment.errors import UserError
 from alignment.io import write_json_atomic, write_text_atomic
+from alignment.reports.acquisition import acquisition_html
 from alignment.reports.comparison import comparison_html
 from alignment.reports.html import (
     Html,
@@ -41,6 +42,7 @@ from alignment.reports.plots import (
 )
 from alignment.reports.run_data import SAMPLE_SCORES, build_run_report, list_runs, report_is_current
 from alignment.reports.sections import overoptimisation_text
+from alignment.reports.xstest import xstest_html
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +216,7 @@ def _labels(report: dict) -> str:
         lab = next((s for s in labels if s["round"] == rnd), None)
         if lab:
             parts.append(_label_tables(lab))
+        parts.append(acquisition_html(c, lab["metrics"] if lab else None))
     return "".join(parts)
 
 
@@ -445,7 +448,8 @@ def _config(report: dict) -> str:
 #: ``(heading, section id, builder)``: the ids are stable, for links and tests.
 SECTIONS = (("Overview", "overview", _overview), ("SFT quality", "sft", _sft),
             ("Candidates and labels", "labels", _labels), ("Reward model", "reward", _reward),
-            ("PPO training", "ppo", _ppo), ("Safety per stage", "safety", _safety), ("Gates", "gates", _gates),
+            ("PPO training", "ppo", _ppo), ("Safety per stage", "safety", _safety),
+            ("XSTest: over-refusal and refusal", "xstest", xstest_html), ("Gates", "gates", _gates),
             ("Samples: SFT vs PPO", "samples", _samples), ("Optimizers compared", "comparison", comparison_html),
             ("Resolved configs", "config", _config))
 

@@ -12,8 +12,9 @@ from alignment.reports.plots import (
     ppo_curves_figure,
     reward_histogram_figure,
 )
+from alignment.reports.xstest import xstest_table
 
-SKIP = ("worst_examples", "unsafe_rate_by_category", "unsafe_rate_by_prompt_category")
+SKIP = ("worst_examples", "unsafe_rate_by_category", "unsafe_rate_by_prompt_category", "xstest")
 
 
 def _value(v: object) -> object:
@@ -36,6 +37,8 @@ def safety_sections(report: dict) -> list[tuple[str, str]]:
         if "unsafe_rate_by_category" in policy:
             sections.append(("Unsafe rate by category", table_html(["category", "rate"],
                                                                    policy["unsafe_rate_by_category"].items())))
+        if "xstest" in policy:
+            sections.append(("XSTest by prompt type", xstest_table(policy["xstest"])))
         sections.append(("Worst examples", table_html(
             ["prompt", "response", "max score", "categories"],
             [(w["prompt"], w["response"], w["max_score"], ", ".join(w["categories"])) for w in policy.get("worst_examples", [])])))

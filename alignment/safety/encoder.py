@@ -16,14 +16,23 @@ What makes it fast enough for the ``default`` backend's throughput target on 2 c
   each quantised Linear text by text on its real tokens only: features depend on the text alone, at
   the same speed. A head must be trained on the kind of features it scores, so the head file
   records these settings and the default backend builds its encoder from them;
+* batches run on as many Python threads as torch has intra-op threads, each with one intra-op thread
+  for the duration of the call (:func:`single_threaded_ops`): a quantised Linear called text by text
+  is a stream of tiny matrix products, and splitting each across two threads costs more in waking
+  them than it saves; on a shared machine it made encoding several times slower than one thread
+  (docs/experiments.md). Features are per text, so they do not depend on how batches are shared out;
 * a small LRU cache by text: the pipeline scores the same templated texts again and again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import warnings
 from collections import OrderedDict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +44,22 @@ from alignment.errors import UserError
 log = logging.getLogger(__name__)
 
 
-class _Lengths:
-    """Token counts of the batch being encoded, shared by every :class:`PerTextLinear` of a model."""
+class _Lengths(threading.local):
+    """Token counts of the batch being encoded, shared by every :class:`PerTextLinear` of a model
+    (per thread: each worker thread encodes its own batch)."""
 
     value: list[int] | None = None
+
+
+@contextlib.contextmanager
+def single_threaded_ops() -> Iterator[int]:
+    """Torch's intra-op threads set to one for the block; yields how many there were (restored after)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield before
+    finally:
+        torch.set_num_threads(before)
 
 
 class PerTextLinear(torch.nn.Module):
@@ -145,32 +166,47 @@ class SentenceEncoder:
                     self._cache.popitem(last=False)
         return out
 
-    @torch.inference_mode()
     def _encode(self, texts: list[str], progress: bool) -> np.ndarray:
         enc = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=False)
         ids = enc["input_ids"]
         order = np.argsort([len(x) for x in ids], kind="stable")[::-1]  # longest first: memory peaks early
         out = np.zeros((len(texts), self.dim), np.float32)
-        pad = self.tokenizer.pad_token_id or 0
-        batches = range(0, len(texts), self.batch_size)
-        for start in tqdm(batches, desc="encoding", unit="batch", disable=not progress or len(batches) < 2,
-                          leave=False):
-            idx = order[start:start + self.batch_size]
-            width = max(len(ids[i]) for i in idx)
-            input_ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for r, i in enumerate(idx):
-                input_ids[r, : len(ids[i])] = torch.tensor(ids[i])
-                mask[r, : len(ids[i])] = 1
-            self._lengths.value = [len(ids[i]) for i in idx]
-            try:
-                hidden = self.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True).hidden_states
-            finally:
-                self._lengths.value = None
-            m = mask.unsqueeze(-1).float()
-            feats = []
-            for layer in self.layers:
-                pooled = (hidden[layer] * m).sum(1) / m.sum(1).clamp(min=1.0)
-                feats.append(torch.nn.functional.normalize(pooled, dim=-1))
-            out[idx] = torch.cat(feats, dim=-1).numpy()
+        batches = [order[start:start + self.batch_size] for start in range(0, len(texts), self.batch_size)]
+        bar = tqdm(total=len(batches), desc="encoding", unit="batch", disable=not progress or len(batches) < 2,
+                   leave=False)
+
+        def run(idx: np.ndarray) -> None:
+            out[idx] = self._encode_batch([ids[i] for i in idx])
+            bar.update()
+
+        with single_threaded_ops() as threads:
+            if threads <= 1 or len(batches) < 2:
+                for idx in batches:
+                    run(idx)
+            else:
+                with ThreadPoolExecutor(min(threads, len(batches))) as pool:
+                    list(pool.map(run, batches))
+        bar.close()
         return out
+
+    @torch.inference_mode()
+    def _encode_batch(self, ids: list[list[int]]) -> np.ndarray:
+        """Features of one batch of token ids (padded to its longest)."""
+        pad = self.tokenizer.pad_token_id or 0
+        width = max(len(x) for x in ids)
+        input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for r, x in enumerate(ids):
+            input_ids[r, : len(x)] = torch.tensor(x)
+            mask[r, : len(x)] = 1
+        self._lengths.value = [len(x) for x in ids]
+        try:
+            hidden = self.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True).hidden_states
+        finally:
+            self._lengths.value = None
+        m = mask.unsqueeze(-1).float()
+        feats = []
+        for layer in self.layers:
+            pooled = (hidden[layer] * m).sum(1) / m.sum(1).clamp(min=1.0)
+            feats.append(torch.nn.functional.normalize(pooled, dim=-1))
+        return torch.cat(feats, dim=-1).numpy()

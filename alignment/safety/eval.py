@@ -1,9 +1,11 @@
 """Safety evaluation of what a stage produced, and the safety gates: the same code after every stage.
 
 * :func:`evaluate_policy_safety`: sample answers to red-team (harmful) and benign eval prompts, score
-  them with the safety filter, and report unsafe rates (overall and per category), refusal rate on
-  harmful prompts, over-refusal rate on benign prompts, mean scores, bootstrap confidence intervals
-  and the worst examples; on the demo world also the gold classifier's unsafe rate.
+  them with the safety filter and the refusal judge (``safety.refusal``), and report unsafe rates
+  (overall and per category), refusal rate on harmful prompts, over-refusal rate on benign prompts,
+  mean scores, bootstrap confidence intervals and the worst examples; on the demo world also the gold
+  classifier's unsafe rate. Where the run asks XSTest's prompts (``safety.eval.xstest``), one answer
+  to each, judged in XSTest's three classes per prompt type (:func:`xstest_summary`).
 * :func:`evaluate_preferences_safety`: for a preferences dataset, how often the chosen response is
   flagged compared with the rejected one.
 * :func:`safety_gates`: ``safety.gate.max_unsafe_rate`` and ``safety.gate.max_regression`` (against
@@ -14,12 +16,13 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from pathlib import Path
 
 import numpy as np
 
 from alignment.config import Config, GateConfig, GenerationConfig
-from alignment.data.prompt_sets import PromptSets
+from alignment.data.prompt_sets import XSTEST, PromptSets
 from alignment.data.prompts import PromptLike
 from alignment.data.world import UNSAFE_STYLES, DemoWorld
 from alignment.gates import GateVerdict, check_max, exit_status, summarise
@@ -28,7 +31,7 @@ from alignment.io import write_json_atomic
 from alignment.safety.categories import CATEGORIES
 from alignment.safety.filter import ANY_INDEX, SCORE_COLUMNS, Verdict, verdicts
 from alignment.safety.rates import previous_policy_rates
-from alignment.safety.refusal import is_refusal
+from alignment.safety.refusal_examples import CLASSES, COMPLIANCE
 from alignment.stats import mean_ci
 
 log = logging.getLogger(__name__)
@@ -57,15 +60,16 @@ def judge(safety_filter, texts: list[str], prompts: list[str]) -> tuple[np.ndarr
 
 
 def summarise_answers(prompts: list[PromptLike], texts: list[str], scores: np.ndarray, judged: list[Verdict],
-                      world: DemoWorld | None, seed: int) -> dict:
+                      world: DemoWorld | None, seed: int, refusals: np.ndarray) -> dict:
     """The safety figures of answers to harmful (red-team) and benign prompts.
 
-    ``scores`` are ``[n, categories + any]`` (``score_all``), ``judged`` the matching verdicts.
+    ``scores`` are ``[n, categories + any]`` (``score_all``), ``judged`` the matching verdicts,
+    ``refusals`` whether each answer refuses (the refusal judge's verdicts).
     """
     unsafe = np.array([v.unsafe for v in judged])
     flags = np.array([[c in v.categories for c in CATEGORIES] for v in judged])
     harmful = np.array([p.kind == "harmful" for p in prompts])
-    refusals = np.array([is_refusal(t) for t in texts])
+    refusals = np.asarray(refusals, bool)
     by_prompt = np.array([p.text for p in prompts])  # intervals resample prompts, not their answers
     out: dict = {"n": len(texts)}
     if harmful.any():
@@ -98,15 +102,50 @@ def eval_prompts(prompt_sets: PromptSets, n_prompts: int, seed: int) -> list[Pro
     return redteam[:n_prompts] + benign[:n_prompts]
 
 
-def evaluate_policy_safety(model, tokenizer, safety_filter, prompt_sets: PromptSets, gen: GenerationConfig,
-                           n_prompts: int, samples_per_prompt: int, seed: int = 0) -> dict:
+def xstest_summary(prompts: list[PromptLike], classes: list[str], unsafe: np.ndarray, seed: int) -> dict:
+    """XSTest's figures from one judged answer per prompt: per prompt type and for the safe and the
+    unsafe prompts together, the share of each class of :data:`CLASSES` and of refusals (partial or
+    full), each with its bootstrap interval (one answer per prompt: resampling answers is resampling
+    prompts); for the unsafe prompts also the safety filter's unsafe rate."""
+    classes_ = np.array(classes)
+    harmful = np.array([p.kind == "harmful" for p in prompts])
+    types = np.array([p.category for p in prompts])
+
+    def shares(rows: np.ndarray) -> dict:
+        out: dict = {"n": int(rows.sum())}
+        out.update({c: rate((classes_[rows] == c).astype(float), seed) for c in CLASSES})
+        out["refusal"] = rate((classes_[rows] != COMPLIANCE).astype(float), seed)
+        return out
+
+    summary = {"n": len(prompts), "safe": shares(~harmful), "unsafe": shares(harmful),
+               "by_type": {t: {"label": "unsafe" if harmful[types == t][0] else "safe", **shares(types == t)}
+                           for t in dict.fromkeys(types)}}
+    if harmful.any():
+        summary["unsafe"]["unsafe_rate"] = rate(unsafe[harmful].astype(float), seed)
+    return summary
+
+
+def evaluate_policy_safety(model, tokenizer, safety_filter, refusal_judge, prompt_sets: PromptSets,
+                           gen: GenerationConfig, n_prompts: int, samples_per_prompt: int, seed: int = 0) -> dict:
     """Sample from a policy and report its safety (the ``policy`` section of a stage's ``safety.json``);
-    the gold unsafe rate too where the prompts come from the demo world."""
+    the gold unsafe rate too where the prompts come from the demo world, and XSTest's figures where the
+    prompt sets have its prompts (one answer each, sampled apart so that the red-team and benign answers
+    are the same with XSTest or without; ``wall_s`` is what XSTest added)."""
     prompts = [p for p in eval_prompts(prompt_sets, n_prompts, seed) for _ in range(samples_per_prompt)]
     samples = sample_responses(model, tokenizer, [p.messages for p in prompts], gen, seed=seed, desc="safety eval")
     texts = [s.text for s in samples]
     scores, judged = judge(safety_filter, texts, [p.text for p in prompts])
-    return summarise_answers(prompts, texts, scores, judged, prompt_sets.gold, seed)
+    out = summarise_answers(prompts, texts, scores, judged, prompt_sets.gold, seed, refusal_judge.refusals(texts))
+    if XSTEST in prompt_sets.sets:
+        started = time.perf_counter()
+        xstest = prompt_sets[XSTEST]
+        answers = [s.text for s in sample_responses(model, tokenizer, [p.messages for p in xstest], gen, seed=seed,
+                                                    desc="XSTest")]
+        unsafe = np.array([v.unsafe for v in judge(safety_filter, answers, [p.text for p in xstest])[1]])
+        out["xstest"] = {"where": prompt_sets.where[XSTEST],
+                         **xstest_summary(xstest, refusal_judge.classify(answers), unsafe, seed),
+                         "wall_s": round(time.perf_counter() - started, 1)}
+    return out
 
 
 def evaluate_preferences_safety(rows: list[dict], safety_filter) -> dict:
@@ -126,21 +165,28 @@ def stage_safety(cfg: Config, stage: str, model, tokenizer, gen: GenerationConfi
     Returns the report and the exit status (0, or :data:`~alignment.gates.EXIT_GATE_FAILED`).
     """
     from alignment.safety import build_filter
+    from alignment.safety.refusal_judge import build_refusal_judge
 
     safety_filter = build_filter(cfg.safety)
-    policy = evaluate_policy_safety(model, tokenizer, safety_filter, prompt_sets, gen, cfg.safety.eval.n_prompts,
-                                    cfg.safety.eval.samples_per_prompt, cfg.seed)
+    refusal_judge = build_refusal_judge(cfg.safety.refusal, cfg.safety.refusal_path, cfg.safety.num_threads)
+    policy = evaluate_policy_safety(model, tokenizer, safety_filter, refusal_judge, prompt_sets, gen,
+                                    cfg.safety.eval.n_prompts, cfg.safety.eval.samples_per_prompt, cfg.seed)
     previous = previous_policy_rates(baseline)
     previous_unsafe = (previous or {}).get("unsafe_rate")
     gates = summarise(safety_gates(cfg.safety.gate, policy["unsafe_rate"]["rate"], previous_unsafe))
-    report = {"stage": stage, "filter": cfg.safety.backend, "prompts": prompt_sets.source,
-              "prompt_sets": {k: prompt_sets.where[k] for k in ("redteam", "benign")}, "policy": policy,
+    report = {"stage": stage, "filter": cfg.safety.backend, "refusal_judge": str(cfg.safety.refusal),
+              "prompts": prompt_sets.source,
+              "prompt_sets": {k: prompt_sets.where[k] for k in ("redteam", "benign", XSTEST) if k in prompt_sets.where}, "policy": policy,
               "baseline": str(baseline) if baseline else None, "previous_unsafe_rate": previous_unsafe,
               "previous": previous, "gates": gates}
     write_json_atomic(out_dir / "safety.json", report)
     log.info("%s safety: unsafe rate on red-team prompts %.3f (CI %.3f-%.3f), refusal %.3f, over-refusal %.3f",
              stage, policy["unsafe_rate"]["rate"], *policy["unsafe_rate"]["ci95"], policy["refusal_rate_harmful"]["rate"],
              policy["over_refusal_rate_benign"]["rate"])
+    if "xstest" in policy:
+        log.info("%s XSTest: refuses %.3f of the unsafe prompts, %.3f of the safe ones (safety.refusal=%s)", stage,
+                 policy["xstest"]["unsafe"]["refusal"]["rate"], policy["xstest"]["safe"]["refusal"]["rate"],
+                 cfg.safety.refusal)
     return report, exit_status(gates)
 
 

@@ -15,6 +15,7 @@ response compared with the rejected one, with the ``labels.gate``), ``report.htm
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -22,11 +23,13 @@ from pathlib import Path
 from datasets import load_from_disk
 from omegaconf import DictConfig
 
-from alignment.config import Config, check_annotators
+from alignment.acquisition import project_learning_curve, rerank_while_labelling
+from alignment.config import Config, PromptSource, check_annotators
 from alignment.data.world import DemoWorld
 from alignment.errors import UserError
 from alignment.gates import check_max, exit_status, summarise
 from alignment.io import write_json_atomic
+from alignment.reports.acquisition import acquisition_html
 from alignment.reports.html import kv_table, table_html, write_report
 from alignment.reports.run_report import RunReports
 from alignment.reports.sections import gates_section
@@ -127,6 +130,10 @@ def write_labels_report(out: Path, metrics: dict, safety: dict) -> None:
                                                    for k, v in safety["preferences"].items()})),
         gates_section(safety["gates"]),
     ]
+    candidates = out.parent / "candidates" / "metrics.json"
+    acquisition = acquisition_html(json.loads(candidates.read_text()) if candidates.is_file() else None, metrics)
+    if acquisition:
+        sections.insert(-1, ("Acquisition", acquisition))
     write_report(out / "report.html", "Labels stage", sections)
 
 
@@ -144,12 +151,14 @@ def run(cfg: Config, raw: DictConfig) -> int:
     queue = LabelQueue(store, label.project, gold_rate=label.gold_rate, lease_seconds=label.lease_seconds)
 
     bots = None
-    if cfg.labels.annotators == "simulated":
-        bots = label_with_bots(cfg, store, queue)
-        if any("error" in b for b in bots["bots"]):
-            raise RuntimeError(f"a simulated annotator failed: {[b for b in bots['bots'] if 'error' in b]}")
-    elif not wait_for_humans(cfg, store, queue):
-        return EXIT_WAITING
+    with rerank_while_labelling(store, label.project, stage_dir(cfg, "candidates"), cfg.labels.rerank_every,
+                                cfg.seed) as reranks:
+        if cfg.labels.annotators == "simulated":
+            bots = label_with_bots(cfg, store, queue)
+            if any("error" in b for b in bots["bots"]):
+                raise RuntimeError(f"a simulated annotator failed: {[b for b in bots['bots'] if 'error' in b]}")
+        elif not wait_for_humans(cfg, store, queue):
+            return EXIT_WAITING
 
     export = export_preferences(store, label.project, label.export.dir, **export_options(label.export))
     stats = project_stats(store, label.project)
@@ -160,7 +169,11 @@ def run(cfg: Config, raw: DictConfig) -> int:
     safety = {"stage": STAGE, "filter": cfg.safety.backend, "preferences": preferences, "gates": gates}
     metrics = {"stage": STAGE, "annotators": cfg.labels.annotators, "db": label.db, "project": label.project,
                "dataset": label.export.dir, "export": export, "stats": stats, "bots": bots,
-               "gold_agreement": gold_agreement(rows, DemoWorld(cfg.data.world_seed))}
+               "gold_agreement": gold_agreement(rows, DemoWorld(cfg.data.world_seed)), "reranks": reranks}
+    if cfg.labels.learning_curve:
+        world = DemoWorld(cfg.data.world_seed) if cfg.prompts.source == PromptSource.demo else None
+        metrics["learning_curve"] = project_learning_curve(store, label.project, cfg.candidates.ensemble, cfg.seed,
+                                                           world)
     write_json_atomic(out / "safety.json", safety)
     write_json_atomic(out / "metrics.json", metrics)
     write_labels_report(out, metrics, safety)
