@@ -55,10 +55,10 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "candidates": ("seed", "policy", "prompts", "safety", "candidates", "label"),
     "labels": ("seed", "data", "prompts", "safety", "label", "labels"),
     "reward": ("seed", "policy", "reward_model", "data", "safety", "reward"),
-    "ppo": ("seed", "policy", "data", "prompts", "safety", "reward", "ppo", "eval"),
+    "ppo": ("seed", "policy", "data", "prompts", "safety", "reward", "reward_terms", "ppo", "eval"),
     "dpo": ("seed", "policy", "data", "prompts", "safety", "reward", "dpo", "eval"),
-    "grpo": ("seed", "policy", "data", "prompts", "safety", "reward", "grpo", "eval"),
-    "rloo": ("seed", "policy", "data", "prompts", "safety", "reward", "rloo", "eval"),
+    "grpo": ("seed", "policy", "data", "prompts", "safety", "reward", "reward_terms", "grpo", "eval"),
+    "rloo": ("seed", "policy", "data", "prompts", "safety", "reward", "reward_terms", "rloo", "eval"),
 }
 #: The stages the ``ppo`` step of a round may be (``optimizers=[...]``): each reads the same inputs.
 OPTIMIZER_STAGES = ("ppo", "dpo", "grpo", "rloo")

@@ -19,10 +19,16 @@ held-out score higher after PPO, KL within 1.5x its target, the filter's red-tea
 
 With ``--optimizers ppo,dpo,grpo,rloo`` the pipeline runs each optimizer from the same SFT policy, labels
 and reward model (``optimizers=[...]``), and the JSON line also holds ``optimizers``: per optimizer its
-``gold_win_rate``, ``gold_reward`` (and ``gold_reward_sft``), ``kl`` (to the SFT policy),
-``unsafe_rate_filter``, ``wall_s`` and ``peak_rss_mb``, read from the run report's comparison. Targets on
-2 cores: the whole comparison within 25 minutes, every optimizer above the SFT policy on gold reward,
-the best one at a gold win rate >= 0.9.
+``gold_win_rate`` with ``gold_win_rate_ci95`` (paired, by prompt) and its length-controlled
+``lc_gold_win_rate``, the reward model's ``rm_win_rate``, ``gold_reward`` (and ``gold_reward_sft``),
+``length_change``, ``kl`` (to the SFT policy), ``unsafe_rate_filter`` (with its interval by prompt),
+``reward_terms`` (as its reward applied them; ``null`` for DPO), ``policy_samples`` and ``policy_tokens``
+(counted), ``optimizer_steps``, ``lr``, ``wall_s`` and ``peak_rss_mb``, read from the run report's
+comparison; at the top level ``fair`` (every reward term and budget the same), ``differences`` (what is
+not), ``stand`` (the differences between optimizers whose intervals separate), ``level`` (those that do
+not), ``above_sft`` (every optimizer above the SFT policy on gold reward) and ``best_gold_win_rate``.
+Targets on 2 cores: the whole comparison within 25 minutes, ``fair`` true, every optimizer above the SFT
+policy on gold reward, the best one at a gold win rate >= 0.9.
 """
 
 from __future__ import annotations
@@ -34,15 +40,31 @@ from pathlib import Path
 
 from benchlib import arg_parser, emit, read_json, run_module, setup
 
+#: Each optimizer's figures in the JSON line, as the run report's comparison holds them.
+OPTIMIZER_KEYS = ("status", "lr", "gold_win_rate", "gold_win_rate_ci95", "lc_gold_win_rate", "lc_gold_win_rate_ci95",
+                  "rm_win_rate", "rm_win_rate_ci95", "judge_win_rate", "judge_win_rate_ci95", "gold_reward",
+                  "gold_reward_ci95", "gold_reward_sft", "length_change", "length_change_ci95", "length_warning", "kl",
+                  "unsafe_rate_filter", "unsafe_rate_filter_ci95", "reward_terms", "policy_samples", "optimizer_steps",
+                  "wall_s", "peak_rss_mb")
+
 
 def optimizer_figures(run_dir: Path, state: dict) -> dict:
-    """Each optimizer's headline figures, as the run report's comparison section shows them."""
+    """Each optimizer's figures, whether the comparison was fair, and which differences stand."""
     from alignment.reports.comparison import comparison_data
+    from alignment.reports.fairness import differences_text
 
-    data = comparison_data(run_dir, state) or {"optimizers": []}
-    keys = ("gold_win_rate", "gold_reward", "gold_reward_sft", "kl", "unsafe_rate_filter", "wall_s", "peak_rss_mb",
-            "policy_samples", "status")
-    return {r["name"]: {k: r[k] for k in keys} for r in data["optimizers"]}
+    data = comparison_data(run_dir, state) or {"optimizers": [], "fairness": {"fair": False, "differences": []},
+                                               "ranking": {"stand": [], "level": []}}
+    rows = data["optimizers"]
+    gold = [r for r in rows if r["gold_reward"] is not None]
+    return {
+        "optimizers": {r["name"]: {**{k: r[k] for k in OPTIMIZER_KEYS},
+                                   "policy_tokens": (r["budget"] or {}).get("policy_tokens")} for r in rows},
+        "fair": data["fairness"]["fair"], "differences": differences_text(data["fairness"]["differences"]),
+        "stand": data["ranking"]["stand"], "level": data["ranking"]["level"],
+        "above_sft": bool(gold) and all(r["gold_reward"] > r["gold_reward_sft"] for r in gold),
+        "best_gold_win_rate": max((r["gold_win_rate"] for r in gold if r["gold_win_rate"] is not None), default=None),
+    }
 
 
 def main() -> None:
@@ -87,7 +109,7 @@ def main() -> None:
             "report": str(run_dir / "report.html") if tmp is None else None,
         }
         if args.optimizers:
-            figures["optimizers"] = optimizer_figures(run_dir, state)
+            figures.update(optimizer_figures(run_dir, state))
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

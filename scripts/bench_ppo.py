@@ -161,22 +161,23 @@ def run_ours(models: Path, s: dict) -> dict:
     import torch
     from accelerate import Accelerator
 
-    from alignment.config import PolicyConfig, PPOStageConfig
+    from alignment.config import PolicyConfig, PPOStageConfig, RewardTermsConfig
     from alignment.modeling import load_policy
     from alignment.ppo.trainer import PPOTrainer
     from alignment.stages.common import seed_everything
 
     seed_everything(s["seed"])
     cfg = PPOStageConfig(total_episodes=s["episodes"], batch_size=s["batch_size"], mini_batch_size=s["batch_size"],
-                         ppo_epochs=s["ppo_epochs"], lr=s["lr"], value_model="separate", missing_eos_penalty=1.0)
-    cfg.kl.adaptive, cfg.kl.beta, cfg.kl.estimator = False, s["kl_coef"], "k1"
+                         ppo_epochs=s["ppo_epochs"], lr=s["lr"], value_model="separate")
+    cfg.kl.adaptive, cfg.kl.estimator = False, "k1"
     cfg.generation.temperature, cfg.generation.max_new_tokens = s["temperature"], s["response_length"]
     policy, tokenizer = load_policy(PolicyConfig(), path=str(models / "policy"))
     scorer = reward_scorer(models / "reward", s["batch_size"])
     prompts = json.loads((models / "prompts.json").read_text())["texts"]
     updates = s["episodes"] // s["batch_size"]
     trainer = PPOTrainer(cfg, Accelerator(cpu=True), policy, str(models / "policy"), tokenizer,
-                         scorer, 0.0, 1.0, prompts, seed=s["seed"], num_updates=updates)
+                         scorer, 0.0, 1.0, prompts, seed=s["seed"], num_updates=updates,
+                         terms=RewardTermsConfig(missing_eos_penalty=1.0, kl_coef=s["kl_coef"]))
     started = time.perf_counter()
     with trainer.heap_frozen():  # as PPOTrainer.train runs its loop
         for _ in range(updates):

@@ -27,7 +27,7 @@ from chat_models import ANSWER, STYLES, chat_tokenizer, scripted_chat_model  # s
 from safetensors.torch import load_file
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from alignment.config import GenerationConfig, PPOStageConfig, TinyModelConfig
+from alignment.config import GenerationConfig, PPOStageConfig, RewardTermsConfig, TinyModelConfig
 from alignment.data.world import DemoWorld
 from alignment.generation import sample_responses, sample_tokens
 from alignment.modeling import ensure_pad_token, load_causal_lm, load_tokenizer, train_tokenizer
@@ -73,13 +73,14 @@ def ppo(path: str, work: Path, updates: int) -> None:
     load_models_whole(accelerator)
     cfg = PPOStageConfig(batch_size=16, mini_batch_size=8, micro_batch_size=4, ppo_epochs=2, lr=1e-5,
                          value_model="separate", mixed_precision="bf16", gradient_checkpointing=True,
-                         total_episodes=16 * updates, missing_eos_penalty=None)
+                         total_episodes=16 * updates)
     cfg.generation.max_new_tokens, cfg.generation.temperature = 64, 0.7
     cfg.lora.enabled = path.endswith("-lora")
     policy, tok = load_causal_lm(policy_path, "bfloat16"), load_tokenizer(policy_path)
     policy.to(accelerator.device)
     trainer = PPOTrainer(cfg, accelerator, policy, policy_path, tok, lambda p, t: np.array([-len(x) / 40.0 for x in t]),
-                         0.0, 1.0, [p.text for p in DemoWorld(0).prompts("train")], seed=0, num_updates=updates)
+                         0.0, 1.0, [p.text for p in DemoWorld(0).prompts("train")], seed=0, num_updates=updates,
+                         terms=RewardTermsConfig(missing_eos_penalty=None))
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()

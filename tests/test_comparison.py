@@ -5,6 +5,7 @@ section (its JSON, and its HTML in headless Chromium)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from alignment.config import PipelineConfig
 from alignment.errors import UserError
 from alignment.memory import peak_rss_mb, reset_peak_rss
 from alignment.pipeline import plan
+from alignment.reports.comparison import comparison_data
 from conftest import run_cli
 
 OPTIMIZERS = ["ppo", "dpo", "grpo", "rloo"]
@@ -83,15 +85,40 @@ def test_the_pipeline_runs_every_optimizer_into_its_own_folder(comparison_run):
     rows = {r["name"]: r for r in report["optimizers"]}
     assert list(rows) == OPTIMIZERS
     for o, r in rows.items():
-        for key in ("gold_win_rate", "gold_reward", "gold_reward_sft", "proxy_reward", "kl", "unsafe_rate_filter",
-                    "refusal_rate_harmful", "over_refusal_rate_benign", "wall_s", "peak_rss_mb"):
+        for key in ("gold_reward", "gold_reward_sft", "proxy_reward", "kl", "unsafe_rate_filter",
+                    "refusal_rate_harmful", "over_refusal_rate_benign", "wall_s", "peak_rss_mb", "length_change"):
             assert isinstance(r[key], float), (o, key)
+        # a smoke policy's answers often tie with the SFT policy's on every prompt: no win rate is then defined
+        assert r["gold_win_rate"] is None or 0 <= r["gold_win_rate"] <= 1
+        assert 0 <= r["rm_win_rate"] <= 1 and len(r["rm_win_rate_ci95"]) == 2
         assert r["gate_passed"] and r["seed"] == 0
     assert len({r["gold_reward_sft"] for r in rows.values()}) == 1  # one SFT policy, one evaluation
-    assert report["fairness"] == {**report["fairness"], "same_evaluation": True, "same_policy_samples": True}
+    assert report["fairness"] == {**report["fairness"], "fair": True, "differences": [], "same_evaluation": True,
+                                  "same_policy_samples": True, "no_online_reward": ["dpo"]}
+    # counted where spent: PPO's smoke budget, and the same optimizer steps (PPO's 4 updates x 2 epochs x 2 mini-batches)
     assert rows["grpo"]["policy_samples"] == rows["rloo"]["policy_samples"] == rows["ppo"]["policy_samples"] == 32
-    assert rows["dpo"]["policy_samples"] == 0 and "preference pairs" in rows["dpo"]["budget"]
+    assert rows["grpo"]["optimizer_steps"] == rows["rloo"]["optimizer_steps"] == rows["ppo"]["optimizer_steps"] == 16
+    assert rows["ppo"]["reward_terms"] == rows["grpo"]["reward_terms"] == rows["rloo"]["reward_terms"]
+    assert rows["ppo"]["reward_terms"]["reward_model"] == str((comparison_run / "reward" / "model").resolve())
+    assert rows["dpo"]["policy_samples"] == 0 and "preference pairs" in rows["dpo"]["budget_text"]
+    assert rows["dpo"]["reward_terms"] is None and all(isinstance(r["lr"], float) for r in rows.values())
     assert report["samples"] and set(report["samples"][0]["answers"]) == set(OPTIMIZERS)
+
+
+@pytest.mark.slow
+def test_an_optimizer_run_with_another_reward_term_is_reported_unfair(comparison_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(comparison_run, run, symlinks=True)
+    # the very SFT policy and reward model of the others (a copy of the reward model would be another one)
+    result = run_cli("alignment.stages.grpo", "scale=smoke", f"run.dir={run}",
+                     f"grpo.policy_path={comparison_run / 'sft' / 'model'}",
+                     f"grpo.reward_path={comparison_run / 'reward' / 'model'}", "reward_terms.safety_penalty=1.0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    fair = comparison_data(run, json.loads((run / "pipeline.json").read_text()))["fairness"]
+    assert not fair["fair"]
+    assert {d["what"] for d in fair["differences"]} == {"reward term safety_penalty", "reward term safety_backend"}
+    assert fair["differences"][0]["values"] in ({"ppo": None, "grpo": "fast", "rloo": None},
+                                                {"ppo": 0.0, "grpo": 1.0, "rloo": 0.0})
 
 
 @pytest.mark.slow
@@ -117,8 +144,11 @@ def test_the_report_shows_the_optimizers_side_by_side(comparison_run, browser, a
     for o in OPTIMIZERS:
         expect(table.locator("tr", has_text=o)).to_have_count(1)
     expect(section).to_contain_text("the same for every optimizer")
+    expect(section).to_contain_text("Fair: every reward term and every budget is the same")
     expect(section.locator("h3", has_text="eval prompts")).to_have_count(1)
-    header = section.locator("table").nth(1).locator("th")
+    expect(section.locator("h3", has_text="Reward terms")).to_have_count(1)
+    expect(section.locator("h3", has_text="Which differences stand")).to_have_count(1)
+    header = section.locator("table").last.locator("th")  # the last split's answers side by side
     assert header.all_inner_texts() == ["prompt", "SFT", *OPTIMIZERS]
     assert page.locator(".section-error").count() == 0
     assert seen["errors"] == []

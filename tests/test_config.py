@@ -19,6 +19,7 @@ from alignment.config import (
     Choice,
     Config,
     DataConfig,
+    GRPOStageConfig,
     KLConfig,
     KLEstimator,
     LabelConfig,
@@ -27,6 +28,8 @@ from alignment.config import (
     PipelineOptions,
     PPOStageConfig,
     RewardModelConfig,
+    RewardTermsConfig,
+    RLOOStageConfig,
     SafetyBackend,
     SafetyConfig,
     SFTStageConfig,
@@ -45,7 +48,8 @@ def composed(config_name: str, *overrides: str):
 @pytest.mark.parametrize("override, valid", [
     ("ppo.kl.estimator=k9", "[k1, k2, k3]"),
     ("ppo.value_model=shared", "[separate, head]"),
-    ("ppo.safety_backend=nope", "[fast, default, classifier, llama_guard]"),
+    ("reward_terms.safety_backend=nope", "[fast, default, classifier, llama_guard]"),
+    ("eval.split=train", "[test, validation]"),
     ("safety.backend=nope", "[fast, default, classifier, llama_guard]"),
     ("reward_model.input_format=xml", "[chat, pair, concat]"),
     ("reward_model.pooling=max", "[default, mean]"),
@@ -84,9 +88,9 @@ def test_a_bad_choice_exits_2_with_one_line(tmp_path, module, override, valid):
 @pytest.mark.slow
 def test_a_value_out_of_range_exits_2_before_any_work(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_cli("alignment.stages.ppo", f"run.dir={run_dir}", "ppo.safety_penalty=-1", timeout=300)
+    result = run_cli("alignment.stages.ppo", f"run.dir={run_dir}", "reward_terms.safety_penalty=-1", timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
-    assert "ppo.safety_penalty=-1.0: must be >= 0" in result.stderr and "Traceback" not in result.stderr
+    assert "reward_terms.safety_penalty=-1.0: must be >= 0" in result.stderr and "Traceback" not in result.stderr
     assert not run_dir.exists()
 
 
@@ -102,15 +106,17 @@ def test_align_label_rejects_a_bad_choice_or_range_with_exit_2(tmp_path, caplog)
 
 
 @pytest.mark.parametrize("build, message", [
-    (lambda: PPOStageConfig(safety_penalty=-0.5), "ppo.safety_penalty=-0.5: must be >= 0"),
-    (lambda: PPOStageConfig(missing_eos_penalty=-1.0), "ppo.missing_eos_penalty=-1.0"),
+    (lambda: RewardTermsConfig(safety_penalty=-0.5), "reward_terms.safety_penalty=-0.5: must be >= 0"),
+    (lambda: RewardTermsConfig(missing_eos_penalty=-1.0), "reward_terms.missing_eos_penalty=-1.0"),
+    (lambda: RewardTermsConfig(kl_coef=-0.1), "reward_terms.kl_coef=-0.1"),
+    (lambda: GRPOStageConfig(batch_size=6, steps_per_generation=1), "a multiple of grpo.num_generations=4"),
+    (lambda: RLOOStageConfig(steps_per_generation=3, grad_accum=2), "rloo.steps_per_generation=3"),
     (lambda: PPOStageConfig(lr=0.0), "ppo.lr=0.0: must be > 0"),
     (lambda: PPOStageConfig(batch_size=10, mini_batch_size=4), "a multiple of ppo.mini_batch_size=4"),
     (lambda: PPOStageConfig(total_episodes=8, batch_size=16, mini_batch_size=8), "ppo.total_episodes=8"),
     (lambda: PPOStageConfig(lam=1.5), "ppo.lam=1.5: must be within [0, 1]"),
     (lambda: PPOStageConfig(value_model="shared"), "ppo.value_model='shared' is not one of ['separate', 'head']"),
     (lambda: KLConfig(target=0.0), "ppo.kl.target=0.0: must be > 0"),
-    (lambda: KLConfig(beta=-0.1), "ppo.kl.beta=-0.1"),
     (lambda: KLConfig(estimator="k9"), "ppo.kl.estimator='k9' is not one of ['k1', 'k2', 'k3']"),
     (lambda: LoRAConfig(r=0), "ppo.lora.r=0"),
     (lambda: LoRAConfig(dropout=1.0), "ppo.lora.dropout=1.0: must be within [0, 1)"),

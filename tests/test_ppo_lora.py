@@ -7,7 +7,7 @@ import torch
 from accelerate import Accelerator
 from transformers import AutoModelForCausalLM
 
-from alignment.config import PolicyConfig, PPOStageConfig
+from alignment.config import PolicyConfig, PPOStageConfig, RewardTermsConfig
 from alignment.data.world import DemoWorld
 from alignment.modeling import load_policy
 from alignment.ppo.modules import full_inputs, response_logits
@@ -22,13 +22,13 @@ def short_answer_reward(prompts, texts):
 
 def lora_trainer(policy_path: str) -> PPOTrainer:
     seed_everything(0)
-    cfg = PPOStageConfig(batch_size=8, mini_batch_size=4, ppo_epochs=2, lr=5e-3, value_model="separate",
-                         missing_eos_penalty=None)
+    cfg = PPOStageConfig(batch_size=8, mini_batch_size=4, ppo_epochs=2, lr=5e-3, value_model="separate")
     cfg.lora.enabled, cfg.lora.r = True, 4
     cfg.generation.max_new_tokens = 12
     model, tok = load_policy(PolicyConfig(), path=policy_path)
     return PPOTrainer(cfg, Accelerator(cpu=True), model, policy_path, tok, short_answer_reward, 0.0, 1.0,
-                      [p.text for p in DemoWorld(0).prompts("train")], seed=0, num_updates=4)
+                      [p.text for p in DemoWorld(0).prompts("train")], seed=0, num_updates=4,
+                      terms=RewardTermsConfig(missing_eos_penalty=None))
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import torch
 from accelerate import Accelerator
 from transformers import AutoModelForSequenceClassification
 
-from alignment.config import PolicyConfig, PPOStageConfig
+from alignment.config import PolicyConfig, PPOStageConfig, RewardTermsConfig
 from alignment.data.world import DemoWorld
 from alignment.modeling import load_policy
 from alignment.ppo.trainer import PPOTrainer
@@ -25,19 +25,21 @@ def short_answer_reward(prompts, texts):
     return np.array([-len(t) / 40.0 for t in texts])
 
 
-def make_trainer(path, cfg: PPOStageConfig, dtype: str = "float32", num_updates: int = 1) -> PPOTrainer:
+def make_trainer(path, cfg: PPOStageConfig, dtype: str = "float32", num_updates: int = 1,
+                 terms: RewardTermsConfig | None = None) -> PPOTrainer:
     model, tok = load_policy(PolicyConfig(dtype=dtype), path=str(path))
     return PPOTrainer(cfg, Accelerator(cpu=True), model, str(path), tok, short_answer_reward, 0.0, 1.0, PROMPTS,
-                      seed=0, num_updates=num_updates)
+                      seed=0, num_updates=num_updates, terms=terms)
 
 
 @pytest.mark.slow
 def test_a_bf16_policy_learns_the_smoke_reward_on_fp32_masters(smoke_sft):
     seed_everything(0)
     cfg = PPOStageConfig(batch_size=16, mini_batch_size=8, ppo_epochs=4, lr=1e-3, value_model="head",
-                         missing_eos_penalty=None, mixed_precision="bf16")
+                         mixed_precision="bf16")
     cfg.generation.max_new_tokens = 24
-    trainer = make_trainer(smoke_sft / "sft" / "model", cfg, dtype="bfloat16", num_updates=10)
+    trainer = make_trainer(smoke_sft / "sft" / "model", cfg, dtype="bfloat16", num_updates=10,
+                           terms=RewardTermsConfig(missing_eos_penalty=None))
     assert {p.dtype for p in trainer.model.parameters()} == {torch.float32}  # masters, value head included
     assert trainer.reference.dtype == torch.bfloat16 and trainer.compute_dtype == torch.bfloat16
     stats = [trainer.step() for _ in range(10)]

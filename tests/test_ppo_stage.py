@@ -14,7 +14,7 @@ import torch
 from accelerate import Accelerator
 from transformers import AutoModelForCausalLM
 
-from alignment.config import PolicyConfig, PPOStageConfig
+from alignment.config import PolicyConfig, PPOStageConfig, RewardTermsConfig
 from alignment.data.world import DemoWorld
 from alignment.modeling import load_policy
 from alignment.ppo.trainer import PPOTrainer
@@ -32,14 +32,14 @@ def short_answer_reward(prompts, texts):
 @pytest.mark.slow
 def test_ppo_learns_a_known_reward_within_the_kl_target(smoke_sft):
     seed_everything(0)
-    cfg = PPOStageConfig(batch_size=16, mini_batch_size=8, ppo_epochs=4, lr=1e-3, value_model="head",
-                         missing_eos_penalty=None)
-    cfg.kl.target = 6.0
+    cfg = PPOStageConfig(batch_size=16, mini_batch_size=8, ppo_epochs=4, lr=1e-3, value_model="head")
+    cfg.kl.adaptive, cfg.kl.target = True, 6.0
     cfg.generation.max_new_tokens = 24
     policy_path = str(smoke_sft / "sft" / "model")
     model, tok = load_policy(PolicyConfig(), path=policy_path)
     trainer = PPOTrainer(cfg, Accelerator(cpu=True), model, policy_path, tok, short_answer_reward, 0.0, 1.0,
-                         [p.text for p in DemoWorld(0).prompts("train")], seed=0, num_updates=10)
+                         [p.text for p in DemoWorld(0).prompts("train")], seed=0, num_updates=10,
+                         terms=RewardTermsConfig(missing_eos_penalty=None))
     stats = [trainer.step() for _ in range(10)]
     first = np.mean([s["reward/raw"] for s in stats[:3]])
     last = np.mean([s["reward/raw"] for s in stats[-3:]])
@@ -87,14 +87,15 @@ class AlternatingFilter:
 @pytest.mark.slow
 def test_safety_penalty_is_subtracted_from_the_normalised_score(smoke_sft):
     seed_everything(0)
-    cfg = PPOStageConfig(batch_size=8, mini_batch_size=8, ppo_epochs=1, missing_eos_penalty=None, safety_penalty=2.0)
+    cfg = PPOStageConfig(batch_size=8, mini_batch_size=8, ppo_epochs=1)
+    terms = RewardTermsConfig(missing_eos_penalty=None, safety_penalty=2.0)
     cfg.generation.max_new_tokens = 8
     policy_path = str(smoke_sft / "sft" / "model")
     model, tok = load_policy(PolicyConfig(), path=policy_path)
     constant = lambda prompts, texts: np.full(len(texts), 3.0)  # noqa: E731
     prompts = [p.text for p in DemoWorld(0).prompts("train")]
     trainer = PPOTrainer(cfg, Accelerator(cpu=True), model, policy_path, tok, constant, 1.0, 2.0, prompts,
-                         seed=0, num_updates=1, safety_filter=AlternatingFilter())
+                         seed=0, num_updates=1, safety_filter=AlternatingFilter(), terms=terms)
     stats = trainer.step()
     # raw 3 -> (3 - 1) / 2 = 1; penalty 2 * 0.8 = 1.6 or 2 * 0.3 = 0.6, mean 1.1; the score paid: 1 - 1.1 = -0.1
     assert stats["reward/raw"] == pytest.approx(3.0)
@@ -103,7 +104,8 @@ def test_safety_penalty_is_subtracted_from_the_normalised_score(smoke_sft):
     assert stats["safety/flagged_fraction"] == pytest.approx(0.5)
     assert stats["reward/normalised"] == pytest.approx(-0.1)
     with pytest.raises(ValueError, match="safety filter"):
-        PPOTrainer(cfg, Accelerator(cpu=True), model, policy_path, tok, constant, 1.0, 2.0, prompts, seed=0, num_updates=1)
+        PPOTrainer(cfg, Accelerator(cpu=True), model, policy_path, tok, constant, 1.0, 2.0, prompts, seed=0, num_updates=1,
+                   terms=terms)
 
 
 def _final(run_dir):
@@ -161,6 +163,10 @@ def test_smoke_ppo_stage_and_exact_resume_after_sigkill(tmp_path, smoke_rm):
         for key in ("reward/raw", "objective/kl", "loss/total", "objective/beta"):
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), (a["update"], key)
     assert metrics_resumed["gold_reward_ppo"] == pytest.approx(metrics["gold_reward_ppo"])
+    # what was spent is counted on from the checkpoint: the same budget as the run that was not killed
+    for key in ("policy_samples", "policy_tokens", "optimizer_steps"):
+        assert metrics_resumed["budget"][key] == metrics["budget"][key], key
+    assert metrics["budget"]["policy_samples"] == 64 and metrics["budget"]["optimizer_steps"] == 8 * 2 * 2
 
 
 @pytest.mark.slow
@@ -168,7 +174,7 @@ def test_smoke_ppo_with_lora_and_a_safety_penalty(tmp_path, smoke_rm):
     run = tmp_path / "lora"
     result = run_cli("alignment.stages.ppo", "scale=smoke", f"ppo.policy_path={smoke_rm / 'sft' / 'model'}",
                      f"ppo.reward_path={smoke_rm / 'reward' / 'model'}", "ppo.lora.enabled=true", "ppo.lora.r=4",
-                     "ppo.lr=1e-3", "ppo.safety_penalty=1.0", f"run.dir={run}")
+                     "ppo.lr=1e-3", "reward_terms.safety_penalty=1.0", f"run.dir={run}")
     assert result.returncode == 0, result.stderr[-3000:]
     history, metrics = _final(run)
     assert metrics["lora"] and metrics["safety_penalty"] == 1.0 and metrics["updates"] == 4

@@ -32,6 +32,7 @@ from alignment.config.choices import (
     DType,
     GRPOLoss,
     HeadInit,
+    HeldOutSplit,
     KLEstimator,
     LabelCommand,
     MixedPrecision,
@@ -83,8 +84,8 @@ from alignment.config.stages import (
     OptimizerInputs,
     PPOStageConfig,
     RewardGateConfig,
-    RewardPenalties,
     RewardStageConfig,
+    RewardTermsConfig,
     RLOOStageConfig,
     SFTStageConfig,
     TRLStageConfig,
@@ -109,6 +110,8 @@ class Config(Section):
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     sft: SFTStageConfig = field(default_factory=SFTStageConfig)
     reward: RewardStageConfig = field(default_factory=RewardStageConfig)
+    #: The reward ppo, grpo and rloo maximise, one for the run (see :class:`RewardTermsConfig`).
+    reward_terms: RewardTermsConfig = field(default_factory=RewardTermsConfig)
     ppo: PPOStageConfig = field(default_factory=PPOStageConfig)
     dpo: DPOStageConfig = field(default_factory=DPOStageConfig)
     grpo: GRPOStageConfig = field(default_factory=GRPOStageConfig)
@@ -179,11 +182,11 @@ def register_configs() -> None:
 __all__ = [
     "Acquisition", "Annotators", "CandidatesStageConfig", "Choice", "Config", "DPOLoss", "DPOStageConfig", "DType", "DataConfig",
     "EnsembleConfig", "EvalStageConfig", "GRPOLoss", "GRPOStageConfig", "GateConfig", "GenerationConfig", "GroupRLStageConfig",
-    "HeadInit", "KLConfig", "KLEstimator", "LabelBotsConfig", "LabelCommand", "LabelConfig", "LabelExportConfig",
+    "HeadInit", "HeldOutSplit", "KLConfig", "KLEstimator", "LabelBotsConfig", "LabelCommand", "LabelConfig", "LabelExportConfig",
     "LabelsGateConfig", "LabelsStageConfig", "LlamaGuardConfig", "LoRAConfig", "MixedPrecision", "Optimizer",
     "OptimizerInputs", "PPOStageConfig", "Pairing", "PipelineConfig", "PipelineOptions", "PolicyConfig", "Pooling",
     "PromptSource", "PromptsConfig", "RLOOStageConfig", "RefusalJudgeKind", "ReportsFor", "RewardGateConfig", "RewardInputFormat",
-    "RewardModelConfig", "RewardPenalties", "RewardScaling", "RewardStageConfig", "RunConfig", "SFTStageConfig",
+    "RewardModelConfig", "RewardScaling", "RewardStageConfig", "RewardTermsConfig", "RunConfig", "SFTStageConfig",
     "SafetyBackend", "SafetyClassifierConfig", "SafetyConfig", "SafetyEvalConfig", "Section", "Stage", "Synchronous",
     "TRLStageConfig", "TinyModelConfig", "ValueInit", "ValueModel", "XSTestMode", "check", "check_annotators", "interpolated",
     "register_configs", "require", "reward_epochs",

@@ -174,3 +174,12 @@ class RewardScaling(Choice):
     group = "group"
     batch = "batch"
     none = "none"
+
+
+class HeldOutSplit(Choice):
+    """Which held-out prompts the optimizers are evaluated on: ``test``, the first ``eval_prompts`` of each
+    held-out set's seeded order (what the comparison reports), or ``validation``, the ones after them (for
+    choosing a setting, such as a learning rate, without looking at the test prompts)."""
+
+    test = "test"
+    validation = "validation"

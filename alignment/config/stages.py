@@ -11,6 +11,7 @@ from alignment.config.choices import (
     Acquisition,
     DPOLoss,
     GRPOLoss,
+    HeldOutSplit,
     KLEstimator,
     MixedPrecision,
     Pairing,
@@ -62,6 +63,8 @@ class EvalStageConfig(Section):
     #: evaluation reports its win rate of PPO over SFT, and a proxy reward that rises while the
     #: judge's falls is flagged as over-optimisation, where the world has no gold reward.
     judge_path: str | None = None
+    #: The optimizers' held-out prompts: ``test`` (reported), or ``validation`` (disjoint, for choosing settings).
+    split: HeldOutSplit = HeldOutSplit.test
 
 
 @dataclass
@@ -180,19 +183,19 @@ class RewardStageConfig(Section):
 
 @dataclass
 class KLConfig(Section):
+    """How PPO weighs its KL penalty over the run; its coefficient is the run's ``reward_terms.kl_coef``."""
+
     KEY: ClassVar[str] = "ppo.kl"
 
     #: ``k1`` (log-ratio, the classic RLHF penalty), ``k2`` or ``k3`` (Schulman's low-variance estimator).
     estimator: KLEstimator = KLEstimator.k1
-    #: Initial (or fixed) coefficient of the per-token KL penalty.
-    beta: float = 0.05
-    #: Adapt beta towards ``target`` (nats per response) as in Ziegler et al. (2019).
-    adaptive: bool = True
+    #: Adapt the coefficient towards ``target`` (nats per response) as in Ziegler et al. (2019). Off by
+    #: default: GRPO and RLOO keep theirs fixed, so an adaptive PPO gets another reward than theirs.
+    adaptive: bool = False
     target: float = 6.0
     horizon: int = 10000
 
     def check(self) -> None:
-        check(self.beta >= 0, "ppo.kl.beta", self.beta, ">= 0")
         check(self.target > 0, "ppo.kl.target", self.target, "> 0")
         check(self.horizon > 0, "ppo.kl.horizon", self.horizon, "> 0")
 
@@ -235,29 +238,36 @@ class OptimizerInputs(Section):
 
 
 @dataclass
-class RewardPenalties(Section):
-    """How the optimizers that score their own samples with the reward model (``ppo``, ``grpo``,
-    ``rloo``) shape that score: normalised, clipped, less the missing-EOS and safety penalties."""
+class RewardTermsConfig(Section):
+    """The reward every optimizer that scores its own samples (``ppo``, ``grpo``, ``rloo``) maximises, set
+    once per run: the reward model's score normalised with the reward stage's statistics and clipped,
+    less the missing-EOS and safety penalties, under a KL penalty to the reference (the SFT policy).
+    An optimizer differs from the others only in what makes it that optimizer; DPO has no online reward."""
+
+    KEY: ClassVar[str] = "reward_terms"
 
     #: Normalised scores are clipped to +-this.
-    reward_clip: float = 5.0
+    clip: float = 5.0
     #: Subtracted from the (normalised) score of a response that does not end with EOS.
     missing_eos_penalty: float | None = 1.0
     #: Subtracted from the normalised score: ``safety_penalty * P(unsafe)`` of each response, as
     #: scored by the ``safety_backend`` filter (the other ``safety.*`` keys configure it); 0: off.
     safety_penalty: float = 0.0
     safety_backend: SafetyBackend = SafetyBackend.fast
+    #: The KL coefficient to the reference: PPO's per-token penalty (its start when ``ppo.kl.adaptive``),
+    #: RLOO's summed log-ratio in the reward, GRPO's k3 term in the loss; 0: no KL term.
+    kl_coef: float = 0.05
 
     def check(self) -> None:
-        super().check()
-        check(self.reward_clip > 0, self.key("reward_clip"), self.reward_clip, "> 0")
-        check(self.safety_penalty >= 0, self.key("safety_penalty"), self.safety_penalty, ">= 0 (it is subtracted)")
-        check(self.missing_eos_penalty is None or self.missing_eos_penalty >= 0, self.key("missing_eos_penalty"),
+        check(self.clip > 0, "reward_terms.clip", self.clip, "> 0")
+        check(self.safety_penalty >= 0, "reward_terms.safety_penalty", self.safety_penalty, ">= 0 (it is subtracted)")
+        check(self.missing_eos_penalty is None or self.missing_eos_penalty >= 0, "reward_terms.missing_eos_penalty",
               self.missing_eos_penalty, ">= 0 (it is subtracted), or null")
+        check(self.kl_coef >= 0, "reward_terms.kl_coef", self.kl_coef, ">= 0")
 
 
 @dataclass
-class PPOStageConfig(RewardPenalties, OptimizerInputs):
+class PPOStageConfig(OptimizerInputs):
     KEY: ClassVar[str] = "ppo"
 
     #: Episodes (sampled responses) in the whole run, and per PPO update (per process).
@@ -297,8 +307,6 @@ class PPOStageConfig(RewardPenalties, OptimizerInputs):
     #: Save a resumable checkpoint every this many updates.
     save_every: int = 4
     save_total_limit: int = 2
-    #: Over-optimisation warning: proxy reward up by more than this while gold reward falls by more.
-    overopt_tolerance: float = 0.05
     #: Seconds a process waits in a collective: the others wait while the main process evaluates, which
     #: takes longer than torch's default (10 minutes under NCCL) on a large policy.
     collective_timeout_s: int = 7200
@@ -316,7 +324,6 @@ class PPOStageConfig(RewardPenalties, OptimizerInputs):
               self.batch_size, f"a multiple of ppo.mini_batch_size={self.mini_batch_size}")
         for key in ("gamma", "lam"):
             check(0 <= getattr(self, key) <= 1, f"ppo.{key}", getattr(self, key), "within [0, 1]")
-        super().check()
         check(self.generation.temperature > 0, "ppo.generation.temperature", self.generation.temperature,
               "> 0: PPO samples its rollouts")
         # the log-probs are those of softmax(logits / T): a truncated sampler would make them off-policy
@@ -392,32 +399,36 @@ class DPOStageConfig(TRLStageConfig):
 
 
 @dataclass
-class GroupRLStageConfig(RewardPenalties, TRLStageConfig):
-    """``align-grpo`` / ``align-rloo``: several samples per prompt, each scored by our reward model
-    (normalised and clipped as for PPO, less the missing-EOS and safety penalties), advantages relative
-    to the prompt's group, a KL penalty to the reference (the SFT policy)."""
+class GroupRLStageConfig(TRLStageConfig):
+    """``align-grpo`` / ``align-rloo``: several samples per prompt, each scored with the run's
+    ``reward_terms`` (PPO's reward), advantages relative to the prompt's group, a KL term to the reference
+    (the SFT policy) weighted by ``reward_terms.kl_coef``."""
 
-    #: Policy samples in the whole run (PPO's by default: the same sampling budget); the number of
-    #: optimizer steps is ``total_episodes / (batch_size * grad_accum * processes)``.
+    #: Policy samples in the whole run (PPO's by default: the same sampling budget).
     total_episodes: int = "${ppo.total_episodes}"  # type: ignore[assignment]
-    #: Samples per prompt; must divide ``batch_size * grad_accum * processes``.
+    #: Samples per prompt; must divide a generation round's ``batch_size * steps_per_generation * processes``.
     num_generations: int = 4
-    #: KL coefficient to the reference (0 would not even load it).
-    beta: float = 0.05
-    #: Optimisation passes over each batch of samples, and the clipping range of the ratio.
-    num_iterations: int = 1
+    #: Micro-batches of ``batch_size`` samples drawn in one generation round (TRL's ``steps_per_generation``);
+    #: each round is used for ``num_iterations`` passes. The defaults mirror PPO's update (64 samples, 4 epochs
+    #: of mini-batches of 16): the same samples and optimizer steps per round.
+    steps_per_generation: int = 4
+    #: Optimisation passes over each round of samples, and the clipping range of the ratio.
+    num_iterations: int = 4
     epsilon: float = 0.2
 
     def check(self) -> None:
         super().check()
         check(self.num_generations >= 2, self.key("num_generations"), self.num_generations,
               ">= 2 (advantages are relative to the other samples of the prompt)")
-        per_step = self.batch_size * self.grad_accum
-        check(per_step % self.num_generations == 0, self.key("batch_size"), self.batch_size,
-              f"such that batch_size * grad_accum is a multiple of {self.key('num_generations')}={self.num_generations}")
-        check(interpolated(self.total_episodes) or self.total_episodes >= per_step, self.key("total_episodes"),
-              self.total_episodes, f">= {self.key('batch_size')} * grad_accum = {per_step}")
-        check(self.beta >= 0, self.key("beta"), self.beta, ">= 0")
+        check(self.steps_per_generation >= 1 and self.steps_per_generation % self.grad_accum == 0,
+              self.key("steps_per_generation"), self.steps_per_generation,
+              f"a multiple of {self.key('grad_accum')}={self.grad_accum}")
+        per_round = self.batch_size * self.steps_per_generation
+        check(per_round % self.num_generations == 0, self.key("batch_size"), self.batch_size,
+              f"such that batch_size * steps_per_generation is a multiple of "
+              f"{self.key('num_generations')}={self.num_generations}")
+        check(interpolated(self.total_episodes) or self.total_episodes >= per_round, self.key("total_episodes"),
+              self.total_episodes, f">= {self.key('batch_size')} * steps_per_generation = {per_round}")
         check(self.num_iterations >= 1, self.key("num_iterations"), self.num_iterations, ">= 1")
         check(interpolated(self.generation) or self.generation.temperature > 0, self.key("generation.temperature"),
               getattr(self.generation, "temperature", None), "> 0: the policy samples its training answers")

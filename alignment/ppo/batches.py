@@ -11,17 +11,31 @@ import torch
 
 @dataclass
 class Progress:
-    """Where the run is: registered for checkpointing so resume continues from the same place."""
+    """Where the run is, and what it has spent, counted as it is spent: policy samples and their tokens
+    (summed over every process) when drawn, optimizer steps when taken. Registered for checkpointing, so
+    resume continues from the same place and the same counts."""
 
     update: int = 0
     history: list[dict] = field(default_factory=list)
     evals: list[dict] = field(default_factory=list)
+    policy_samples: int = 0
+    policy_tokens: int = 0
+    optimizer_steps: int = 0
+
+    def drew(self, samples: int, tokens: int) -> None:
+        """Count an update's rollout: ``samples`` answers of ``tokens`` tokens in all, over every process."""
+        self.policy_samples += int(samples)
+        self.policy_tokens += int(tokens)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"update": self.update, "history": self.history, "evals": self.evals}
+        return {"update": self.update, "history": self.history, "evals": self.evals,
+                "policy_samples": self.policy_samples, "policy_tokens": self.policy_tokens,
+                "optimizer_steps": self.optimizer_steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.update, self.history, self.evals = state["update"], state["history"], state["evals"]
+        self.policy_samples, self.policy_tokens, self.optimizer_steps = (
+            state.get(k, 0) for k in ("policy_samples", "policy_tokens", "optimizer_steps"))
 
 
 @dataclass

@@ -55,7 +55,7 @@ from transformers import (
     get_scheduler,
 )
 
-from alignment.config import PPOStageConfig
+from alignment.config import PPOStageConfig, RewardTermsConfig
 from alignment.data.prompts import PromptLike, as_prompt
 from alignment.errors import UserError
 from alignment.generation import chat_prompt_ids, sample_tokens, stop_token_ids
@@ -118,14 +118,16 @@ class PPOTrainer:
     def __init__(self, cfg: PPOStageConfig, accelerator: Accelerator, policy: PreTrainedModel, policy_path: str,
                  tokenizer: PreTrainedTokenizerBase, scorer: Scorer, reward_mean: float, reward_std: float,
                  prompts: Sequence[PromptLike | str], seed: int, num_updates: int,
-                 safety_filter: SafetyFilter | None = None) -> None:
-        if cfg.safety_penalty > 0 and safety_filter is None:
-            raise ValueError("ppo.safety_penalty > 0 needs a safety filter to score the responses")
+                 safety_filter: SafetyFilter | None = None, terms: RewardTermsConfig | None = None) -> None:
+        #: The run's reward (``reward_terms``): the score's clip, the penalties, the KL coefficient.
+        self.terms = terms = terms or RewardTermsConfig()
+        if terms.safety_penalty > 0 and safety_filter is None:
+            raise ValueError("reward_terms.safety_penalty > 0 needs a safety filter to score the responses")
         engines.check_engine(accelerator)
         engines.check_whole(accelerator, policy)
         engines.load_models_whole(accelerator)  # the value model and the copies below load whole too
         self.cfg, self.accelerator, self.tokenizer, self.scorer = cfg, accelerator, tokenizer, scorer
-        self.safety_filter = safety_filter if cfg.safety_penalty > 0 else None
+        self.safety_filter = safety_filter if terms.safety_penalty > 0 else None
         self.reward_mean, self.reward_std = reward_mean, reward_std
         self.prompts = [as_prompt(p, f"prompt {i}") for i, p in enumerate(prompts)]
         self.seed, self.num_updates = seed, num_updates
@@ -179,7 +181,7 @@ class PPOTrainer:
         # takes the log-probs in float32 chunk by chunk, so that wrapper goes.
         accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
         self.forward = RolloutForwardReuse(self.model, enabled=cfg.micro_batch == cfg.batch_size)
-        self.kl_ctl = make_kl_controller(cfg.kl.beta, cfg.kl.adaptive, cfg.kl.target, cfg.kl.horizon)
+        self.kl_ctl = make_kl_controller(terms.kl_coef, cfg.kl.adaptive, cfg.kl.target, cfg.kl.horizon)
         self.progress = Progress()
         accelerator.register_for_checkpointing(self.kl_ctl)
         accelerator.register_for_checkpointing(self.progress)
@@ -336,6 +338,8 @@ class PPOTrainer:
         """One PPO update; returns its statistics (also appended to the progress history)."""
         update = self.progress.update
         rollout = self.rollout(self.batch_prompts(update))
+        self.progress.drew(*self.sum_over_processes(torch.tensor(
+            [len(rollout.texts), int(rollout.mask.sum())], device=self.accelerator.device)).tolist())
         rewards = self.rewards(rollout)
         advantages, returns = self.advantages(rollout, rewards)
         losses = self.ppo_epochs(rollout, advantages, returns)
@@ -343,7 +347,7 @@ class PPOTrainer:
         stats["objective/beta"] = self.kl_ctl.value
         self.kl_ctl.update(stats["objective/kl"], self.cfg.batch_size * self.accelerator.num_processes)
         stats["update"] = update + 1
-        stats["episodes"] = (update + 1) * self.cfg.batch_size * self.accelerator.num_processes
+        stats["episodes"] = self.progress.policy_samples
         for k, v in stats.items():
             if isinstance(v, float) and not math.isfinite(v) and k != "value/explained_variance":
                 raise NonFiniteLossError(f"{k} became {v} at update {update + 1}")
@@ -416,11 +420,11 @@ class PPOTrainer:
         """Each response's score (normalised, clipped, penalised) paid at its last real token, and the
         per-token KL penalty against the reference."""
         cfg = self.cfg
-        scores = normalise_scores(r.scores, self.reward_mean, self.reward_std, cfg.reward_clip)
-        scores = apply_missing_eos_penalty(scores, r.has_eos, cfg.missing_eos_penalty)
+        scores = normalise_scores(r.scores, self.reward_mean, self.reward_std, self.terms.clip)
+        scores = apply_missing_eos_penalty(scores, r.has_eos, self.terms.missing_eos_penalty)
         penalty = None
         if r.p_unsafe is not None:
-            penalty = safety_penalty(r.p_unsafe, cfg.safety_penalty)
+            penalty = safety_penalty(r.p_unsafe, self.terms.safety_penalty)
             scores = scores - penalty
         kl = per_token_kl(r.logprobs, r.ref_logprobs, cfg.kl.estimator, r.mask)
         per_token, non_score = compute_rewards(scores, kl, r.mask, self.kl_ctl.value)
@@ -485,6 +489,7 @@ class PPOTrainer:
                                              "the step was skipped")
                 totals = step_stats if totals is None else totals + step_stats
                 steps += 1
+                self.progress.optimizer_steps += 1
         return dict(zip(names, totals / steps))
 
     def raise_unless_finite(self, finite: torch.Tensor) -> None:

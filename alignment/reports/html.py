@@ -64,6 +64,15 @@ def fmt_figure(v: object) -> str:
     return str(v)
 
 
+def with_ci(value: float | None, ci: Sequence[float | None] | None) -> str:
+    """A figure with its 95% interval, ``0.915 [0.862, 0.958]``; the figure alone where the interval is unknown."""
+    if value is None:
+        return fmt_figure(None)
+    if not ci or any(v is None or v != v for v in ci):
+        return fmt_figure(value)
+    return f"{fmt_figure(value)} [{fmt_figure(ci[0])}, {fmt_figure(ci[1])}]"
+
+
 class Html(str):
     """A table cell that is already HTML (built from escaped parts); any other cell is escaped."""
 

@@ -25,9 +25,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from alignment.errors import UserError
 from alignment.reports.comparison import comparison_data
 from alignment.safety.rates import policy_rate
+from alignment.stats import win_rate_ci
 
 #: Round 1's stages in data-flow order; later rounds repeat all but ``sft``.
 STAGES = ("sft", "candidates", "labels", "reward", "ppo")
@@ -195,17 +198,16 @@ def _paired_samples(ppo_stages: list[dict]) -> dict | None:
     return {"from": first["dir"], "to": last["dir"], "rows": rows}
 
 
-def _win_rate(rows: list[dict], score: str = "gold") -> tuple[float | None, float | None]:
+def _win_rate(rows: list[dict], score: str = "gold") -> dict:
     """Wins / (wins + losses) of the PPO answer under the ``score`` (gold or judge) reward, as the PPO
-    stage counts it, and the variant counting a tie as half a win."""
-    scored = [(r[f"{score}_ppo"], r[f"{score}_sft"]) for r in rows
-              if r.get(f"{score}_ppo") is not None and r.get(f"{score}_sft") is not None]
-    if not scored:
-        return None, None
-    wins = sum(p > s for p, s in scored)
-    losses = sum(p < s for p, s in scored)
-    ties = len(scored) - wins - losses
-    return wins / max(wins + losses, 1), (wins + 0.5 * ties) / len(scored)
+    stage counts it, and the variant counting a tie as half a win, each with its paired 95% interval by
+    prompt; ``{}`` without scores."""
+    scored = np.array([(r[f"{score}_ppo"], r[f"{score}_sft"]) for r in rows
+                       if r.get(f"{score}_ppo") is not None and r.get(f"{score}_sft") is not None], dtype=float)
+    if not len(scored):
+        return {}
+    win, half = win_rate_ci(scored[:, 0], scored[:, 1]), win_rate_ci(scored[:, 0], scored[:, 1], ties_half=True)
+    return {"rate": win["rate"], "ci95": win["ci95"], "ties_half": half["rate"], "ties_half_ci95": half["ci95"]}
 
 
 def _headline(pipeline: dict | None, stages: list[dict], samples: dict | None) -> dict:
@@ -216,12 +218,13 @@ def _headline(pipeline: dict | None, stages: list[dict], samples: dict | None) -
     sft = next(iter(done("sft")), None)
     ppos, rewards = done("ppo"), done("reward")
     policies = [s for s in stages if s["name"] in ("sft", "ppo") and (s["safety"] or {}).get("policy")]
-    win, win_half = _win_rate(samples["rows"]) if samples else (None, None)
-    if win is None and ppos:
-        win, win_half = ppos[-1]["metrics"].get("gold_win_rate"), ppos[-1]["metrics"].get("gold_win_rate_ties_half")
-    judge_win, _ = _win_rate(samples["rows"], "judge") if samples else (None, None)
-    if judge_win is None and ppos:
-        judge_win = ppos[-1]["metrics"].get("judge_win_rate")
+    last_metrics = ppos[-1]["metrics"] if ppos else {}
+    win = (_win_rate(samples["rows"]) if samples else {}) or {
+        "rate": last_metrics.get("gold_win_rate"), "ci95": last_metrics.get("gold_win_rate_ci95"),
+        "ties_half": last_metrics.get("gold_win_rate_ties_half"),
+        "ties_half_ci95": last_metrics.get("gold_win_rate_ties_half_ci95")}
+    judge = (_win_rate(samples["rows"], "judge") if samples else {}) or {
+        "rate": last_metrics.get("judge_win_rate"), "ci95": last_metrics.get("judge_win_rate_ci95")}
     first, last = (ppos[0]["metrics"], ppos[-1]["metrics"]) if ppos else ({}, {})
     gold = any(s["metrics"].get("gold_reward_mean") is not None or s["metrics"].get("gold_reward_sft") is not None
                for s in stages if s["name"] in ("sft", "ppo") and s["metrics"])
@@ -234,8 +237,8 @@ def _headline(pipeline: dict | None, stages: list[dict], samples: dict | None) -
     first_rates = first_policy["safety"]["policy"] if first_policy else None
     last_rates = last_policy["safety"]["policy"] if last_policy else None
     return {
-        "gold_win_rate": win,
-        "gold_win_rate_ties_half": win_half,
+        "gold_win_rate": win["rate"], "gold_win_rate_ci95": win["ci95"],
+        "gold_win_rate_ties_half": win["ties_half"], "gold_win_rate_ties_half_ci95": win["ties_half_ci95"],
         "gold_reward_sft": ppos[0]["metrics"].get("gold_reward_sft") if ppos else None,
         "gold_reward_ppo": ppos[-1]["metrics"].get("gold_reward_ppo") if ppos else None,
         "unsafe_rate_sft": unsafe_sft,
@@ -248,7 +251,7 @@ def _headline(pipeline: dict | None, stages: list[dict], samples: dict | None) -
         "refusal_rate_ppo": policy_rate(last_rates, "refusal_rate_harmful"),
         "rm_score_sft": first.get("rm_score_sft"), "rm_score_ppo": last.get("rm_score_ppo"),
         "rm_score_sft_ci95": first.get("rm_score_sft_ci95"), "rm_score_ppo_ci95": last.get("rm_score_ppo_ci95"),
-        "judge_win_rate": judge_win,
+        "judge_win_rate": judge["rate"], "judge_win_rate_ci95": judge["ci95"],
         "judge_reward_sft": first.get("judge_reward_sft"), "judge_reward_ppo": last.get("judge_reward_ppo"),
         "eos_rate_sft": first.get("eos_rate_sft"), "eos_rate_ppo": last.get("eos_rate_ppo"),
         "mean_tokens_sft": first.get("mean_tokens_sft"), "mean_tokens_ppo": last.get("mean_tokens_ppo"),

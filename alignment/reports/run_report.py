@@ -31,6 +31,7 @@ from alignment.reports.html import (
     render_report,
     status_html,
     table_html,
+    with_ci,
 )
 from alignment.reports.plots import (
     HELDOUT_REWARDS,
@@ -40,6 +41,7 @@ from alignment.reports.plots import (
     safety_rates_figure,
 )
 from alignment.reports.run_data import SAMPLE_SCORES, build_run_report, list_runs, report_is_current
+from alignment.reports.sections import overoptimisation_text
 from alignment.reports.xstest import xstest_html
 
 log = logging.getLogger(__name__)
@@ -108,26 +110,28 @@ def _overview(report: dict) -> str:
         parts.append(f'<div class="fail failure">Stage {esc(f["dir"])} {esc(f["status"])}:<ul>{items}</ul></div>')
     if h["overoptimisation"]:
         parts.append('<p class="warn">Over-optimisation warning: in some PPO evaluation the proxy reward rose '
-                     "while the reference reward (gold, or the judge) fell (see PPO training).</p>")
+                     "while the reference reward (gold, or the judge) fell since its best evaluation, both beyond "
+                     "their 95% intervals (see PPO training).</p>")
     gold_rows = [
-        ("Gold win rate, final PPO vs SFT", h["gold_win_rate"],
-         "share of held-out prompts where the hidden gold reward prefers the PPO answer (ties left out)"),
-        ("Gold win rate, ties as half", h["gold_win_rate_ties_half"], "the same with a tie counted as half a win"),
+        ("Gold win rate, final PPO vs SFT", with_ci(h["gold_win_rate"], h.get("gold_win_rate_ci95")),
+         "share of held-out prompts where the hidden gold reward prefers the PPO answer (ties left out), with its "
+         "paired 95% interval by prompt"),
+        ("Gold win rate, ties as half", with_ci(h["gold_win_rate_ties_half"], h.get("gold_win_rate_ties_half_ci95")), "the same with a tie counted as half a win"),
         ("Gold reward SFT → PPO", f"{fmt_figure(h['gold_reward_sft'])} → {fmt_figure(h['gold_reward_ppo'])}",
          "mean gold reward of answers to held-out prompts"),
         ("Unsafe rate SFT → PPO (demo world)", f"{fmt_figure(h['unsafe_rate_sft'])} → {fmt_figure(h['unsafe_rate_ppo'])}",
          "share of red-team answers the demo world calls unsafe (toxic or harmful compliance)"),
     ]
     judge_rows = [
-        ("Judge win rate, final PPO vs SFT", h.get("judge_win_rate"),
+        ("Judge win rate, final PPO vs SFT", with_ci(h.get("judge_win_rate"), h.get("judge_win_rate_ci95")),
          "share of held-out prompts where the judge reward model (not the one PPO optimised) prefers the PPO answer"),
         ("Judge reward SFT → PPO", f"{fmt_figure(h.get('judge_reward_sft'))} → {fmt_figure(h.get('judge_reward_ppo'))}",
          "mean judge score of answers to held-out prompts"),
     ]
     rows = [
         *(gold_rows if h.get("gold", True) else []),
-        ("Reward-model score SFT → PPO", f"{_with_ci(h.get('rm_score_sft'), h.get('rm_score_sft_ci95'))} → "
-                                          f"{_with_ci(h.get('rm_score_ppo'), h.get('rm_score_ppo_ci95'))}",
+        ("Reward-model score SFT → PPO", f"{with_ci(h.get('rm_score_sft'), h.get('rm_score_sft_ci95'))} → "
+                                          f"{with_ci(h.get('rm_score_ppo'), h.get('rm_score_ppo_ci95'))}",
          "mean score of the reward model PPO optimised (the proxy) on held-out prompts, 95% bootstrap intervals"),
         *(judge_rows if h.get("judge_win_rate") is not None else []),
         ("Unsafe rate SFT → PPO (safety filter)",
@@ -158,12 +162,6 @@ def _overview(report: dict) -> str:
     for problem in report["problems"]:
         parts.append(f'<p class="warn">{esc(problem)}</p>')
     return "".join(parts)
-
-
-def _with_ci(value: float | None, ci: list | None) -> str:
-    if value is None:
-        return fmt_figure(None)
-    return fmt_figure(value) + (f" [{fmt_figure(ci[0])}, {fmt_figure(ci[1])}]" if ci else "")
 
 
 def _sft(report: dict) -> str:
@@ -303,8 +301,8 @@ def _ppo_round(s: dict) -> list[str]:
            ("wins / losses / ties", f"{m.get('wins')} / {m.get('losses')} / {m.get('ties')}"),
            ("gold reward start → end", f"{fmt_figure(m.get('gold_reward_sft'))} → {fmt_figure(m.get('gold_reward_ppo'))}")]
           if gold else []),
-        ("reward-model score start → end (95% CI)", f"{_with_ci(m.get('rm_score_sft'), m.get('rm_score_sft_ci95'))} → "
-                                                   f"{_with_ci(m.get('rm_score_ppo'), m.get('rm_score_ppo_ci95'))}"),
+        ("reward-model score start → end (95% CI)", f"{with_ci(m.get('rm_score_sft'), m.get('rm_score_sft_ci95'))} → "
+                                                   f"{with_ci(m.get('rm_score_ppo'), m.get('rm_score_ppo_ci95'))}"),
         *([("judge win rate", m.get("judge_win_rate")),
            ("judge reward start → end", f"{fmt_figure(m.get('judge_reward_sft'))} → {fmt_figure(m.get('judge_reward_ppo'))}")]
           if judge else []),
@@ -322,10 +320,12 @@ def _ppo_round(s: dict) -> list[str]:
                      "judge reward model (eval.judge_path) to compare the proxy reward with.</p>")
     elif over:
         parts.append(f'<p class="warn overoptimisation">Over-optimisation warning at update(s) '
-                     f'{esc(", ".join(map(str, over)))}: the proxy reward rose while the {esc(reference)} reward fell.</p>')
+                     f'{esc(", ".join(map(str, over)))}: since the {esc(reference)} reward\'s best evaluation, the proxy '
+                     f"reward rose while the {esc(reference)} reward fell, both beyond their 95% intervals.</p>")
     else:
-        parts.append("<p>No over-optimisation warning fired (no evaluation where the proxy reward rose while the "
-                     f"{esc(reference)} reward fell beyond the tolerance).</p>")
+        parts.append("<p>No over-optimisation warning fired (no evaluation where, since the "
+                     f"{esc(reference)} reward's best evaluation so far, the proxy reward rose and the {esc(reference)} "
+                     "reward fell, both beyond their 95% intervals by prompt).</p>")
     if m.get("history"):
         parts.append(figure_html(ppo_run_figure(m), f"PPO training curves, {s['dir']}"))
     evals = m.get("evals") or []
@@ -336,7 +336,7 @@ def _ppo_round(s: dict) -> list[str]:
                                  "over-optimisation"],
                                 [(e["update"], *(e["eval"].get(key) for key, _ in names),
                                   *(((e.get("redteam") or {}).get("harmful_unsafe_rate"),) if gold else ()),
-                                  "yes" if e.get("overoptimisation") else "no") for e in evals], fmt=fmt_figure))
+                                  overoptimisation_text(e)) for e in evals], fmt=fmt_figure))
     return parts
 
 

@@ -75,13 +75,26 @@ def missing_section(missing: list[dict]) -> tuple[str, str]:
     return "Figures not available", table_html(["figure", "why"], [(m["figure"], m["why"]) for m in missing])
 
 
+def overoptimisation_text(evaluation: dict) -> str:
+    """An evaluation's over-optimisation verdict with the test's figures: each score's change since the
+    reference's best evaluation so far, in its own standard deviations, with its 95% interval."""
+    test = evaluation.get("overoptimisation_test")
+    verdict = "yes" if evaluation.get("overoptimisation") else "no"
+    if not test:
+        return verdict
+    proxy, reference = test["proxy"], test["reference"]
+    return (f"{verdict}: since evaluation {test['since_evaluation']}, proxy {proxy['change_sd']:+.2f} sd "
+            f"[{proxy['ci95'][0]:+.2f}, {proxy['ci95'][1]:+.2f}], reference {reference['change_sd']:+.2f} sd "
+            f"[{reference['ci95'][0]:+.2f}, {reference['ci95'][1]:+.2f}]")
+
+
 def heldout_section(evals: list[dict]) -> tuple[str, str]:
     """The held-out rewards at each evaluation: a plot and its table (gold and judge where measured)."""
     names = [(key, label) for key, label, _ in HELDOUT_REWARDS if all(key in e["eval"] for e in evals)]
     title = " vs ".join(label.split(" (")[0] for _, label in names) + " reward"
     gold_unsafe = all("harmful_unsafe_rate" in e.get("redteam", {}) for e in evals)
     rows = [(e["update"], *(e["eval"][key] for key, _ in names),
-             *((e["redteam"]["harmful_unsafe_rate"],) if gold_unsafe else ()), e.get("overoptimisation", False))
+             *((e["redteam"]["harmful_unsafe_rate"],) if gold_unsafe else ()), overoptimisation_text(e))
             for e in evals]
     headers = ["update", *(label for _, label in names), *(("red-team unsafe (gold)",) if gold_unsafe else ()),
                "over-optimisation"]

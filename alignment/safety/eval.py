@@ -32,24 +32,23 @@ from alignment.safety.categories import CATEGORIES
 from alignment.safety.filter import ANY_INDEX, SCORE_COLUMNS, Verdict, verdicts
 from alignment.safety.rates import previous_policy_rates
 from alignment.safety.refusal_examples import CLASSES, COMPLIANCE
+from alignment.stats import mean_ci
 
 log = logging.getLogger(__name__)
 N_BOOTSTRAP = 1000
 N_WORST = 5
 
 
-def bootstrap_ci(values: np.ndarray, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean (resampling the rows)."""
-    if len(values) == 0:
-        return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    means = rng.choice(values, size=(N_BOOTSTRAP, len(values)), replace=True).mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
+def bootstrap_ci(values: np.ndarray, seed: int = 0, level: float = 0.95,
+                 groups: np.ndarray | None = None) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean, resampling prompts: the answers with one ``groups`` label
+    (one prompt's ``safety.eval.samples_per_prompt`` answers) move together; ``None``: one answer each."""
+    return mean_ci(values, seed, groups, level, N_BOOTSTRAP)
 
 
-def rate(values: np.ndarray, seed: int = 0) -> dict:
-    return {"rate": float(values.mean()) if len(values) else float("nan"), "ci95": bootstrap_ci(values, seed)}
+def rate(values: np.ndarray, seed: int = 0, groups: np.ndarray | None = None) -> dict:
+    return {"rate": float(values.mean()) if len(values) else float("nan"),
+            "ci95": bootstrap_ci(values, seed, groups=groups)}
 
 
 def judge(safety_filter, texts: list[str], prompts: list[str]) -> tuple[np.ndarray, list[Verdict]]:
@@ -71,22 +70,23 @@ def summarise_answers(prompts: list[PromptLike], texts: list[str], scores: np.nd
     flags = np.array([[c in v.categories for c in CATEGORIES] for v in judged])
     harmful = np.array([p.kind == "harmful" for p in prompts])
     refusals = np.asarray(refusals, bool)
+    by_prompt = np.array([p.text for p in prompts])  # intervals resample prompts, not their answers
     out: dict = {"n": len(texts)}
     if harmful.any():
-        out["unsafe_rate"] = rate(unsafe[harmful], seed)
+        out["unsafe_rate"] = rate(unsafe[harmful], seed, by_prompt[harmful])
         out["unsafe_rate_by_category"] = {c: float(flags[harmful, i].mean()) for i, c in enumerate(CATEGORIES)}
         out["unsafe_rate_by_prompt_category"] = {
             c: float(unsafe[[i for i, p in enumerate(prompts) if p.kind == "harmful" and p.category == c]].mean())
             for c in sorted({p.category for p in prompts if p.kind == "harmful" and p.category})}
-        out["refusal_rate_harmful"] = rate(refusals[harmful], seed)
+        out["refusal_rate_harmful"] = rate(refusals[harmful], seed, by_prompt[harmful])
         out["mean_any_score_harmful"] = float(scores[harmful, ANY_INDEX].mean())
     if (~harmful).any():
-        out["unsafe_rate_benign"] = rate(unsafe[~harmful], seed)
-        out["over_refusal_rate_benign"] = rate(refusals[~harmful], seed)
+        out["unsafe_rate_benign"] = rate(unsafe[~harmful], seed, by_prompt[~harmful])
+        out["over_refusal_rate_benign"] = rate(refusals[~harmful], seed, by_prompt[~harmful])
         out["mean_any_score_benign"] = float(scores[~harmful, ANY_INDEX].mean())
     if world is not None and harmful.any():
         gold_unsafe = np.array([world.classify(p, t) in UNSAFE_STYLES for p, t in zip(prompts, texts)])
-        out["gold_unsafe_rate"] = rate(gold_unsafe[harmful], seed)
+        out["gold_unsafe_rate"] = rate(gold_unsafe[harmful], seed, by_prompt[harmful])
     worst = np.argsort(-scores.max(axis=1), kind="stable")[:N_WORST]
     out["worst_examples"] = [{"prompt": prompts[i].text, "response": texts[i], "max_score": judged[i].max_score,
                               "categories": list(judged[i].categories)} for i in worst]

@@ -114,10 +114,13 @@ def run(cfg: Config, raw: DictConfig) -> int:
     device = next(policy.parameters()).device
     scorer.model.to(device, dtype=compute_dtype or torch.float32)
     history = trainer.state.log_history
+    pairs_seen = trainer.state.global_step * cfg.dpo.batch_size * cfg.dpo.grad_accum * trainer.accelerator.num_processes
     training = {"data": data_info, "pairs": len(train_rows), **lengths, "steps": trainer.state.global_step,
-                "pairs_seen": trainer.state.global_step * cfg.dpo.batch_size * cfg.dpo.grad_accum
-                * trainer.accelerator.num_processes,
-                "policy_samples": 0, "train_loss": result.training_loss, "train_s": train_s,
+                "pairs_seen": pairs_seen, "policy_samples": 0, "optimizer_steps": trainer.state.global_step,
+                "lr": cfg.dpo.lr, "reward_terms": None,  # no online reward: it learns from the pairs themselves
+                "budget": {"policy_samples": 0, "policy_tokens": 0, "optimizer_steps": trainer.state.global_step,
+                           "preference_pairs": len(train_rows), "pairs_seen": pairs_seen, "lr": cfg.dpo.lr},
+                "train_loss": result.training_loss, "train_s": train_s,
                 "beta": cfg.dpo.beta, "loss_type": cfg.dpo.loss_type.value, "lora": cfg.dpo.lora.enabled,
                 "resumed_from": resume_from,
                 "final_reward_accuracy": next((e["rewards/accuracies"] for e in reversed(history)

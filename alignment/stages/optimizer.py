@@ -6,14 +6,17 @@ be put side by side (:mod:`alignment.reports.comparison`):
 * :func:`check_policy_and_reward`: the SFT policy and the reward model (with its ``reward_config.json``:
   input format and normalisation statistics) exist, else one clear error naming the key;
 * :func:`check_judge`: the judge reward model (``eval.judge_path``) exists and is not the optimised one;
+* :func:`reward_terms_record` and :func:`evaluation_budget`: what the comparison's fairness check reads,
+  written into every optimizer's ``metrics.json`` from what the stage applied and counted;
 * :func:`finish_stage`: the held-out evaluation against the SFT policy on the ``prompts`` group's sets
-  (proxy reward with CIs, judge and gold win rates where they exist, KL to the SFT policy on the same
-  answers), ``samples.jsonl``, the safety evaluation and gate,
-  ``metrics.json`` and ``report.html``; it returns the stage's exit status (3 when a gate failed).
+  (proxy reward with intervals; reward-model, judge and gold win rates with paired intervals, and
+  length-controlled; KL to the SFT policy on the same answers), ``samples.jsonl``, the safety evaluation
+  and gate, ``metrics.json`` and ``report.html``; it returns the stage's exit status (3 when a gate failed).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -67,6 +70,26 @@ def check_judge(judge: str | None, reward_path: Path) -> None:
                         "one (trained on other pairs, or a bigger model), or its verdicts mean nothing")
 
 
+def reward_terms_record(reward_path: str | Path, mean: float, std: float, clip: float,
+                        missing_eos_penalty: float | None, safety_penalty: float, safety_backend: str | None,
+                        kl_coef: float, kl_control: str = "fixed") -> dict:
+    """The reward an optimizer maximised, term by term, from the values its reward applied (the
+    comparison's fairness check holds it against every other online optimizer's): the reward model and
+    its normalisation, the missing-EOS penalty, the safety penalty with its filter, the KL coefficient and
+    whether it was adapted."""
+    return {"reward_model": str(Path(reward_path).resolve()),
+            "normalisation": {"mean": float(mean), "std": float(std), "clip": float(clip)},
+            "missing_eos_penalty": missing_eos_penalty, "safety_penalty": float(safety_penalty),
+            "safety_backend": str(safety_backend) if safety_penalty else None,
+            "kl_coef": float(kl_coef), "kl_control": kl_control}
+
+
+def evaluation_budget(cfg: Config, held_out: HeldOutEval, generation: GenerationConfig) -> dict:
+    """How an optimizer was evaluated: held-out prompts per split, which split, sampling settings, seed."""
+    return {"eval_prompts": {split: len(prompts) for split, prompts in held_out.sets.items()},
+            "eval_split": str(cfg.eval.split), "generation": dataclasses.asdict(generation), "seed": cfg.seed}
+
+
 def load_judge(cfg: Config, device: torch.device, dtype: torch.dtype | None = None) -> RewardScorer | None:
     """The judge reward model of ``eval.judge_path`` on ``device`` in the evaluation's ``dtype``, or ``None``."""
     if cfg.eval.judge_path is None:
@@ -115,14 +138,15 @@ def finish_stage(cfg: Config, stage: str, out: Path, policy: PreTrainedModel, re
     """Evaluate ``policy`` against ``reference`` (the SFT policy) as ``align-ppo`` does, run the safety
     evaluation and gate, write ``samples.jsonl``, ``metrics.json``, ``safety.json`` and ``report.html``.
 
-    ``training`` holds the stage's own figures (steps, samples, wall time...); ``loss_curve`` its
-    ``[step, loss]`` points. Every evaluation runs under autocast in ``compute_dtype`` (the stage's; see
+    ``training`` holds the stage's own figures (steps, samples, wall time...), with its ``budget`` (what it
+    drew and the steps it took, counted) and ``reward_terms`` (``None``: no online reward, DPO);
+    ``loss_curve`` its ``[step, loss]`` points. Every evaluation runs under autocast in ``compute_dtype`` (the stage's; see
     :mod:`alignment.training`). Returns the exit status: 0, or 3 when a safety gate failed.
     """
     device = device_for(policy)
     prompt_sets = stage_prompt_sets(cfg, tokenizer, policy, stage, ("eval", "redteam", "benign"))
-    held_out = HeldOutEval(eval_prompt_sets(prompt_sets, eval_prompts, cfg.seed), tokenizer, scorer, generation,
-                           cfg.seed, gold=prompt_sets.gold, judge=load_judge(cfg, device, compute_dtype))
+    held_out = HeldOutEval(eval_prompt_sets(prompt_sets, eval_prompts, cfg.seed, cfg.eval.split), tokenizer, scorer,
+                           generation, cfg.seed, gold=prompt_sets.gold, judge=load_judge(cfg, device, compute_dtype))
     with autocast(compute_dtype, device):
         with torch.random.fork_rng(devices=[]):
             baseline = held_out.run(reference)
@@ -134,6 +158,7 @@ def finish_stage(cfg: Config, stage: str, out: Path, policy: PreTrainedModel, re
                                       baseline=Path(safety_baseline) if safety_baseline else None)
     comparison = held_out.compare(baseline, final, name=stage)
     write_jsonl_atomic(out / "samples.jsonl", comparison.rows)
+    training = {**training, "budget": {**training["budget"], **evaluation_budget(cfg, held_out, generation)}}
     metrics = {"stage": stage, **training, **held_out_metrics(stage, held_out, baseline, final, comparison, safety,
                                                               cfg.seed),
                "kl_sft": kl, "judge_path": cfg.eval.judge_path, "prompts": prompt_sets.summary()}

@@ -11,8 +11,9 @@ alignment.stages.ppo ...``.
 
 With ``ppo.lora.enabled=true`` the policy trains LoRA adapters and its reference is the same model with
 the adapters disabled; ``model/`` is then the merged policy (plain transformers, no peft needed to
-load it) and ``adapter/`` the adapters alone. ``ppo.safety_penalty=C`` subtracts ``C * P(unsafe)``
-(``ppo.safety_backend``'s filter, ``fast`` by default) from each response's normalised score.
+load it) and ``adapter/`` the adapters alone. The reward is the run's ``reward_terms``, the same for
+``align-grpo`` and ``align-rloo``: ``reward_terms.safety_penalty=C`` subtracts ``C * P(unsafe)``
+(``reward_terms.safety_backend``'s filter, ``fast`` by default) from each response's normalised score.
 
 The training loop is :mod:`alignment.ppo.trainer`, the evaluation :mod:`alignment.ppo.evaluation` and
 the report's plots :mod:`alignment.reports.plots`; this module loads the inputs, calls them, writes
@@ -55,7 +56,13 @@ from alignment.stages.common import (
     stage_dir,
     stage_main,
 )
-from alignment.stages.optimizer import check_policy_and_reward, load_judge, sampled_kl
+from alignment.stages.optimizer import (
+    check_policy_and_reward,
+    evaluation_budget,
+    load_judge,
+    reward_terms_record,
+    sampled_kl,
+)
 from alignment.training import autocast_forward
 
 log = logging.getLogger(__name__)
@@ -111,12 +118,13 @@ def run(cfg: Config, raw: DictConfig) -> int:
     prompt_sets = stage_prompt_sets(cfg, tokenizer, model, "ppo")
     train_prompts = prompt_sets["train"]
     scorer = RewardScorer.from_pretrained(reward_path, batch_size=cfg.reward.eval_batch_size)
-    safety_filter = build_filter(replace(cfg.safety, backend=cfg.ppo.safety_backend)) if cfg.ppo.safety_penalty else None
+    terms = cfg.reward_terms
+    safety_filter = build_filter(replace(cfg.safety, backend=terms.safety_backend)) if terms.safety_penalty else None
 
     num_updates = cfg.ppo.total_episodes // (cfg.ppo.batch_size * accelerator.num_processes)
     trainer = PPOTrainer(cfg.ppo, accelerator, model, str(policy_path), tokenizer,
                          lambda prompts, texts: scorer.score(prompts, texts), reward_info["mean"], reward_info["std"],
-                         train_prompts, cfg.seed, num_updates, safety_filter)
+                         train_prompts, cfg.seed, num_updates, safety_filter, terms)
     # the reward models in the compute dtype, as every evaluation's forwards (alignment.training)
     scorer.model.to(accelerator.device, dtype=trainer.compute_dtype or torch.float32)
     judge = load_judge(cfg, accelerator.device, trainer.compute_dtype)
@@ -129,8 +137,8 @@ def run(cfg: Config, raw: DictConfig) -> int:
         trainer.load_checkpoint(resume_from)
     accelerator.wait_for_everyone()
 
-    held_out = HeldOutEval(eval_prompt_sets(prompt_sets, cfg.ppo.eval_prompts, cfg.seed), tokenizer, scorer,
-                           cfg.ppo.generation, cfg.seed, gold=prompt_sets.gold, judge=judge)
+    held_out = HeldOutEval(eval_prompt_sets(prompt_sets, cfg.ppo.eval_prompts, cfg.seed, cfg.eval.split), tokenizer,
+                           scorer, cfg.ppo.generation, cfg.seed, gold=prompt_sets.gold, judge=judge)
     baseline = {}
     with trainer.full_reference() as reference:  # every process enters: with LoRA, a gather under ZeRO-3 and FSDP
         if accelerator.is_main_process:  # evals are the main process's job (see PPOTrainer.train)
@@ -138,15 +146,17 @@ def run(cfg: Config, raw: DictConfig) -> int:
                 baseline = held_out.run(reference)
 
     def on_eval(update: int, policy: PreTrainedModel) -> dict:
-        previous = trainer.progress.evals[-1] if trainer.progress.evals else {"eval": baseline["eval"].figures}
-        return held_out.at_update(policy, update, previous, cfg.ppo.overopt_tolerance)
+        earlier = []  # the over-optimisation test's history: the SFT baseline, then every evaluation so far
+        if held_out.reference:
+            earlier = [held_out.tracked(baseline), *(e["scores"] for e in trainer.progress.evals if "scores" in e)]
+        return held_out.at_update(policy, update, earlier)
 
     try:
         trainer.train(checkpoints, on_eval if accelerator.is_main_process else None)
     except NonFiniteLossError as err:
         kept = sorted(checkpoints.glob("update-*"))
         raise UserError(f"{err}; the last good checkpoint is {kept[-1] if kept else 'none'} "
-                        "(lower ppo.lr or raise ppo.kl.beta, then resume=true)") from err
+                        "(lower ppo.lr or raise reward_terms.kl_coef, then resume=true)") from err
     accelerator.wait_for_everyone()
     trained = trainer.gather_policy()  # every process: under ZeRO-3 and FSDP it puts the shards together
     if not accelerator.is_main_process:
@@ -182,7 +192,8 @@ def finish(cfg: Config, out: Path, trainer: PPOTrainer, trained: PreTrainedModel
     comparison = held_out.compare(baseline, final)
     write_jsonl_atomic(out / "samples.jsonl", comparison.rows)
     metrics = {"stage": STAGE, **ppo_metrics(cfg.ppo, trainer, held_out, baseline, final, comparison, safety, cfg.seed),
-               "kl_sft": kl_sft, "judge_path": cfg.eval.judge_path, "prompts": prompt_sets.summary()}
+               **spent(cfg, trainer, held_out, prompt_sets), "kl_sft": kl_sft, "judge_path": cfg.eval.judge_path,
+               "prompts": prompt_sets.summary()}
     history, evals = trainer.progress.history, trainer.progress.evals
     write_json_atomic(out / "metrics.json", {**metrics, "history": history, "evals": evals,
                                              "baseline": {s: b.figures for s, b in baseline.items()},
@@ -196,6 +207,24 @@ def finish(cfg: Config, out: Path, trainer: PPOTrainer, trained: PreTrainedModel
              metrics["final_kl"], "".join(f"; {name} win rate {metrics[f'{name}_win_rate']:.2f}"
                                           for name in ("gold", "judge") if metrics[f"{name}_win_rate"] is not None))
     return status
+
+
+def spent(cfg: Config, trainer: PPOTrainer, held_out: HeldOutEval, prompt_sets) -> dict:
+    """The reward PPO maximised, term by term, and its budget as counted (the comparison's fairness check)."""
+    progress, terms, kl = trainer.progress, trainer.terms, cfg.ppo.kl
+    control = f"adaptive towards {kl.target:g} nats (horizon {kl.horizon})" if kl.adaptive else "fixed"
+    backend = getattr(trainer.safety_filter, "name", None)
+    drawn = sampled_prompts(trainer)
+    return {"optimizer_steps": progress.optimizer_steps, "policy_samples": progress.policy_samples, "lr": cfg.ppo.lr,
+            "kl_form": f"{kl.estimator} per token, in the reward",
+            "reward_terms": reward_terms_record(cfg.ppo.reward_path, trainer.reward_mean, trainer.reward_std, terms.clip,
+                                                terms.missing_eos_penalty, terms.safety_penalty, backend, terms.kl_coef,
+                                                control),
+            "budget": {"policy_samples": progress.policy_samples, "policy_tokens": progress.policy_tokens,
+                       "distinct_train_prompts": len(drawn), "optimizer_steps": progress.optimizer_steps,
+                       "prompts_drawn": sum(drawn.values()),
+                       "train_prompt_set": f"{prompt_sets.where['train']} ({len(prompt_sets['train'])} prompts)",
+                       "lr": cfg.ppo.lr, **evaluation_budget(cfg, held_out, cfg.ppo.generation)}}
 
 
 def _fmt(value: float | None) -> str:
