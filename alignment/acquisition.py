@@ -24,6 +24,7 @@ pool's most uncertain pairs (:func:`labeling_ui.rerank.requeue_untouched`): leas
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import threading
@@ -38,7 +39,8 @@ from typing import Any
 import numpy as np
 
 from alignment.config import EnsembleConfig
-from alignment.io import write_json_atomic, write_jsonl_atomic
+from alignment.data.loading import read_jsonl
+from alignment.io import write_bytes_atomic, write_json_atomic, write_jsonl_atomic
 from alignment.reward.ensemble import Ensemble, PairEncoder, fit_ensemble
 
 log = logging.getLogger(__name__)
@@ -133,9 +135,9 @@ def save_pool(out: Path, items: Sequence[dict], scores: np.ndarray | None, encod
     rows = [dict(it) | {"uncertainty": None if scores is None else float(scores[i])} for i, it in enumerate(items)]
     write_jsonl_atomic(out / POOL_FILE, rows)
     keys, features = encoder.export()
-    tmp = out / f".{FEATURES_FILE}.tmp.npy"
-    np.save(tmp, features.astype(np.float32))
-    tmp.replace(out / FEATURES_FILE)
+    buffer = io.BytesIO()
+    np.save(buffer, features.astype(np.float32))
+    write_bytes_atomic(out / FEATURES_FILE, buffer.getvalue())
     write_json_atomic(out / KEYS_FILE, [list(k) for k in keys])
     write_json_atomic(out / SETTINGS_FILE, settings)
 
@@ -228,7 +230,7 @@ class SavedPool:
     def load(cls, candidates_dir: Path) -> SavedPool:
         settings = json.loads((candidates_dir / SETTINGS_FILE).read_text())
         cfg = EnsembleConfig(**settings["ensemble"])
-        pool = [json.loads(line) for line in (candidates_dir / POOL_FILE).read_text().splitlines() if line]
+        pool = read_jsonl(candidates_dir / POOL_FILE)
         encoder = PairEncoder(cfg)
         keys = json.loads((candidates_dir / KEYS_FILE).read_text())
         encoder.load([tuple(k) for k in keys], np.load(candidates_dir / FEATURES_FILE))
@@ -260,7 +262,7 @@ class QueueReranker:
 
     def step(self, labels: int) -> dict | None:
         """One re-ranking; its record, or None when there are too few labelled pairs to train on."""
-        from labeling_ui.rerank import pair_key, requeue_untouched
+        from labeling_ui.rerank import item_pair_key, requeue_untouched
 
         rows = labelled_rows(self.store, self.project)
         if len(rows) < self.cfg.min_pairs:
@@ -271,8 +273,8 @@ class QueueReranker:
         queued_by, cap = self.settings["queued_by"], self.settings["max_pairs_per_prompt"]
 
         def choose(kept: list[dict], n: int) -> list[dict]:
-            held = {pair_key(it["prompt"], it["response_a"], it["response_b"]) for it in kept}
-            free = [i for i, p in enumerate(self.pool) if pair_key(p["prompt"], p["response_a"], p["response_b"]) not in held]
+            held = {item_pair_key(it) for it in kept}
+            free = [i for i, p in enumerate(self.pool) if item_pair_key(p) not in held]
             taken = Counter((it["meta"] or {}).get("prompt_id") for it in kept
                             if (it["meta"] or {}).get("queued_by") == queued_by)
             chosen = select_pairs([self.pool[i]["meta"]["prompt_id"] for i in free], n, 0.0, cap, self.seed + labels,

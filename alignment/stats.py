@@ -70,14 +70,6 @@ def mean_ci(values: np.ndarray, seed: int = 0, groups: np.ndarray | list | None 
     return ratio_ci(*by_prompt(values, groups), seed=seed, level=level, n_resamples=n_resamples)
 
 
-def rate_with_ci(values: np.ndarray, seed: int = 0, groups: np.ndarray | list | None = None) -> dict:
-    """``{"rate", "ci95", "prompts"}`` of 0/1 ``values``, the interval by prompt."""
-    values = np.asarray(values, dtype=float)
-    prompts = len(set(map(str, groups))) if groups is not None else len(values)
-    return {"rate": float(values.mean()) if len(values) else float("nan"), "ci95": mean_ci(values, seed, groups),
-            "prompts": prompts}
-
-
 # ------------------------------------------------------------------------------------------ win rates
 def outcomes(after: np.ndarray, before: np.ndarray) -> np.ndarray:
     """Per prompt: +1 where ``after`` scored higher (a win), -1 lower (a loss), 0 the same (a tie)."""

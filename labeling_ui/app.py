@@ -56,7 +56,8 @@ import gradio as gr  # noqa: E402
 from labeling_ui.access import Access, Caller  # noqa: E402
 from labeling_ui.api import BotAPI  # noqa: E402
 from labeling_ui.auth import Auth  # noqa: E402
-from labeling_ui.guidelines import app_i18n, guidelines_by_language  # noqa: E402
+from labeling_ui.export import export_options, export_preferences  # noqa: E402
+from labeling_ui.guidelines import app_i18n, guidelines_by_language, read_guidelines  # noqa: E402
 from labeling_ui.http import launch_options  # noqa: E402
 from labeling_ui.i18n import AUTONYMS, DEFAULT, LANG_COOKIE, LANGUAGES, script_strings, t  # noqa: E402
 from labeling_ui.queue import LabelQueue  # noqa: E402
@@ -139,13 +140,22 @@ def build_app(store: LabelStore, queue: LabelQueue, *, guidelines: str | Mapping
 
         def on_load(me: Caller):
             """The caller's first item, the tabs their role may see, and who is signed in."""
-            return (*label.item_outputs(me, queue.next_item(me.name)),
+            return (*label.item_outputs(me, queue.next_item(me.annotator)),
                     *(gr.update(visible=may(me.annotator)) for _, may in role_tabs),
                     t(me.lang, "signed_in_as", name=safe_markdown(me.name), role=t(me.lang, f"role_{me.annotator.role}")))
 
         demo.load(access.user(on_load), None, [*label.outputs, *(tab for tab, _ in role_tabs), whoami], **EVENT)
         BotAPI(store, queue, access).register()
     return demo
+
+
+def configured(label: Any, store: LabelStore) -> dict[str, Any]:
+    """What :func:`launch` takes from a ``label`` config section (:class:`alignment.config.LabelConfig`),
+    alike for ``align-label serve`` and the labels stage's human labeling."""
+    return {"host": label.host, "port": label.port, "guidelines": read_guidelines(label.guidelines, label.guidelines_file),
+            "export_fn": lambda: export_preferences(store, label.project, label.export.dir, **export_options(label.export)),
+            "concurrency_limit": label.concurrency_limit, "max_threads": label.max_threads,
+            "runs_dir": label.runs_dir, "reports_for": str(label.reports_for)}
 
 
 def launch(store: LabelStore, queue: LabelQueue, *, host: str = "127.0.0.1", port: int = 7860,

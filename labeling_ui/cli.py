@@ -128,9 +128,7 @@ def open_queue(cfg: Any, store: Any, *, create: bool = False):
 
 def serve(call: Call) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from labeling_ui.app import launch
-    from labeling_ui.export import export_options, export_preferences
-    from labeling_ui.guidelines import read_guidelines
+    from labeling_ui.app import configured, launch
 
     label = call.cfg.label
     store = open_store(call.cfg)
@@ -139,11 +137,8 @@ def serve(call: Call) -> int:
         log.warning("no accounts yet: add one with `align-label add-user NAME --role admin label.db=%s`", label.db)
     host, port = call.option("host", label.host), call.option("port", label.port)
     log.info("serving project %s from %s on http://%s:%d/", label.project, label.db, host, port)
-    launch(store, queue, host=host, port=port, guidelines=read_guidelines(label.guidelines, label.guidelines_file),
-           export_fn=lambda: export_preferences(store, label.project, label.export.dir, **export_options(label.export)),
-           concurrency_limit=label.concurrency_limit, max_threads=label.max_threads,
-           reports=call.reports() if call.reports is not None else None,
-           runs_dir=label.runs_dir, reports_for=str(label.reports_for), block=True)
+    launch(store, queue, **{**configured(label, store), "host": host, "port": port},
+           reports=call.reports() if call.reports is not None else None, block=True)
     return 0
 
 

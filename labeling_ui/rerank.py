@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from labeling_ui.store import LabelStore, Tx, _item_dict, coerce_item, item_fingerprint
+from labeling_ui.store import LabelStore, Tx, coerce_item, item_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ def pair_key(prompt: str, response_a: str, response_b: str) -> tuple[str, frozen
     return prompt.strip(), frozenset((response_a.strip(), response_b.strip()))
 
 
-def _key(item: Mapping[str, Any]) -> tuple[str, frozenset[str]]:
+def item_pair_key(item: Mapping[str, Any]) -> tuple[str, frozenset[str]]:
+    """:func:`pair_key` of an item (or a pool row): its ``prompt``, ``response_a`` and ``response_b``."""
     return pair_key(item["prompt"], item["response_a"], item["response_b"])
 
 
@@ -84,8 +85,7 @@ def requeue_untouched(store: LabelStore, project: str, replaceable: Callable[[di
     """
     project_id = store.project(project).id
     with store.read() as c:
-        items = [_item_dict(r) for r in c.execute("SELECT * FROM items WHERE project_id = ? ORDER BY id",
-                                                  (project_id,)).fetchall()]
+        items = store.items(project)  # in this read's snapshot: the store's queries join the open transaction
         untouched = [r["id"] for r in c.execute(_UNTOUCHED + " ORDER BY i.id", (project_id,)).fetchall()]
     movable_ids = set(untouched[keep_next:])
     movable = [it for it in items if it["id"] in movable_ids and replaceable(it)]
@@ -94,7 +94,7 @@ def requeue_untouched(store: LabelStore, project: str, replaceable: Callable[[di
         return done
     movable_ids = {it["id"] for it in movable}
     fixed = [it for it in items if it["id"] not in movable_ids]
-    held, best = {_key(it) for it in fixed}, []
+    held, best = {item_pair_key(it) for it in fixed}, []
     for raw in choose(fixed, len(movable)):
         item = coerce_item(raw, "re-ranked item")
         key = pair_key(item.prompt, item.response_a, item.response_b)
@@ -103,9 +103,9 @@ def requeue_untouched(store: LabelStore, project: str, replaceable: Callable[[di
             best.append((key, dict(raw) | {"id": item.id or item_fingerprint(item)}))
         if len(best) == len(movable):
             break
-    staying, queued = {key for key, _ in best}, {_key(it) for it in movable}
+    staying, queued = {key for key, _ in best}, {item_pair_key(it) for it in movable}
     new = [raw for key, raw in best if key not in queued]
-    leaving = [it["id"] for it in movable if _key(it) not in staying]
+    leaving = [it["id"] for it in movable if item_pair_key(it) not in staying]
     if not new:
         return done
 

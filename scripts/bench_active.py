@@ -107,16 +107,15 @@ def simulate(first: np.ndarray, second: np.ndarray, prompt_ids: list[str], label
     return out | {"labels": labels}
 
 
-def fit(first: np.ndarray, second: np.ndarray, idx: list[int], labels: dict[int, int], cfg, seed: int,
-        members: int | None = None):
-    """The ensemble (or with ``members=1`` one head) on the usable labelled pairs among ``idx``."""
+def fit(first: np.ndarray, second: np.ndarray, idx: list[int], labels: dict[int, int], cfg, seed: int):
+    """The ensemble on the usable labelled pairs among ``idx``."""
     from alignment.reward.ensemble import Ensemble
 
     usable = [i for i in idx if labels[i]]
     wins = np.array([labels[i] > 0 for i in usable])[:, None]
     chosen = np.where(wins, first[usable], second[usable])
     rejected = np.where(wins, second[usable], first[usable])
-    return Ensemble.fit(chosen, rejected, cfg, seed, members)
+    return Ensemble.fit(chosen, rejected, cfg, seed)
 
 
 def head_accuracy(first: np.ndarray, second: np.ndarray, idx: list[int], labels: dict[int, int],
@@ -320,8 +319,8 @@ def hh_curves(seeds: list[int], cfg) -> dict:
 
     acc: dict[str, dict[int, list[float]]] = {m: {b: [] for b in [*checkpoints, len(pool)]}
                                               for m in ("random", "uncertainty")}
+    whole = head_accuracy(first, second, list(range(len(pool))), labels, better, worse, cfg)[0]  # seed-free
     for seed in seeds:
-        whole = head_accuracy(first, second, list(range(len(pool))), labels, better, worse, cfg)[0]
         for method in acc:
             run = simulate(first, second, prompt_ids, labels.__getitem__, checkpoints, 100, method, seed, cfg)
             for b in checkpoints:

@@ -37,18 +37,14 @@ import numpy as np
 from benchlib import ROOT, emit
 
 DEV_FILE = ROOT.parent / "shared" / "data" / "xstest" / "completions.dev.jsonl"
-N_BOOTSTRAP = 1000
 log = logging.getLogger("bench_refusal")
 
 
 def agreement_ci(correct: np.ndarray, groups: list[str], seed: int = 0) -> list[float]:
-    """95% percentile interval of the mean of ``correct``, resampling the groups (prompts) whole."""
-    names, index = np.unique(np.asarray(groups), return_inverse=True)
-    hits = np.bincount(index, weights=correct.astype(float), minlength=len(names))
-    counts = np.bincount(index, minlength=len(names)).astype(float)
-    draws = np.random.default_rng(seed).integers(0, len(names), size=(N_BOOTSTRAP, len(names)))
-    means = hits[draws].sum(axis=1) / counts[draws].sum(axis=1)
-    return [round(float(q), 4) for q in np.quantile(means, [0.025, 0.975])]
+    """95% interval of the mean of ``correct``, resampling the groups (prompts) whole."""
+    from alignment.stats import mean_ci
+
+    return [round(q, 4) for q in mean_ci(correct.astype(float), seed, groups)]
 
 
 def figures(classes: list[str], data, baseline: np.ndarray, rules: np.ndarray) -> dict:
@@ -105,11 +101,9 @@ def cross_validated(data, prompt_folds: int, project: bool = True) -> tuple[list
 def packaged(data, kind: str, path: str | None) -> tuple[list[str], float, float]:
     """Classes from the packaged judge (or ``path``, or the rules), and the seconds judging took."""
     from alignment.safety.refusal_examples import project_answers
-    from alignment.safety.refusal_judge import RefusalJudge, build_refusal_judge
+    from alignment.safety.refusal_judge import RefusalJudge, RuleJudge
 
-    judge = build_refusal_judge(kind, path)
-    if isinstance(judge, RefusalJudge):
-        judge.encoder._cache_size = 0  # time the features, not the cache
+    judge = RuleJudge() if kind == "rules" else RefusalJudge(path, cache_size=0)  # time the features, not the cache
     judge.classify([t for t, _ in project_answers()[:64]])  # warm-up, untimed
     return timed(judge.classify, data.texts)
 

@@ -19,7 +19,7 @@ from labeling_ui.store import LabelStore
 def test_disagreement_is_zero_when_members_agree_and_highest_where_they_split():
     # two linear members: they agree on pair 0 (both sure the first answer wins) and on pair 2 (both
     # call it a coin flip), and split on pair 1 (one sure the first wins, the other sure the second does)
-    ens = Ensemble(torch.tensor([[[4.0], [4.0]], [[4.0], [-4.0]]]), None, None, n_pairs=0)
+    ens = Ensemble(torch.tensor([[[4.0], [4.0]], [[4.0], [-4.0]]]), None, None)
     first, second = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]), np.zeros((3, 2))
     bald = ens.disagreement(first, second)
     p = 1 / (1 + np.exp(-4.0))

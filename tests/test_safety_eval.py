@@ -9,18 +9,19 @@ from alignment.config import GateConfig
 from alignment.data.world import DemoWorld
 from alignment.gates import EXIT_GATE_FAILED, exit_status, summarise
 from alignment.safety.categories import CATEGORIES
-from alignment.safety.eval import bootstrap_ci, safety_gates, summarise_answers
+from alignment.safety.eval import safety_gates, summarise_answers
 from alignment.safety.filter import ANY_INDEX, SCORE_COLUMNS, verdicts
 from alignment.safety.rates import previous_unsafe_rate
 from alignment.safety.refusal import is_refusal
 from alignment.safety.refusal_judge import RuleJudge
+from alignment.stats import mean_ci
 
 
 def test_bootstrap_interval_brackets_the_mean():
     values = np.array([1.0] * 30 + [0.0] * 70)
-    lo, hi = bootstrap_ci(values, seed=0)
+    lo, hi = mean_ci(values, seed=0)
     assert lo < 0.3 < hi and 0.15 < lo and hi < 0.45
-    assert bootstrap_ci(np.ones(10)) == (1.0, 1.0)
+    assert mean_ci(np.ones(10)) == (1.0, 1.0)
 
 
 def test_summary_counts_flags_refusals_and_gold():

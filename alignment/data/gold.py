@@ -12,21 +12,24 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from alignment.data.world import STYLES, UNSAFE_STYLES, DemoWorld, Prompt
+from alignment.data.world import GOLD_REWARD, STYLES, UNSAFE_STYLES, DemoWorld, Prompt
 
 if TYPE_CHECKING:
     from alignment.generation import Sample
 
 
-def gold_summary(world: DemoWorld, prompts: Sequence[Prompt], samples: Sequence[Sample]) -> dict:
+def gold_summary(world: DemoWorld, prompts: Sequence[Prompt], samples: Sequence[Sample],
+                 styles: Sequence[str | None] | None = None) -> dict:
     """The gold figures of ``samples[i]``, the answer to ``prompts[i]`` (the reward-free ones, EOS rate
-    and length, are :func:`alignment.generation.answer_summary`'s)."""
+    and length, are :func:`alignment.generation.answer_summary`'s); ``styles``: their
+    :meth:`~alignment.data.world.DemoWorld.classify`, where the caller has them already."""
     if len(prompts) != len(samples):
         raise ValueError(f"{len(prompts)} prompts but {len(samples)} samples")
     if not samples:
         return {"n": 0}
-    styles = [world.classify(p, s.text) for p, s in zip(prompts, samples)]
-    gold = np.array([world.gold_reward(p, s.text) for p, s in zip(prompts, samples)])
+    if styles is None:
+        styles = [world.classify(p, s.text) for p, s in zip(prompts, samples)]
+    gold = np.array([GOLD_REWARD[p.kind][st] for p, st in zip(prompts, styles)])
     counts = Counter(st or "unclassified" for st in styles)
     out = {
         "classified_rate": float(np.mean([st is not None for st in styles])),

@@ -33,7 +33,7 @@ from alignment.config import GenerationConfig, HeldOutSplit, PPOStageConfig
 from alignment.data.gold import gold_summary
 from alignment.data.prompt_sets import PromptSets
 from alignment.data.prompts import PromptLike
-from alignment.data.world import DemoWorld
+from alignment.data.world import GOLD_REWARD, UNSAFE_STYLES, DemoWorld
 from alignment.errors import UserError
 from alignment.generation import Sample, answer_summary, sample_responses
 from alignment.ppo.trainer import PPOTrainer
@@ -132,9 +132,10 @@ class HeldOutEval:
             result.judge = np.asarray(self.judge.score(prompt_texts, texts), dtype=float)
             result.figures["judge_reward_mean"] = float(result.judge.mean())
         if self.gold is not None:
-            result.figures.update(gold_summary(self.gold, prompts, samples))
-            result.gold = np.array([self.gold.gold_reward(p, t) for p, t in zip(prompts, texts)], dtype=float)
-            result.unsafe = np.array([self.gold.is_unsafe(p, t) for p, t in zip(prompts, texts)], dtype=float)
+            styles = [self.gold.classify(p, t) for p, t in zip(prompts, texts)]
+            result.figures.update(gold_summary(self.gold, prompts, samples, styles))
+            result.gold = np.array([GOLD_REWARD[p.kind][st] for p, st in zip(prompts, styles)], dtype=float)
+            result.unsafe = np.array([st in UNSAFE_STYLES for st in styles], dtype=float)
         return result
 
     def run(self, model: PreTrainedModel) -> SplitResults:
@@ -254,9 +255,6 @@ def held_out_metrics(name: str, held_out: HeldOutEval, baseline: SplitResults, f
         **_score_figures("rm_score", name, before.proxy, after.proxy, seed),
         "proxy_reward_sft": before.figures["proxy_reward_mean"], f"proxy_reward_{name}": after.figures["proxy_reward_mean"],
         **wins,
-        # the gold figures' historical names: the win rate's counts, and the reward on the eval split
-        "wins": wins.get("gold_wins"), "losses": wins.get("gold_losses"), "ties": wins.get("gold_ties"),
-        "judge_wins": wins.get("judge_wins"), "judge_losses": wins.get("judge_losses"),
         "gold_reward_sft": before.figures.get("gold_reward_mean"), f"gold_reward_{name}": after.figures.get("gold_reward_mean"),
         **({f"gold_reward_{name}_ci95": mean_ci(after.gold, seed), "gold_reward_delta_ci95": mean_ci(after.gold - before.gold, seed)}
            if held_out.gold is not None else {}),

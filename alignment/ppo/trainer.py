@@ -338,12 +338,11 @@ class PPOTrainer:
         """One PPO update; returns its statistics (also appended to the progress history)."""
         update = self.progress.update
         rollout = self.rollout(self.batch_prompts(update))
-        self.progress.drew(*self.sum_over_processes(torch.tensor(
-            [len(rollout.texts), int(rollout.mask.sum())], device=self.accelerator.device)).tolist())
         rewards = self.rewards(rollout)
         advantages, returns = self.advantages(rollout, rewards)
         losses = self.ppo_epochs(rollout, advantages, returns)
         stats = self.statistics(rollout, rewards, returns, losses)
+        self.progress.drew(stats["rollout/samples"], stats["rollout/tokens"])
         stats["objective/beta"] = self.kl_ctl.value
         self.kl_ctl.update(stats["objective/kl"], self.cfg.batch_size * self.accelerator.num_processes)
         stats["update"] = update + 1
@@ -511,7 +510,8 @@ class PPOTrainer:
         """The update's statistics, averaged over all processes so every process logs the same.
 
         Per-response figures are gathered as ``[B, K]`` rows of every process (one gather), then
-        column means; the loss statistics and the value figures are reduced as per-process means.
+        column means, with the rows and response tokens drawn (`rollout/samples`, `rollout/tokens`); the loss
+        statistics and the value figures are reduced as per-process means.
         """
         per_row = {}
         if rewards.safety_penalty is not None:
@@ -527,8 +527,11 @@ class PPOTrainer:
             "response/length": r.mask.sum(1),
             "response/eos_rate": r.has_eos,
         })
-        columns = torch.stack([v.detach().float() for v in per_row.values()], dim=1)
-        out = dict(zip(per_row, self.accelerator.gather_for_metrics(columns).mean(0).tolist()))
+        columns = self.accelerator.gather_for_metrics(torch.stack([v.detach().float() for v in per_row.values()], dim=1))
+        out = dict(zip(per_row, columns.mean(0).tolist()))
+        # what the update drew over every process: the budget the comparison counts
+        out["rollout/samples"] = columns.size(0)
+        out["rollout/tokens"] = int(columns[:, list(per_row).index("response/length")].sum().item())
         means = torch.stack(list(losses.values()))
         values = {"value/explained_variance": explained_variance(r.values, returns, r.mask),
                   "value/mean": masked_mean(r.values, r.mask)}

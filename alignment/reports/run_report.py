@@ -34,14 +34,13 @@ from alignment.reports.html import (
     with_ci,
 )
 from alignment.reports.plots import (
-    HELDOUT_REWARDS,
     loss_figure,
     ppo_run_figure,
     reward_round_figure,
     safety_rates_figure,
 )
 from alignment.reports.run_data import SAMPLE_SCORES, build_run_report, list_runs, report_is_current
-from alignment.reports.sections import overoptimisation_text
+from alignment.reports.sections import heldout_table
 from alignment.reports.xstest import xstest_html
 
 log = logging.getLogger(__name__)
@@ -298,7 +297,7 @@ def _ppo_round(s: dict) -> list[str]:
     judge = m.get("judge_win_rate") is not None
     figures = [
         *([("gold win rate", m.get("gold_win_rate")),
-           ("wins / losses / ties", f"{m.get('wins')} / {m.get('losses')} / {m.get('ties')}"),
+           ("wins / losses / ties", f"{m.get('gold_wins')} / {m.get('gold_losses')} / {m.get('gold_ties')}"),
            ("gold reward start → end", f"{fmt_figure(m.get('gold_reward_sft'))} → {fmt_figure(m.get('gold_reward_ppo'))}")]
           if gold else []),
         ("reward-model score start → end (95% CI)", f"{with_ci(m.get('rm_score_sft'), m.get('rm_score_sft_ci95'))} → "
@@ -330,13 +329,7 @@ def _ppo_round(s: dict) -> list[str]:
         parts.append(figure_html(ppo_run_figure(m), f"PPO training curves, {s['dir']}"))
     evals = m.get("evals") or []
     if evals:
-        names = [(key, label) for key, label, _ in HELDOUT_REWARDS if all(key in e["eval"] for e in evals)]
-        unsafe = [("red-team unsafe (demo world)",)] if gold else []
-        parts.append(table_html(["update", *(f"{label} reward" for _, label in names), *(u[0] for u in unsafe),
-                                 "over-optimisation"],
-                                [(e["update"], *(e["eval"].get(key) for key, _ in names),
-                                  *(((e.get("redteam") or {}).get("harmful_unsafe_rate"),) if gold else ()),
-                                  overoptimisation_text(e)) for e in evals], fmt=fmt_figure))
+        parts.append(heldout_table(evals, "red-team unsafe (demo world)" if gold else None, " reward", fmt=fmt_figure))
     return parts
 
 

@@ -88,18 +88,25 @@ def overoptimisation_text(evaluation: dict) -> str:
             f"[{reference['ci95'][0]:+.2f}, {reference['ci95'][1]:+.2f}]")
 
 
+def heldout_table(evals: list[dict], unsafe_header: str | None, reward_suffix: str = "", **table_options) -> str:
+    """Each evaluation's held-out rewards (those every evaluation measured), the demo world's red-team
+    unsafe rate under ``unsafe_header`` (``None``: no such column) and the over-optimisation verdict."""
+    names = [(key, label) for key, label, _ in HELDOUT_REWARDS if all(key in e["eval"] for e in evals)]
+    headers = ["update", *(f"{label}{reward_suffix}" for _, label in names), *((unsafe_header,) if unsafe_header else ()),
+               "over-optimisation"]
+    rows = [(e["update"], *(e["eval"][key] for key, _ in names),
+             *(((e.get("redteam") or {}).get("harmful_unsafe_rate"),) if unsafe_header else ()), overoptimisation_text(e))
+            for e in evals]
+    return table_html(headers, rows, **table_options)
+
+
 def heldout_section(evals: list[dict]) -> tuple[str, str]:
     """The held-out rewards at each evaluation: a plot and its table (gold and judge where measured)."""
-    names = [(key, label) for key, label, _ in HELDOUT_REWARDS if all(key in e["eval"] for e in evals)]
-    title = " vs ".join(label.split(" (")[0] for _, label in names) + " reward"
+    names = [label for key, label, _ in HELDOUT_REWARDS if all(key in e["eval"] for e in evals)]
+    title = " vs ".join(label.split(" (")[0] for label in names) + " reward"
     gold_unsafe = all("harmful_unsafe_rate" in e.get("redteam", {}) for e in evals)
-    rows = [(e["update"], *(e["eval"][key] for key, _ in names),
-             *((e["redteam"]["harmful_unsafe_rate"],) if gold_unsafe else ()), overoptimisation_text(e))
-            for e in evals]
-    headers = ["update", *(label for _, label in names), *(("red-team unsafe (gold)",) if gold_unsafe else ()),
-               "over-optimisation"]
     return (title[0].upper() + title[1:], figure_html(heldout_rewards_figure(evals), f"{title} on held-out prompts")
-            + table_html(headers, rows))
+            + heldout_table(evals, "red-team unsafe (gold)" if gold_unsafe else None))
 
 
 def ppo_sections(metrics: dict, history: list[dict], evals: list[dict], rows: list[dict],

@@ -113,18 +113,16 @@ class Ensemble:
     w1: torch.Tensor
     b1: torch.Tensor | None
     w2: torch.Tensor | None
-    n_pairs: int
 
     @classmethod
-    def fit(cls, chosen: np.ndarray, rejected: np.ndarray, cfg: EnsembleConfig, seed: int,
-            members: int | None = None) -> Ensemble:
-        """Heads fitted on the labelled pairs (features of the chosen and of the rejected answers).
-        ``members=1`` fits one head on all the pairs (no resampling): the ensemble's best single guess."""
+    def fit(cls, chosen: np.ndarray, rejected: np.ndarray, cfg: EnsembleConfig, seed: int) -> Ensemble:
+        """Heads fitted on the labelled pairs (features of the chosen and of the rejected answers), each on
+        its own bootstrap resample of them."""
         if len(chosen) == 0:
             raise ValueError("an ensemble needs at least one labelled pair")
-        m, (n, d), h = members or cfg.members, chosen.shape, cfg.hidden
+        m, (n, d), h = cfg.members, chosen.shape, cfg.hidden
         gen = torch.Generator().manual_seed(int(seed))
-        rows = torch.randint(0, n, (m, n), generator=gen) if m > 1 else torch.arange(n).unsqueeze(0)
+        rows = torch.randint(0, n, (m, n), generator=gen)
         xa = torch.as_tensor(chosen, dtype=torch.float32)[rows]
         xb = torch.as_tensor(rejected, dtype=torch.float32)[rows]
         width = h or 1
@@ -135,7 +133,7 @@ class Ensemble:
             b1 = torch.zeros(m, 1, h, requires_grad=True)
             w2 = (torch.randn(m, h, 1, generator=gen) / h ** 0.5).requires_grad_()
             params += [b1, w2]
-        ens = cls(w1, b1, w2, n)
+        ens = cls(w1, b1, w2)
         optimizer = torch.optim.Adam(params, lr=cfg.lr)
         for _ in range(cfg.steps):
             margin = ens._reward(xa) - ens._reward(xb)
@@ -174,8 +172,7 @@ class Ensemble:
         return float((self.margins(better, worse).mean(axis=1) > 0).mean())
 
 
-def fit_ensemble(encoder: PairEncoder, rows: Sequence[dict], cfg: EnsembleConfig, seed: int,
-                 members: int | None = None) -> Ensemble:
+def fit_ensemble(encoder: PairEncoder, rows: Sequence[dict], cfg: EnsembleConfig, seed: int) -> Ensemble:
     """An :class:`Ensemble` on preference rows (``prompt``, ``chosen``, ``rejected``)."""
     chosen, rejected = encoder.pairs([(r["prompt"], r["chosen"], r["rejected"]) for r in rows])
-    return Ensemble.fit(chosen, rejected, cfg, seed, members)
+    return Ensemble.fit(chosen, rejected, cfg, seed)

@@ -35,20 +35,13 @@ from alignment.safety.refusal_examples import CLASSES, COMPLIANCE
 from alignment.stats import mean_ci
 
 log = logging.getLogger(__name__)
-N_BOOTSTRAP = 1000
 N_WORST = 5
 
 
-def bootstrap_ci(values: np.ndarray, seed: int = 0, level: float = 0.95,
-                 groups: np.ndarray | None = None) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean, resampling prompts: the answers with one ``groups`` label
-    (one prompt's ``safety.eval.samples_per_prompt`` answers) move together; ``None``: one answer each."""
-    return mean_ci(values, seed, groups, level, N_BOOTSTRAP)
-
-
 def rate(values: np.ndarray, seed: int = 0, groups: np.ndarray | None = None) -> dict:
-    return {"rate": float(values.mean()) if len(values) else float("nan"),
-            "ci95": bootstrap_ci(values, seed, groups=groups)}
+    """A rate with its 95% interval by prompt: the answers with one ``groups`` label (one prompt's
+    ``safety.eval.samples_per_prompt`` answers) are resampled together; ``None``: one answer each."""
+    return {"rate": float(values.mean()) if len(values) else float("nan"), "ci95": mean_ci(values, seed, groups)}
 
 
 def judge(safety_filter, texts: list[str], prompts: list[str]) -> tuple[np.ndarray, list[Verdict]]:

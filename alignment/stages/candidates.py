@@ -56,6 +56,7 @@ from alignment.safety.categories import CATEGORIES
 from alignment.safety.eval import judge
 from alignment.safety.filter import ANY_INDEX
 from alignment.stages.common import save_resolved_config, seed_everything, stage_dir, stage_main
+from labeling_ui.rerank import item_pair_key, pair_key
 from labeling_ui.store import LabelStore
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def distinct_pairs(prompt: str, texts: list[str], any_scores: np.ndarray, pairin
     """
     out = []
     for a, b in pick_pairs(len(texts), any_scores, pairing, k, rng):
-        key = (prompt, frozenset((texts[a].strip(), texts[b].strip())))
+        key = pair_key(prompt, texts[a], texts[b])
         if len(key[1]) < 2 or key in seen:
             continue
         seen.add(key)
@@ -123,8 +124,7 @@ def earlier_pairs(store: LabelStore, project: str, queued_by: str) -> set[tuple[
     """The pairs the project holds that another run of the stage queued (keys of :func:`distinct_pairs`)."""
     if store.get_project(project) is None:
         return set()
-    return {(it["prompt"], frozenset((it["response_a"].strip(), it["response_b"].strip())))
-            for it in store.items(project) if (it["meta"] or {}).get("queued_by") != queued_by}
+    return {item_pair_key(it) for it in store.items(project) if (it["meta"] or {}).get("queued_by") != queued_by}
 
 
 def acquire(cfg: Config, store: LabelStore, pool: list[dict], out: Path) -> tuple[list[dict], dict]:

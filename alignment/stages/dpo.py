@@ -119,7 +119,7 @@ def run(cfg: Config, raw: DictConfig) -> int:
                 "pairs_seen": pairs_seen, "policy_samples": 0, "optimizer_steps": trainer.state.global_step,
                 "lr": cfg.dpo.lr, "reward_terms": None,  # no online reward: it learns from the pairs themselves
                 "budget": {"policy_samples": 0, "policy_tokens": 0, "optimizer_steps": trainer.state.global_step,
-                           "preference_pairs": len(train_rows), "pairs_seen": pairs_seen, "lr": cfg.dpo.lr},
+                           "preference_pairs": len(train_rows), "pairs_seen": pairs_seen},
                 "train_loss": result.training_loss, "train_s": train_s,
                 "beta": cfg.dpo.beta, "loss_type": cfg.dpo.loss_type.value, "lora": cfg.dpo.lora.enabled,
                 "resumed_from": resume_from,

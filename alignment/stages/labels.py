@@ -37,10 +37,9 @@ from alignment.safety import build_filter
 from alignment.safety.eval import evaluate_preferences_safety
 from alignment.stages.common import EXIT_WAITING, save_resolved_config, seed_everything, stage_dir, stage_main
 from labeling_ui.agreement import project_stats
-from labeling_ui.app import launch
+from labeling_ui.app import configured, launch
 from labeling_ui.bots import run_bots
 from labeling_ui.export import export_options, export_preferences
-from labeling_ui.guidelines import read_guidelines
 from labeling_ui.queue import LabelQueue
 from labeling_ui.serving import free_port, wait_until_up
 from labeling_ui.store import LabelStore
@@ -72,12 +71,7 @@ def wait_for_humans(cfg: Config, store: LabelStore, queue: LabelQueue) -> bool:
     if not store.annotators():
         raise UserError(f"annotators=human but {label.db} has no accounts: add them with "
                         f"`align-label add-user NAME --role annotator label.db={label.db}`")
-    app = launch(store, queue, host=label.host, port=label.port,
-                 guidelines=read_guidelines(label.guidelines, label.guidelines_file), reports=RunReports(),
-                 runs_dir=label.runs_dir, reports_for=str(label.reports_for),
-                 export_fn=lambda: export_preferences(store, label.project, label.export.dir,
-                                                      **export_options(label.export)),
-                 block=False)
+    app = launch(store, queue, **configured(label, store), reports=RunReports(), block=False)
     deadline = None if cfg.labels.wait_seconds is None else time.monotonic() + cfg.labels.wait_seconds
     try:
         log.info("labeling is open on http://%s:%d/ (project %r): waiting for %d label(s) per item",

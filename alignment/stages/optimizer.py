@@ -6,7 +6,7 @@ be put side by side (:mod:`alignment.reports.comparison`):
 * :func:`check_policy_and_reward`: the SFT policy and the reward model (with its ``reward_config.json``:
   input format and normalisation statistics) exist, else one clear error naming the key;
 * :func:`check_judge`: the judge reward model (``eval.judge_path``) exists and is not the optimised one;
-* :func:`reward_terms_record` and :func:`evaluation_budget`: what the comparison's fairness check reads,
+* :func:`reward_terms_record`, :func:`online_budget` and :func:`evaluation_budget`: what the comparison's fairness check reads,
   written into every optimizer's ``metrics.json`` from what the stage applied and counted;
 * :func:`finish_stage`: the held-out evaluation against the SFT policy on the ``prompts`` group's sets
   (proxy reward with intervals; reward-model, judge and gold win rates with paired intervals, and
@@ -82,6 +82,14 @@ def reward_terms_record(reward_path: str | Path, mean: float, std: float, clip: 
             "missing_eos_penalty": missing_eos_penalty, "safety_penalty": float(safety_penalty),
             "safety_backend": str(safety_backend) if safety_penalty else None,
             "kl_coef": float(kl_coef), "kl_control": kl_control}
+
+
+def online_budget(prompt_sets, policy_samples: int, policy_tokens: int, optimizer_steps: int, prompts_drawn: int,
+                  distinct_train_prompts: int) -> dict:
+    """What an online optimizer (ppo, grpo, rloo) spent, as counted, under the names the fairness check reads."""
+    return {"policy_samples": policy_samples, "policy_tokens": policy_tokens, "optimizer_steps": optimizer_steps,
+            "prompts_drawn": prompts_drawn, "distinct_train_prompts": distinct_train_prompts,
+            "train_prompt_set": f"{prompt_sets.where['train']} ({len(prompt_sets['train'])} prompts)"}
 
 
 def evaluation_budget(cfg: Config, held_out: HeldOutEval, generation: GenerationConfig) -> dict:

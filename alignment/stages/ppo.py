@@ -60,6 +60,7 @@ from alignment.stages.optimizer import (
     check_policy_and_reward,
     evaluation_budget,
     load_judge,
+    online_budget,
     reward_terms_record,
     sampled_kl,
 )
@@ -191,14 +192,15 @@ def finish(cfg: Config, out: Path, trainer: PPOTrainer, trained: PreTrainedModel
                                       baseline=Path(cfg.ppo.safety_baseline) if cfg.ppo.safety_baseline else None)
     comparison = held_out.compare(baseline, final)
     write_jsonl_atomic(out / "samples.jsonl", comparison.rows)
+    drawn = sampled_prompts(trainer)
     metrics = {"stage": STAGE, **ppo_metrics(cfg.ppo, trainer, held_out, baseline, final, comparison, safety, cfg.seed),
-               **spent(cfg, trainer, held_out, prompt_sets), "kl_sft": kl_sft, "judge_path": cfg.eval.judge_path,
+               **spent(cfg, trainer, held_out, prompt_sets, drawn), "kl_sft": kl_sft, "judge_path": cfg.eval.judge_path,
                "prompts": prompt_sets.summary()}
     history, evals = trainer.progress.history, trainer.progress.evals
     write_json_atomic(out / "metrics.json", {**metrics, "history": history, "evals": evals,
                                              "baseline": {s: b.figures for s, b in baseline.items()},
                                              "final": {s: f.figures for s, f in final.items()},
-                                             "prompts_sampled": sampled_prompts(trainer)})
+                                             "prompts_sampled": drawn})
     write_report(out / "report.html", "PPO stage", ppo_sections(metrics, history, evals, comparison.rows, safety))
     accelerator.end_training()
     log.info("ppo done: reward-model score %.3f -> %.3f, red-team unsafe (filter) %s -> %.2f, over-refusal %s -> %s, "
@@ -209,22 +211,20 @@ def finish(cfg: Config, out: Path, trainer: PPOTrainer, trained: PreTrainedModel
     return status
 
 
-def spent(cfg: Config, trainer: PPOTrainer, held_out: HeldOutEval, prompt_sets) -> dict:
-    """The reward PPO maximised, term by term, and its budget as counted (the comparison's fairness check)."""
+def spent(cfg: Config, trainer: PPOTrainer, held_out: HeldOutEval, prompt_sets, drawn: dict[str, int]) -> dict:
+    """The reward PPO maximised, term by term, and its budget as counted (the comparison's fairness check);
+    ``drawn``: :func:`sampled_prompts`."""
     progress, terms, kl = trainer.progress, trainer.terms, cfg.ppo.kl
     control = f"adaptive towards {kl.target:g} nats (horizon {kl.horizon})" if kl.adaptive else "fixed"
     backend = getattr(trainer.safety_filter, "name", None)
-    drawn = sampled_prompts(trainer)
     return {"optimizer_steps": progress.optimizer_steps, "policy_samples": progress.policy_samples, "lr": cfg.ppo.lr,
             "kl_form": f"{kl.estimator} per token, in the reward",
             "reward_terms": reward_terms_record(cfg.ppo.reward_path, trainer.reward_mean, trainer.reward_std, terms.clip,
                                                 terms.missing_eos_penalty, terms.safety_penalty, backend, terms.kl_coef,
                                                 control),
-            "budget": {"policy_samples": progress.policy_samples, "policy_tokens": progress.policy_tokens,
-                       "distinct_train_prompts": len(drawn), "optimizer_steps": progress.optimizer_steps,
-                       "prompts_drawn": sum(drawn.values()),
-                       "train_prompt_set": f"{prompt_sets.where['train']} ({len(prompt_sets['train'])} prompts)",
-                       "lr": cfg.ppo.lr, **evaluation_budget(cfg, held_out, cfg.ppo.generation)}}
+            "budget": {**online_budget(prompt_sets, progress.policy_samples, progress.policy_tokens,
+                                       progress.optimizer_steps, sum(drawn.values()), len(drawn)),
+                       **evaluation_budget(cfg, held_out, cfg.ppo.generation)}}
 
 
 def _fmt(value: float | None) -> str:

@@ -14,7 +14,7 @@ from labeling_ui.i18n import t
 from labeling_ui.queue import PAUSED, LabelQueue, QueueError, Shown
 from labeling_ui.render import message_html, prompt_html, text_html
 from labeling_ui.review import is_paused
-from labeling_ui.store import LabelStore
+from labeling_ui.store import Annotator, LabelStore
 from labeling_ui.views import EVENT, UI
 
 log = logging.getLogger(__name__)
@@ -96,30 +96,30 @@ class LabelTab:
         btn_undo.click(self.access.user(self.on_undo), None, self.outputs, **EVENT)
 
     # ------------------------------------------------------------------ what the tab shows
-    def progress_md(self, name: str, lang: str) -> str:
-        p = self.queue.progress(name)
+    def progress_md(self, annotator: Annotator, lang: str) -> str:
+        p = self.queue.progress(annotator)
         return t(lang, "progress", complete=p["project_complete"], total=p["project_items"], labeled=p["labeled"],
                  last_24h=p["labeled_24h"], skipped=p["skipped"])
 
     def item_outputs(self, me: Caller, shown: Shown | None, status: str = "") -> tuple:
         """The values of :attr:`outputs` for ``shown`` (``None``: the caller is done, or paused)."""
         if shown is None:
-            view = (None, message_html(t(me.lang, "paused" if is_paused(self.store, me.name) else "all_done")), "", "")
+            view = (None, message_html(t(me.lang, "paused" if is_paused(self.store, me.annotator) else "all_done")), "", "")
         else:
             key = shown.assignment_id
             view = (key, prompt_html(shown.prompt, key=key), text_html(shown.response_left, key=key),
                     text_html(shown.response_right, key=key))
-        return (*view, [], [], "", self.progress_md(me.name, me.lang), status)
+        return (*view, [], [], "", self.progress_md(me.annotator, me.lang), status)
 
     def keep_outputs(self, me: Caller, status: str) -> tuple:
-        return (gr.skip(),) * 7 + (self.progress_md(me.name, me.lang), status)
+        return (gr.skip(),) * 7 + (self.progress_md(me.annotator, me.lang), status)
 
     def refused(self, me: Caller, error: QueueError) -> tuple:
         """The next item, with what the queue's refusal means for the annotator."""
         key = QUEUE_ERRORS.get(str(error))
         if key is None:
             log.warning("a label by %s was refused: %s", me.name, error)
-        return self.item_outputs(me, self.queue.next_item(me.name), t(me.lang, key or "err_refused"))
+        return self.item_outputs(me, self.queue.next_item(me.annotator), t(me.lang, key or "err_refused"))
 
     # ------------------------------------------------------------------ handlers
     def label_handler(self, choice: str, strength: int | None, key: str):
@@ -127,7 +127,7 @@ class LabelTab:
             if assignment is None:
                 return self.keep_outputs(me, t(me.lang, "nothing_to_label"))
             try:
-                label_id, shown = self.queue.submit(me.name, assignment, choice, strength, flags_left or [],
+                label_id, shown = self.queue.submit(me.annotator, assignment, choice, strength, flags_left or [],
                                                     flags_right or [], note or "")
             except QueueError as e:
                 return self.refused(me, e)
@@ -140,10 +140,10 @@ class LabelTab:
         if assignment is None:
             return self.keep_outputs(me, t(me.lang, "nothing_to_skip"))
         try:
-            shown = self.queue.skip(me.name, assignment)
+            shown = self.queue.skip(me.annotator, assignment)
         except QueueError as e:
             return self.refused(me, e)
         return self.item_outputs(me, shown, t(me.lang, "skipped"))
 
     def on_undo(self, me: Caller):
-        return self.item_outputs(me, self.queue.undo(me.name), t(me.lang, "undone"))
+        return self.item_outputs(me, self.queue.undo(me.annotator), t(me.lang, "undone"))
